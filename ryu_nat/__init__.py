@@ -1,0 +1,1 @@
+"""ryu_nat: network address translation for SDN."""
