@@ -1,0 +1,50 @@
+"""ICMP messages the NAT itself sends: time exceeded, and echo replies for its own addresses.
+
+Built with ``ryu.lib.packet``; the quoted packet follows RFC 792 (IP header plus
+the first 8 bytes of its payload). No I/O.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from ryu.lib.packet import icmp, ipv4
+
+from ryu_nat.core.addresses import Proto
+from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, ICMP_ERROR_TYPES, Datagram
+
+ICMP_ECHO_REPLY = 0
+ICMP_ECHO_REQUEST = 8
+ICMP_TIME_EXCEEDED = 11
+TTL_EXCEEDED_IN_TRANSIT = 0
+DEFAULT_TTL = 64
+
+
+def may_answer_with_error(d: Datagram) -> bool:
+    """RFC 1812 4.3.2.7: no ICMP error about an ICMP error or a later fragment."""
+    if d.frag_offset:
+        return False
+    return not (d.proto == Proto.ICMP and d.icmp_type in ICMP_ERROR_TYPES)
+
+
+def _ipv4_packet(src: IPv4Address, dst: IPv4Address, body: bytes) -> bytes:
+    header = ipv4.ipv4(src=str(src), dst=str(dst), proto=Proto.ICMP, ttl=DEFAULT_TTL)
+    return bytes(header.serialize(body, None)) + body
+
+
+def time_exceeded(d: Datagram, from_ip: IPv4Address) -> bytes:
+    """An ICMP time-exceeded (TTL exceeded in transit) from ``from_ip`` to the sender of ``d``."""
+    quoted = d.raw[: d.header_len + EMBEDDED_TRANSPORT_LEN]
+    message = icmp.icmp(ICMP_TIME_EXCEEDED, TTL_EXCEEDED_IN_TRANSIT, 0,
+                        data=icmp.TimeExceeded(data_len=0, data=quoted))
+    return _ipv4_packet(from_ip, IPv4Address(d.src), bytes(message.serialize(b"", None)))
+
+
+def echo_reply(d: Datagram) -> bytes | None:
+    """The echo reply to an echo request addressed to the NAT itself (None if ``d`` is not one)."""
+    if d.proto != Proto.ICMP or d.icmp_type != ICMP_ECHO_REQUEST or d.is_fragment:
+        return None
+    request, _, _ = icmp.icmp.parser(d.raw[d.header_len:])
+    echo = request.data
+    reply = icmp.icmp(ICMP_ECHO_REPLY, 0, 0, data=icmp.echo(echo.id, echo.seq, echo.data))
+    return _ipv4_packet(IPv4Address(d.dst), IPv4Address(d.src), bytes(reply.serialize(b"", None)))

@@ -1,0 +1,232 @@
+"""The table on ``cachetools.LRUCache``: bounded per protocol, pairs live and die together.
+
+Each protocol has an LRU cache of mappings keyed by their original channel and
+an index of their reply channels. A lookup in either direction makes the mapping
+the most recently used; when the cache is full the least recently used mapping
+goes, both channels at once (mirage-nat's ``Mirage_nat_lru`` evicts entry pairs). A per-host index makes
+``remove_connections`` proportional to that host's mappings, and deadline
+buckets make ``expire`` proportional to what is due, not to the table size.
+No I/O.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Mapping as MappingOf
+from ipaddress import IPv4Address
+from typing import Literal
+
+import cachetools
+
+from ryu_nat.core.addresses import Proto, pack_key
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalListener, RemovalReason
+
+_COMPACT_SLACK = 1024
+
+
+class _MappingLRU(cachetools.LRUCache):  # type: ignore[misc]
+    """Original channel key -> Mapping, least recently used first; reports evictions."""
+
+    def __init__(self, max_mappings: int, on_evict: Callable[[Mapping], None]) -> None:
+        if max_mappings < 1:
+            raise ValueError("a table needs room for at least one mapping")
+        super().__init__(max_mappings)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[int, Mapping]:
+        key, mapping = super().popitem()
+        self._on_evict(mapping)
+        return key, mapping
+
+    def peek(self, key: int) -> Mapping | None:
+        """The mapping at ``key`` without touching its recency."""
+        if key in self:
+            return cachetools.Cache.__getitem__(self, key)  # type: ignore[no-any-return]
+        return None
+
+
+class _SubTable:
+    """One protocol: an LRU of mappings by original channel, and an index of reply channels.
+
+    Recency is per mapping: a packet in either direction makes it the most
+    recently used, and an eviction removes both channels at once.
+    """
+
+    __slots__ = ("by_original", "by_reply")
+
+    def __init__(self, max_mappings: int, on_evict: Callable[[Mapping], None]) -> None:
+        self.by_original = _MappingLRU(max_mappings, on_evict)
+        self.by_reply: dict[int, Mapping] = {}
+
+    def __contains__(self, key: int) -> bool:
+        return key in self.by_original or key in self.by_reply
+
+    def live(self) -> list[Mapping]:
+        return list(self.by_original.values())
+
+
+class LruNatTable:
+    """A :class:`~ryu_nat.core.table.NatTable` bounded per protocol, least recently used out first."""
+
+    def __init__(self, sizes: MappingOf[Proto, int], listener: RemovalListener | None = None) -> None:
+        self.listener = listener
+        self._tables = {proto: _SubTable(sizes[proto], self._evicted) for proto in Proto}
+        self._by_host: dict[int, dict[Mapping, None]] = {}
+        self._buckets: dict[int, list[Mapping]] = {}
+        self._bucket_heap: list[int] = []
+        self._bucket_entries = 0
+        self._timed_mappings = 0
+
+    # --- the NatTable interface ---------------------------------------------------
+
+    def lookup(self, proto: Proto, key: int) -> Mapping | None:
+        table = self._tables[proto]
+        mapping: Mapping | None = table.by_original.get(key)
+        if mapping is None:
+            mapping = table.by_reply.get(key)
+            if mapping is not None:
+                table.by_original[mapping.original]  # noqa: B018 -- a reply makes the mapping recent too
+        return mapping
+
+    def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
+        table = self._tables[mapping.proto]
+        if mapping.original in table or mapping.reply in table or mapping.original == mapping.reply:
+            return AddError.OVERLAP
+        table.by_original[mapping.original] = mapping
+        table.by_reply[mapping.reply] = mapping
+        for host in mapping.private_hosts:
+            self._by_host.setdefault(host, {})[mapping] = None
+        if mapping.expires_by_itself:
+            self._timed_mappings += 1
+            self._schedule(mapping)
+        return None
+
+    def delete(self, mapping: Mapping, reason: RemovalReason = RemovalReason.DELETED) -> bool:
+        table = self._tables[mapping.proto]
+        if table.by_original.peek(mapping.original) is not mapping:
+            return False
+        del table.by_original[mapping.original]
+        del table.by_reply[mapping.reply]
+        self._removed(mapping, reason)
+        return True
+
+    def remove_connections(self, host: IPv4Address) -> FreedPorts:
+        freed: dict[Proto, set[int]] = {proto: set() for proto in Proto}
+        for mapping in list(self._by_host.get(int(host), ())):
+            port = mapping.allocated_port
+            if self.delete(mapping, RemovalReason.HOST_REMOVED) and port is not None:
+                freed[mapping.proto].add(port)
+        return FreedPorts(tcp=frozenset(freed[Proto.TCP]), udp=frozenset(freed[Proto.UDP]),
+                          icmp=frozenset(freed[Proto.ICMP]))
+
+    def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address,
+                     src_port: int, dst_port: int) -> bool:
+        return pack_key(int(src), int(dst), src_port, dst_port) not in self._tables[proto]
+
+    def expire(self, now: float) -> int:
+        removed = 0
+        heap = self._bucket_heap
+        while heap and heap[0] <= now:
+            bucket = heapq.heappop(heap)
+            entries = self._buckets.pop(bucket)
+            self._bucket_entries -= len(entries)
+            not_yet: list[Mapping] = []
+            for mapping in entries:
+                if self._tables[mapping.proto].by_original.peek(mapping.original) is not mapping:
+                    continue  # removed since it was scheduled
+                if mapping.deadline <= now:
+                    self.delete(mapping, RemovalReason.EXPIRED)
+                    removed += 1
+                elif int(mapping.deadline) == bucket:
+                    not_yet.append(mapping)
+                else:
+                    self._schedule(mapping)  # used since it was scheduled
+            if not_yet:
+                self._buckets[bucket] = not_yet
+                self._bucket_entries += len(not_yet)
+                heapq.heappush(heap, bucket)
+                break  # this bucket is only partly due; later ones are not due at all
+        return removed
+
+    def reset(self) -> None:
+        doomed = [mapping for table in self._tables.values() for mapping in table.live()]
+        for table in self._tables.values():
+            table.by_original.clear()
+            table.by_reply.clear()
+        self._by_host.clear()
+        self._buckets.clear()
+        self._bucket_heap.clear()
+        self._bucket_entries = self._timed_mappings = 0
+        for mapping in doomed:
+            self._notify(mapping, RemovalReason.RESET)
+
+    def count(self, proto: Proto) -> int:
+        return len(self._tables[proto].by_original)
+
+    def capacity(self, proto: Proto) -> int:
+        return int(self._tables[proto].by_original.maxsize)
+
+    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
+        if host is not None:
+            for mapping in list(self._by_host.get(int(host), ())):
+                if proto is None or mapping.proto is proto:
+                    yield mapping
+            return
+        for table_proto, table in self._tables.items():
+            if proto is None or table_proto is proto:
+                yield from table.live()
+
+    # --- beyond the interface -------------------------------------------------------
+
+    def reschedule(self, mapping: Mapping) -> None:
+        """Tell the table a mapping's deadline moved earlier (a shorter timeout)."""
+        if self._tables[mapping.proto].by_original.peek(mapping.original) is mapping and mapping.expires_by_itself:
+            self._schedule(mapping)
+
+    def hosts(self) -> int:
+        """Private hosts with at least one mapping."""
+        return len(self._by_host)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _schedule(self, mapping: Mapping) -> None:
+        bucket = int(mapping.deadline)
+        entries = self._buckets.get(bucket)
+        if entries is None:
+            self._buckets[bucket] = [mapping]
+            heapq.heappush(self._bucket_heap, bucket)
+        else:
+            entries.append(mapping)
+        self._bucket_entries += 1
+
+    def _evicted(self, mapping: Mapping) -> None:
+        """The LRU dropped ``mapping``'s original channel: its reply channel goes too."""
+        del self._tables[mapping.proto].by_reply[mapping.reply]
+        self._removed(mapping, RemovalReason.EVICTED)
+
+    def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
+        for host in mapping.private_hosts:
+            of_host = self._by_host.get(host)
+            if of_host is not None:
+                of_host.pop(mapping, None)
+                if not of_host:
+                    del self._by_host[host]
+        if mapping.expires_by_itself:
+            self._timed_mappings -= 1
+            if self._bucket_entries > 2 * self._timed_mappings + _COMPACT_SLACK:
+                self._compact_buckets()
+        self._notify(mapping, reason)
+
+    def _compact_buckets(self) -> None:
+        """Drop bucket entries of removed mappings (evictions leave them behind)."""
+        self._buckets.clear()
+        self._bucket_heap.clear()
+        self._bucket_entries = 0
+        for table in self._tables.values():
+            for mapping in table.live():
+                if mapping.expires_by_itself:
+                    self._schedule(mapping)
+
+    def _notify(self, mapping: Mapping, reason: RemovalReason) -> None:
+        if self.listener is not None:
+            self.listener(mapping, reason)

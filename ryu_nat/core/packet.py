@@ -1,0 +1,375 @@
+"""IPv4 datagrams parsed far enough to translate them, and their rewrite.
+
+Parsing uses ``ryu.lib.packet`` and returns a :class:`ParseError` for anything
+truncated or malformed; no exception escapes. A rewrite works on the bytes and
+adjusts every checksum incrementally (RFC 1624), as Linux's NAT does: what the
+sender checksummed stays checked end to end, a first fragment's transport
+checksum stays right for the whole datagram, and options and payload are kept
+byte for byte. No I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
+
+from ryu_nat.core import checksum
+from ryu_nat.core.addresses import Channel, Proto, pack_key
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_HEADER_LEN = 14
+IPV4_MIN_HEADER_LEN = 20
+ICMP_HEADER_LEN = 8
+EMBEDDED_TRANSPORT_LEN = 8  # RFC 792: an ICMP error carries the IP header + 8 bytes
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+
+# ICMP query types (request -> reply) whose id the NAT translates.
+ICMP_QUERY_REPLIES = {8: 0, 13: 14, 15: 16}
+ICMP_QUERY_TYPES = frozenset(ICMP_QUERY_REPLIES) | frozenset(ICMP_QUERY_REPLIES.values())
+# ICMP errors translated by their embedded packet (RFC 5508): unreachable,
+# time exceeded, parameter problem.
+ICMP_ERROR_TYPES = frozenset({3, 11, 12})
+
+_RYU_ERRORS = (struct.error, ValueError, IndexError, AssertionError, TypeError, KeyError)
+_PORTED_PROTOS = (Proto.TCP, Proto.UDP)
+
+
+class ParseError(enum.Enum):
+    """Why bytes are not a datagram the NAT can handle; values are counter names."""
+
+    TRUNCATED = "truncated"  # shorter than its headers say
+    NOT_IPV4 = "not_ipv4"  # another ethertype or IP version
+    BAD_HEADER = "bad_header"  # inconsistent IPv4 header (length fields)
+    BAD_TRANSPORT = "bad_transport"  # TCP/UDP/ICMP header missing or inconsistent
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """The packet an ICMP error is about: its IP header and first transport bytes."""
+
+    raw: bytes
+    header_len: int
+    proto: int
+    src: int
+    dst: int
+    src_port: int  # ICMP query: the query id
+    dst_port: int  # ICMP query: the query id
+
+    @property
+    def key(self) -> int:
+        """Packed channel key of the embedded packet."""
+        return pack_key(self.src, self.dst, self.src_port, self.dst_port)
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """An IPv4 datagram or fragment, with what translation needs.
+
+    ``src_port``/``dst_port`` are TCP/UDP ports, the query id (in both) for an
+    ICMP query, and 0 otherwise (non-first fragments included).
+    """
+
+    raw: bytes
+    header_len: int
+    proto: int
+    src: int
+    dst: int
+    ttl: int
+    ident: int
+    more_fragments: bool
+    frag_offset: int  # in bytes
+    src_port: int = 0
+    dst_port: int = 0
+    tcp_flags: int = 0
+    icmp_type: int = -1
+    icmp_code: int = -1
+    embedded: Embedded | None = None
+
+    @property
+    def is_fragment(self) -> bool:
+        """True for any piece of a fragmented datagram, the first included."""
+        return self.more_fragments or self.frag_offset != 0
+
+    @property
+    def key(self) -> int:
+        """Packed channel key (see :func:`ryu_nat.core.addresses.pack_key`)."""
+        return pack_key(self.src, self.dst, self.src_port, self.dst_port)
+
+    @property
+    def channel(self) -> Channel:
+        """The channel this datagram travels on; ``ValueError`` if not TCP/UDP/ICMP."""
+        return Channel(Proto(self.proto), IPv4Address(self.src), IPv4Address(self.dst),
+                       self.src_port, self.dst_port)
+
+    @property
+    def is_icmp_query(self) -> bool:
+        return self.proto == Proto.ICMP and self.icmp_type in ICMP_QUERY_TYPES
+
+    @property
+    def is_icmp_error(self) -> bool:
+        return self.embedded is not None
+
+    @property
+    def payload_len(self) -> int:
+        """Bytes after the IP header."""
+        return len(self.raw) - self.header_len
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """An Ethernet frame: its addresses and either a datagram, an ARP packet or neither."""
+
+    eth_dst: str
+    eth_src: str
+    ethertype: int
+    datagram: Datagram | None = None
+    arp: arp.arp | None = None
+
+
+def parse_frame(data: bytes) -> Frame | ParseError:
+    """Parse an Ethernet frame; IPv4 and ARP payloads are parsed too."""
+    try:
+        eth, _, rest = ethernet.ethernet.parser(bytes(data))
+    except _RYU_ERRORS:
+        return ParseError.TRUNCATED
+    if eth.ethertype == ETH_TYPE_IPV4:
+        datagram = parse_ipv4(rest)
+        if isinstance(datagram, ParseError):
+            return datagram
+        return Frame(eth.dst, eth.src, eth.ethertype, datagram=datagram)
+    if eth.ethertype == ETH_TYPE_ARP:
+        try:
+            packet, _, _ = arp.arp.parser(rest)
+        except _RYU_ERRORS:
+            return ParseError.TRUNCATED
+        return Frame(eth.dst, eth.src, eth.ethertype, arp=packet)
+    return Frame(eth.dst, eth.src, eth.ethertype)
+
+
+def parse_ipv4(data: bytes) -> Datagram | ParseError:
+    """Parse an IPv4 datagram (trailing link-layer padding is dropped)."""
+    data = bytes(data)
+    try:
+        ip, _, _ = ipv4.ipv4.parser(data)
+    except _RYU_ERRORS:
+        return ParseError.TRUNCATED if len(data) < IPV4_MIN_HEADER_LEN else ParseError.BAD_HEADER
+    if ip.version != 4:
+        return ParseError.NOT_IPV4
+    header_len = ip.header_length * 4
+    if header_len < IPV4_MIN_HEADER_LEN or ip.total_length < header_len:
+        return ParseError.BAD_HEADER
+    if len(data) < ip.total_length:
+        return ParseError.TRUNCATED
+    raw = data[: ip.total_length]
+    more_fragments = bool(ip.flags & 0x1)
+    datagram = Datagram(
+        raw=raw,
+        header_len=header_len,
+        proto=ip.proto,
+        src=int.from_bytes(raw[12:16], "big"),
+        dst=int.from_bytes(raw[16:20], "big"),
+        ttl=ip.ttl,
+        ident=ip.identification,
+        more_fragments=more_fragments,
+        frag_offset=ip.offset * 8,
+    )
+    if datagram.frag_offset:
+        return datagram  # later fragments carry no transport header
+    return _parse_transport(datagram, raw[header_len:])
+
+
+def _parse_transport(datagram: Datagram, l4: bytes) -> Datagram | ParseError:
+    try:
+        if datagram.proto == Proto.TCP:
+            segment, _, _ = tcp.tcp.parser(l4)
+            if segment.offset * 4 < 20 or (segment.offset * 4 > len(l4) and not datagram.more_fragments):
+                return ParseError.BAD_TRANSPORT
+            return dataclasses.replace(datagram, src_port=segment.src_port,
+                                       dst_port=segment.dst_port, tcp_flags=segment.bits)
+        if datagram.proto == Proto.UDP:
+            header, _, _ = udp.udp.parser(l4)
+            if header.total_length < 8 or (header.total_length > len(l4) and not datagram.more_fragments):
+                return ParseError.BAD_TRANSPORT
+            return dataclasses.replace(datagram, src_port=header.src_port, dst_port=header.dst_port)
+        if datagram.proto == Proto.ICMP:
+            return _parse_icmp(datagram, l4)
+    except _RYU_ERRORS:
+        return ParseError.BAD_TRANSPORT
+    return datagram
+
+
+def _parse_icmp(datagram: Datagram, l4: bytes) -> Datagram | ParseError:
+    if len(l4) < ICMP_HEADER_LEN:
+        return ParseError.BAD_TRANSPORT
+    message, _, _ = icmp.icmp.parser(l4[:4])
+    datagram = dataclasses.replace(datagram, icmp_type=message.type, icmp_code=message.code)
+    if message.type in ICMP_QUERY_TYPES:
+        query = icmp.echo.parser(l4, 4)  # echo, timestamp and information share id, seq
+        return dataclasses.replace(datagram, src_port=query.id, dst_port=query.id)
+    if message.type in ICMP_ERROR_TYPES and not datagram.is_fragment:
+        embedded = _parse_embedded(l4[ICMP_HEADER_LEN:])
+        if isinstance(embedded, ParseError):
+            return embedded
+        return dataclasses.replace(datagram, embedded=embedded)
+    return datagram
+
+
+def _parse_embedded(data: bytes) -> Embedded | ParseError:
+    """The IP header + first 8 bytes inside an ICMP error (more may follow)."""
+    try:
+        ip, _, _ = ipv4.ipv4.parser(data)
+    except _RYU_ERRORS:
+        return ParseError.BAD_TRANSPORT
+    header_len = ip.header_length * 4
+    if ip.version != 4 or header_len < IPV4_MIN_HEADER_LEN:
+        return ParseError.BAD_TRANSPORT
+    if len(data) < header_len + EMBEDDED_TRANSPORT_LEN:
+        return ParseError.TRUNCATED
+    src_port = dst_port = 0
+    l4 = data[header_len:]
+    if ip.proto in _PORTED_PROTOS and ip.offset == 0:
+        src_port, dst_port = struct.unpack_from("!HH", l4)
+    elif ip.proto == Proto.ICMP and ip.offset == 0 and l4[0] in ICMP_QUERY_TYPES:
+        src_port = dst_port = icmp.echo.parser(l4, 4).id
+    return Embedded(
+        raw=data,
+        header_len=header_len,
+        proto=ip.proto,
+        src=int.from_bytes(data[12:16], "big"),
+        dst=int.from_bytes(data[16:20], "big"),
+        src_port=src_port,
+        dst_port=dst_port,
+    )
+
+
+# --- rewrite -------------------------------------------------------------------
+
+_IP_CSUM = 10
+_IP_SRC = 12
+_IP_DST = 16
+_L4_CSUM = {Proto.TCP: 16, Proto.UDP: 6, Proto.ICMP: 2}
+
+
+def _word(buf: bytearray | bytes, offset: int) -> int:
+    return int.from_bytes(buf[offset : offset + 2], "big")
+
+
+def _set_word(buf: bytearray, offset: int, value: int) -> None:
+    buf[offset : offset + 2] = value.to_bytes(2, "big")
+
+
+def _set_addresses(buf: bytearray, base: int, src: int, dst: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write src/dst of the IP header at ``base``; return (old, new) words for checksums."""
+    old = (*checksum.addr_words(int.from_bytes(buf[base + _IP_SRC : base + _IP_SRC + 4], "big")),
+           *checksum.addr_words(int.from_bytes(buf[base + _IP_DST : base + _IP_DST + 4], "big")))
+    buf[base + _IP_SRC : base + _IP_SRC + 4] = src.to_bytes(4, "big")
+    buf[base + _IP_DST : base + _IP_DST + 4] = dst.to_bytes(4, "big")
+    new = (*checksum.addr_words(src), *checksum.addr_words(dst))
+    return old, new
+
+
+def _rewrite_transport(buf: bytearray, base: int, proto: int, available: int,
+                       addr_old: tuple[int, ...], addr_new: tuple[int, ...],
+                       src_port: int, dst_port: int) -> None:
+    """Rewrite ports (or query id) at ``base`` and fix the transport checksum if present.
+
+    ``available`` is how many transport bytes are present (an ICMP error may carry
+    only 8). TCP and UDP checksums cover the addresses through the pseudo-header.
+    """
+    if proto in _PORTED_PROTOS:
+        old_ports = (_word(buf, base), _word(buf, base + 2))
+        _set_word(buf, base, src_port)
+        _set_word(buf, base + 2, dst_port)
+        csum_at = base + _L4_CSUM[Proto(proto)]
+        if available < _L4_CSUM[Proto(proto)] + 2:
+            return
+        old_csum = _word(buf, csum_at)
+        if proto == Proto.UDP and old_csum == 0:
+            return  # no checksum was sent; none is added
+        csum = checksum.adjust(old_csum, (*addr_old, *old_ports), (*addr_new, src_port, dst_port))
+        if proto == Proto.UDP and csum == 0:
+            csum = 0xFFFF
+        _set_word(buf, csum_at, csum)
+    elif proto == Proto.ICMP and buf[base] in ICMP_QUERY_TYPES:
+        old_id = _word(buf, base + 4)
+        _set_word(buf, base + 4, src_port)
+        _set_word(buf, base + 2, checksum.adjust(_word(buf, base + 2), (old_id,), (src_port,)))
+
+
+def _rewrite_ip_header(buf: bytearray, src: int, dst: int, ttl: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write addresses and TTL of the outer header, adjusting its checksum."""
+    old_ttl_word = _word(buf, 8)
+    buf[8] = ttl
+    addr_old, addr_new = _set_addresses(buf, 0, src, dst)
+    _set_word(buf, _IP_CSUM, checksum.adjust(
+        _word(buf, _IP_CSUM), (old_ttl_word, *addr_old), (_word(buf, 8), *addr_new)))
+    return addr_old, addr_new
+
+
+def rewrite(d: Datagram, src: int, dst: int, src_port: int, dst_port: int, ttl: int) -> Datagram:
+    """The datagram with new addresses, ports (query id for ICMP) and TTL.
+
+    Later fragments carry no transport header: only addresses and TTL change;
+    the first fragment's transport checksum already accounts for the whole datagram.
+    """
+    buf = bytearray(d.raw)
+    addr_old, addr_new = _rewrite_ip_header(buf, src, dst, ttl)
+    if d.frag_offset == 0:
+        _rewrite_transport(buf, d.header_len, d.proto, len(buf) - d.header_len,
+                           addr_old, addr_new, src_port, dst_port)
+    else:
+        src_port, dst_port = d.src_port, d.dst_port
+    return dataclasses.replace(d, raw=bytes(buf), src=src, dst=dst, ttl=ttl,
+                               src_port=src_port, dst_port=dst_port)
+
+
+def rewrite_icmp_error(d: Datagram, outer_src: int, outer_dst: int, ttl: int,
+                       inner_src: int, inner_dst: int, inner_src_port: int, inner_dst_port: int) -> Datagram:
+    """An ICMP error with new outer addresses and TTL and a new embedded packet header.
+
+    Before -> after (RFC 5508 section 4.2):
+      outer IP   src, dst, TTL        -> outer_src, outer_dst, ttl   (IP checksum adjusted)
+      embedded   IP src, dst          -> inner_src, inner_dst        (embedded IP checksum adjusted)
+      embedded   ports or query id    -> inner_src_port, inner_dst_port
+                 (embedded transport checksum adjusted when its bytes are carried)
+      ICMP checksum adjusted over the changed embedded bytes.
+    """
+    embedded = d.embedded
+    if embedded is None:
+        raise ValueError("not an ICMP error")
+    buf = bytearray(d.raw)
+    _rewrite_ip_header(buf, outer_src, outer_dst, ttl)
+    inner_base = d.header_len + ICMP_HEADER_LEN
+    inner = bytearray(embedded.raw)
+    inner_addr_old, inner_addr_new = _set_addresses(inner, 0, inner_src, inner_dst)
+    _set_word(inner, _IP_CSUM, checksum.adjust(_word(inner, _IP_CSUM), inner_addr_old, inner_addr_new))
+    _rewrite_transport(inner, embedded.header_len, embedded.proto, len(inner) - embedded.header_len,
+                       inner_addr_old, inner_addr_new, inner_src_port, inner_dst_port)
+    icmp_csum_at = d.header_len + 2
+    buf[icmp_csum_at : icmp_csum_at + 2] = checksum.adjust_bytes(
+        _word(buf, icmp_csum_at), embedded.raw, bytes(inner)).to_bytes(2, "big")
+    buf[inner_base : inner_base + len(inner)] = inner
+    new_embedded = dataclasses.replace(embedded, raw=bytes(inner), src=inner_src, dst=inner_dst,
+                                       src_port=inner_src_port, dst_port=inner_dst_port)
+    return dataclasses.replace(d, raw=bytes(buf), src=outer_src, dst=outer_dst, ttl=ttl,
+                               embedded=new_embedded)
+
+
+# --- building frames -------------------------------------------------------------
+
+
+def ethernet_frame(eth_dst: str, eth_src: str, payload: bytes, ethertype: int = ETH_TYPE_IPV4) -> bytes:
+    """An Ethernet II frame around ``payload``, padded to the 60-byte minimum."""
+    body = bytearray(payload)
+    header = ethernet.ethernet(eth_dst, eth_src, ethertype).serialize(body, None)  # pads ``body``
+    return bytes(header) + bytes(body)

@@ -1,0 +1,200 @@
+"""The translation table interface (mirage-nat's TABLE/SUBTABLE) and its values.
+
+A :class:`Mapping` is one conversation, in the words of Linux's conntrack: the
+*original* channel is how its first packet arrived, the *reply* channel how
+replies arrive. A packet on the original channel leaves as the reverse of the
+reply channel, and a reply leaves as the reverse of the original::
+
+    source NAT       original  10.0.0.2:5000 -> 203.0.113.9:53   (from the private side)
+                     reply     203.0.113.9:53 -> 192.168.3.1:40123
+    redirect         original  198.51.100.7:6000 -> 192.168.3.1:8080
+                     reply     10.0.0.2:80 -> 198.51.100.7:6000
+    hairpin          original  10.0.0.3:7000 -> 192.168.3.1:8080
+                     reply     10.0.0.2:80 -> 192.168.3.1:51000
+
+Both channels are keys of one sub-table per protocol; they are added, found and
+removed together. No I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Literal, Protocol
+
+from ryu_nat.core.addresses import Channel, Endpoint, Proto, unpack_key
+
+
+class MappingKind(enum.Enum):
+    """How a mapping came to be."""
+
+    NAT = "nat"  # source NAT: a private host opened it
+    REDIRECT = "redirect"  # destination NAT: a public client reached a forwarded port
+    HAIRPIN = "hairpin"  # a private host reached a forwarded port on the public address
+
+
+class RemovalReason(enum.Enum):
+    """Why a mapping left the table; values are counter names."""
+
+    EVICTED = "evicted"  # the protocol's table was full (least recently used)
+    EXPIRED = "expired"  # idle longer than its timeout
+    DELETED = "deleted"  # removed on request (or its switch rule idled out)
+    HOST_REMOVED = "host_removed"  # remove_connections() of one of its private hosts
+    RESET = "reset"  # the whole table was cleared
+
+
+class AddError(enum.Enum):
+    """Why a mapping was not added; values are counter names."""
+
+    OVERLAP = "overlap"  # a channel of the new mapping belongs to another mapping
+    CANNOT_NAT = "cannot_nat"  # broadcast, multicast, loopback, ..., or not a NAT-able packet
+    PORTS_EXHAUSTED = "ports_exhausted"  # the port generator found no free port in 100 tries
+
+
+class Mapping:
+    """One translated conversation: both channels, its kind, and its clock.
+
+    ``idle_timeout_s`` is ``math.inf`` when something else (the switch's idle
+    timeout) decides its life. ``closing`` marks a TCP mapping that saw FIN or RST.
+    """
+
+    __slots__ = ("id", "proto", "original", "reply", "kind", "created", "last_used",
+                 "idle_timeout_s", "closing")
+
+    def __init__(self, mapping_id: int, proto: Proto, original: int, reply: int,
+                 kind: MappingKind, now: float, idle_timeout_s: float) -> None:
+        self.id = mapping_id
+        self.proto = proto
+        self.original = original
+        self.reply = reply
+        self.kind = kind
+        self.created = now
+        self.last_used = now
+        self.idle_timeout_s = idle_timeout_s
+        self.closing = False
+
+    @property
+    def deadline(self) -> float:
+        """When it expires unless used again."""
+        return self.last_used + self.idle_timeout_s
+
+    @property
+    def original_channel(self) -> Channel:
+        return Channel.from_key(self.proto, self.original)
+
+    @property
+    def reply_channel(self) -> Channel:
+        return Channel.from_key(self.proto, self.reply)
+
+    @property
+    def private_hosts(self) -> tuple[int, ...]:
+        """The private addresses this mapping involves (both ends of a hairpin)."""
+        original_src = self.original >> 64
+        reply_src = self.reply >> 64
+        if self.kind is MappingKind.NAT:
+            return (original_src,)
+        if self.kind is MappingKind.REDIRECT:
+            return (reply_src,)
+        return (original_src, reply_src)
+
+    @property
+    def allocated_port(self) -> int | None:
+        """The public port (or ICMP id) allocated for this mapping; None for a redirect."""
+        if self.kind is MappingKind.REDIRECT:
+            return None
+        return self.reply & 0xFFFF
+
+    @property
+    def private_endpoint(self) -> Endpoint:
+        """The private host and port: the client of a NAT or hairpin, the server of a redirect."""
+        key = self.reply if self.kind is MappingKind.REDIRECT else self.original
+        src, _, src_port, _ = unpack_key(key)
+        return Endpoint(IPv4Address(src), src_port)
+
+    @property
+    def public_endpoint(self) -> Endpoint:
+        """The NAT's public address and port that stand for the private endpoint."""
+        if self.kind is MappingKind.REDIRECT:
+            _, dst, _, dst_port = unpack_key(self.original)
+        else:
+            _, dst, _, dst_port = unpack_key(self.reply)
+        return Endpoint(IPv4Address(dst), dst_port)
+
+    @property
+    def remote_endpoint(self) -> Endpoint:
+        """The other end, as the private host sees it."""
+        if self.kind is MappingKind.REDIRECT:
+            src, _, src_port, _ = unpack_key(self.original)
+        else:
+            _, dst, _, dst_port = unpack_key(self.original)
+            src, src_port = dst, dst_port
+        return Endpoint(IPv4Address(src), src_port)
+
+    @property
+    def expires_by_itself(self) -> bool:
+        return not math.isinf(self.idle_timeout_s)
+
+    def __repr__(self) -> str:
+        return (f"Mapping(id={self.id}, {self.kind.value}, {self.original_channel} | "
+                f"{self.reply_channel}, last_used={self.last_used}, "
+                f"idle_timeout_s={self.idle_timeout_s}, closing={self.closing})")
+
+
+@dataclass(frozen=True, slots=True)
+class FreedPorts:
+    """Public ports (ICMP: query ids) freed by a removal, per protocol."""
+
+    tcp: frozenset[int] = field(default_factory=frozenset)
+    udp: frozenset[int] = field(default_factory=frozenset)
+    icmp: frozenset[int] = field(default_factory=frozenset)
+
+    def for_proto(self, proto: Proto) -> frozenset[int]:
+        return {Proto.TCP: self.tcp, Proto.UDP: self.udp, Proto.ICMP: self.icmp}[proto]
+
+
+RemovalListener = Callable[[Mapping, RemovalReason], None]
+"""Told once per mapping that leaves the table, with both channels in ``Mapping``.
+
+It runs inside table operations: it must record, not call back into the table."""
+
+
+class NatTable(Protocol):
+    """A store of mappings, one sub-table per protocol, keyed by packed channels.
+
+    Implementations keep both channels of a mapping together, never hold half a
+    mapping, and report every removal exactly once to their listener.
+    """
+
+    def lookup(self, proto: Proto, key: int) -> Mapping | None:
+        """The mapping that has ``key`` as its original or reply channel."""
+
+    def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
+        """Add both channels, or neither: OVERLAP if either is taken."""
+
+    def delete(self, mapping: Mapping, reason: RemovalReason = RemovalReason.DELETED) -> bool:
+        """Remove a mapping; False if it was not (or no longer) in the table."""
+
+    def remove_connections(self, host: IPv4Address) -> FreedPorts:
+        """Remove every mapping of private ``host``; the allocated public ports freed."""
+
+    def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address,
+                     src_port: int, dst_port: int) -> bool:
+        """True if no mapping has the channel src:src_port -> dst:dst_port."""
+
+    def expire(self, now: float) -> int:
+        """Remove mappings idle past their timeout; how many were removed."""
+
+    def reset(self) -> None:
+        """Remove every mapping."""
+
+    def count(self, proto: Proto) -> int:
+        """Live mappings of ``proto``."""
+
+    def capacity(self, proto: Proto) -> int:
+        """Most mappings ``proto`` may hold."""
+
+    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
+        """Live mappings, optionally of one protocol and/or one private host."""

@@ -1,0 +1,42 @@
+"""The core does no I/O: it imports no controller, eventlet or OpenFlow code."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import ryu_nat
+
+# ryu.lib.packet itself imports socket (for address conversion), so socket is
+# checked in our own sources rather than in sys.modules.
+FORBIDDEN_LOADED = ("ryu.base", "ryu.controller", "eventlet", "ryu.app", "ryu.ofproto")
+FORBIDDEN_IMPORTED = ("socket", "time", "threading", "select", "asyncio", *FORBIDDEN_LOADED)
+PURE_PACKAGES = ("core",)
+
+
+def test_core_loads_no_controller_or_eventlet():
+    code = (
+        "import sys\n"
+        "import ryu_nat.core.nat, ryu_nat.core.lru_table, ryu_nat.core.fragments, ryu_nat.core.icmp\n"
+        f"print(','.join(m for m in sys.modules if m.startswith({FORBIDDEN_LOADED!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_core_sources_import_no_io_or_clock():
+    root = pathlib.Path(ryu_nat.__file__).parent
+    offenders = []
+    for package in PURE_PACKAGES:
+        for path in (root / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                offenders += [f"{path.name}: {n}" for n in names
+                              if any(n == bad or n.startswith(bad + ".") for bad in FORBIDDEN_IMPORTED)]
+    assert offenders == []

@@ -1,0 +1,282 @@
+"""Traffic probe run inside Mininet hosts: servers that report who reached them, clients that check.
+
+Standard library only, so any ``python3`` in a host's namespace runs it. Every
+client prints one JSON object on stdout and exits 0 when it ran, whatever the
+network did: the caller judges the result. Servers print ``READY`` once
+listening, then one JSON line per datagram or connection they receive.
+
+Wire format (both protocols): the client sends a JSON request line, then
+payload bytes; the server answers with a JSON header line (what it saw: the
+peer address as it arrived, the TTL, the payload's length and SHA-256), then
+payload bytes: UDP echoes the datagram's payload, TCP sends ``download``
+bytes of :func:`pattern` data. So a check needs no trust in either side's
+report alone: each end hashes what it got.
+
+Examples (from the Mininet CLI)::
+
+    srv python3 topologies/netprobe.py udp-server --port 9999 --name srv &
+    h1 python3 topologies/netprobe.py udp-client --to 192.168.3.10:9999 --size 4000
+    h1 python3 topologies/netprobe.py tcp-client --to 192.168.3.10:8000 --upload 1048576 --download 1048576
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+MAX_DATAGRAM = 65535
+CHUNK = 65536
+_EMIT_LOCK = threading.Lock()  # TCP connections report from their own threads
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python does not export it
+
+
+def pattern(size: int) -> bytes:
+    """Deterministic bytes both ends can regenerate, so downloads are checked end to end."""
+    return random.Random(size).randbytes(size)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def emit(obj: dict[str, Any]) -> None:
+    with _EMIT_LOCK:
+        sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
+
+def received_ttl(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == socket.IP_TTL:
+            return struct.unpack("i", data[:4])[0]
+    return None
+
+
+def split_header(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """``JSON object line + bytes``; raises ValueError on anything else."""
+    line, _, rest = data.partition(b"\n")
+    header = json.loads(line)
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header, rest
+
+
+# Servers ---------------------------------------------------------------------------------------
+
+
+def udp_server(args: argparse.Namespace) -> int:
+    """Answer each datagram with what arrived (peer, TTL, hash), then echo its payload."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    sock.bind((args.bind, args.port))
+    print("READY udp", args.port, flush=True)
+    while True:
+        data, ancdata, _flags, peer = sock.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(4))
+        try:
+            request, payload = split_header(data)
+        except ValueError:
+            request, payload = {}, data
+        seen = {"proto": "udp", "server": args.name, "peer": list(peer),
+                "ttl": received_ttl(ancdata), "len": len(payload), "sha256": digest(payload),
+                "tag": request.get("tag")}
+        emit(seen)
+        sock.sendto(json.dumps(seen).encode() + b"\n" + payload, peer)
+
+
+def serve_tcp_connection(conn: socket.socket, peer: tuple[str, int], name: str) -> None:
+    with conn:
+        conn.settimeout(30)
+        stream = conn.makefile("rb")
+        try:
+            request, _ = split_header(stream.readline())
+        except ValueError:
+            request = {}
+        hasher, length = hashlib.sha256(), 0
+        while chunk := stream.read1(CHUNK):
+            hasher.update(chunk)
+            length += len(chunk)
+        seen = {"proto": "tcp", "server": name, "peer": list(peer), "len": length,
+                "sha256": hasher.hexdigest(), "tag": request.get("tag")}
+        emit(seen)
+        time.sleep(float(request.get("hold", 0)))
+        conn.sendall(json.dumps(seen).encode() + b"\n" + pattern(int(request.get("download", 0))))
+
+
+def tcp_server(args: argparse.Namespace) -> int:
+    """Per connection: read the request and the upload to EOF, answer, send the download, close."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((args.bind, args.port))
+    listener.listen(128)
+    print("READY tcp", args.port, flush=True)
+    while True:
+        conn, peer = listener.accept()
+        threading.Thread(target=serve_tcp_connection, args=(conn, peer, args.name),
+                         daemon=True).start()
+
+
+# Clients ---------------------------------------------------------------------------------------
+
+
+def udp_exchange(sock: socket.socket, dest: tuple[str, int], message: bytes, payload: bytes,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"to": f"{dest[0]}:{dest[1]}"}
+    for _attempt in range(args.tries):
+        try:
+            if args.connect:
+                sock.send(message)
+            else:
+                sock.sendto(message, dest)
+            deadline = time.monotonic() + args.timeout
+            while True:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                data, ancdata, _flags, source = sock.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(4))
+                if source[0] == dest[0] and source[1] == dest[1]:
+                    break
+        except ConnectionRefusedError:
+            # An ICMP port unreachable, reported on a connected socket (Linux).
+            result["error"] = "refused"
+            return result
+        except TimeoutError:
+            result["error"] = "timeout"
+            continue
+        reply, echoed = split_header(data)
+        result.pop("error", None)
+        result.update(reply=reply, reply_ttl=received_ttl(ancdata), echo_ok=echoed == payload,
+                      upload_ok=reply["sha256"] == digest(payload))
+        return result
+    return result
+
+
+def udp_client(args: argparse.Namespace) -> int:
+    """Send one datagram to each ``--to`` from one socket (so one mapping), report each answer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    sock.bind(("0.0.0.0", args.from_port))
+    dests = [endpoint(text) for text in args.to]
+    args.connect = len(dests) == 1
+    if args.connect:
+        sock.connect(dests[0])
+    payload = os.urandom(args.size)
+    message = json.dumps({"tag": args.tag}).encode() + b"\n" + payload
+    results = [udp_exchange(sock, dest, message, payload, args) for dest in dests]
+    emit({"local": list(sock.getsockname()), "results": results})
+    return 0
+
+
+def tcp_exchange(dest: tuple[str, int], args: argparse.Namespace, upload: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = {"to": f"{dest[0]}:{dest[1]}"}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", args.from_port))
+        sock.settimeout(args.timeout)
+        sock.connect(dest)
+        result["local"] = list(sock.getsockname())
+        request = {"download": args.download, "hold": args.hold, "tag": args.tag}
+        sock.sendall(json.dumps(request).encode() + b"\n" + upload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(CHUNK):
+            chunks.append(chunk)
+    except ConnectionRefusedError:
+        result["error"] = "refused"
+        return result
+    except TimeoutError:
+        result["error"] = "timeout"
+        return result
+    except OSError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+    finally:
+        sock.close()
+    try:
+        reply, downloaded = split_header(b"".join(chunks))
+    except ValueError:
+        result["error"] = "bad reply"
+        return result
+    result.update(reply=reply, upload_ok=reply["sha256"] == digest(upload) and reply["len"] == len(upload),
+                  download_ok=downloaded == pattern(args.download), downloaded=len(downloaded))
+    return result
+
+
+def tcp_client(args: argparse.Namespace) -> int:
+    """One connection: upload, then download; both checked by hash."""
+    emit(tcp_exchange(endpoint(args.to), args, os.urandom(args.upload)))
+    return 0
+
+
+def tcp_many(args: argparse.Namespace) -> int:
+    """``--count`` sequential connections, each from a new source port; report the failures."""
+    failures = []
+    started = time.monotonic()
+    for index in range(args.count):
+        result = tcp_exchange(endpoint(args.to), args, str(index).encode())
+        if "error" in result or not result["upload_ok"]:
+            failures.append({"index": index, **result})
+    emit({"count": args.count, "ok": args.count - len(failures), "failures": failures[:20],
+          "seconds": round(time.monotonic() - started, 3)})
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    for name, handler in (("udp-server", udp_server), ("tcp-server", tcp_server)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--port", type=int, required=True)
+        sub.add_argument("--bind", default="0.0.0.0")
+        sub.add_argument("--name", default=socket.gethostname())
+        sub.set_defaults(handler=handler)
+
+    udp = commands.add_parser("udp-client")
+    udp.add_argument("--to", action="append", required=True, help="IP:PORT, repeatable")
+    udp.add_argument("--size", type=int, default=64, help="payload bytes")
+    udp.add_argument("--tries", type=int, default=3)
+    udp.set_defaults(handler=udp_client)
+
+    tcp = commands.add_parser("tcp-client")
+    tcp.add_argument("--to", required=True, help="IP:PORT")
+    tcp.add_argument("--upload", type=int, default=64)
+    tcp.add_argument("--download", type=int, default=64)
+    tcp.add_argument("--hold", type=float, default=0.0, help="server waits this long before answering")
+    tcp.set_defaults(handler=tcp_client)
+
+    many = commands.add_parser("tcp-many")
+    many.add_argument("--to", required=True, help="IP:PORT")
+    many.add_argument("--count", type=int, default=300)
+    many.set_defaults(handler=tcp_many, download=0, hold=0.0)
+
+    for sub in (udp, tcp, many):
+        sub.add_argument("--from-port", type=int, default=0, help="source port (0: any)")
+        sub.add_argument("--timeout", type=float, default=3.0, help="seconds per attempt")
+        sub.add_argument("--tag", default="")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
