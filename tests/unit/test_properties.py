@@ -91,7 +91,7 @@ class NatMachine(RuleBasedStateMachine):
         assert not list(self.nat.table.mappings(host=host))
         for proto in Proto:
             for port in freed.for_proto(proto):
-                assert self.nat.ports.owner_of(proto, port) is None or proto is Proto.TCP
+                assert self.nat.ports.owner_of(proto, port) is None
 
     @rule(seconds=st.floats(0.5, 30.0))
     def advance_and_expire(self, seconds):
