@@ -1,0 +1,257 @@
+"""The ``[nat]`` options, validated once at start-up into a frozen :class:`NatConfig`.
+
+Every option is read as a string and parsed here, so a wrong value stops the
+controller with one line naming the option and the value (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping as MappingOf
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from ryu_nat.core.addresses import Endpoint, Proto, is_nattable
+from ryu_nat.core.nat import Timeouts
+from ryu_nat.core.ports import PortRange
+
+OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
+MAX_SWITCH_PORT = 0xFFFFFF00  # OFPP_MAX
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+DEFAULTS: dict[str, str] = {
+    "public_port": "1",
+    "redirects": "",
+    "port_range": "1024-65535",
+    "tcp_table_size": "16384",
+    "udp_table_size": "16384",
+    "icmp_table_size": "1024",
+    "tcp_idle_timeout": "7440",
+    "tcp_transitory_timeout": "240",
+    "udp_idle_timeout": "300",
+    "icmp_idle_timeout": "60",
+    "dpid": "",
+    "router_mac": "02:4e:41:54:00:01",
+}
+OPTIONS: dict[str, str] = {
+    "public_ipv4": "The NAT's public address and prefix, e.g. 192.168.3.1/24.",
+    "public_ipv4_gateway": "Next hop for destinations off the public subnet, e.g. 192.168.3.254.",
+    "private_ipv4": "The NAT's private address and prefix, the private hosts' gateway, e.g. 10.0.0.1/24.",
+    "public_port": "Switch port number of the uplink; every other port is private.",
+    "redirects": "Port forwards, comma separated: proto:public_port=private_ip:port (tcp or udp).",
+    "port_range": "Public ports (and ICMP ids) handed out by source NAT, first-last.",
+    "tcp_table_size": "Most TCP mappings; the least recently used goes when full.",
+    "udp_table_size": "Most UDP mappings.",
+    "icmp_table_size": "Most ICMP query mappings.",
+    "tcp_idle_timeout": "Seconds an established TCP mapping lives idle (RFC 5382: at least 7440).",
+    "tcp_transitory_timeout": "Seconds a TCP mapping lives idle after FIN or RST (RFC 5382: 240).",
+    "udp_idle_timeout": "Seconds a UDP mapping lives idle (RFC 4787: at least 120, 300 recommended).",
+    "icmp_idle_timeout": "Seconds an ICMP query mapping lives idle (RFC 5508: 60).",
+    "dpid": "Datapath id of the NAT switch (decimal or 0x hex); empty: the first switch to connect.",
+    "router_mac": "Ethernet address the NAT uses on both sides.",
+}
+
+
+class ConfigError(ValueError):
+    """A ``[nat]`` option has a wrong value; the message names option and value."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectRule:
+    """Destination NAT: traffic to the public address on ``public_port`` goes to ``private``."""
+
+    proto: Proto
+    public_port: int
+    private: Endpoint
+
+    def __str__(self) -> str:
+        return f"{self.proto.label}:{self.public_port}={self.private}"
+
+
+@dataclass(frozen=True, slots=True)
+class NatConfig:
+    """The validated configuration of one NAT gateway."""
+
+    public: IPv4Interface
+    public_gateway: IPv4Address
+    private: IPv4Interface
+    public_port: int = 1
+    redirects: tuple[RedirectRule, ...] = ()
+    port_range: PortRange = PortRange(1024, 65535)
+    table_sizes: MappingOf[Proto, int] = field(
+        default_factory=lambda: {Proto.TCP: 16384, Proto.UDP: 16384, Proto.ICMP: 1024})
+    timeouts: Timeouts = Timeouts()
+    dpid: int | None = None
+    router_mac: str = DEFAULTS["router_mac"]
+
+    @property
+    def public_ip(self) -> IPv4Address:
+        return self.public.ip
+
+    @property
+    def private_ip(self) -> IPv4Address:
+        return self.private.ip
+
+    def as_dict(self) -> dict[str, object]:
+        """The effective configuration, with the option names of ``[nat]``."""
+        return {
+            "public_ipv4": str(self.public),
+            "public_ipv4_gateway": str(self.public_gateway),
+            "private_ipv4": str(self.private),
+            "public_port": self.public_port,
+            "redirects": [str(rule) for rule in self.redirects],
+            "port_range": str(self.port_range),
+            "tcp_table_size": self.table_sizes[Proto.TCP],
+            "udp_table_size": self.table_sizes[Proto.UDP],
+            "icmp_table_size": self.table_sizes[Proto.ICMP],
+            "tcp_idle_timeout": int(self.timeouts.tcp_established_s),
+            "tcp_transitory_timeout": int(self.timeouts.tcp_transitory_s),
+            "udp_idle_timeout": int(self.timeouts.udp_s),
+            "icmp_idle_timeout": int(self.timeouts.icmp_s),
+            "dpid": self.dpid,
+            "router_mac": self.router_mac,
+        }
+
+
+def parse_config(raw: MappingOf[str, object]) -> NatConfig:
+    """Validate raw option strings (missing ones take their defaults) into a NatConfig.
+
+    Raises ConfigError naming the first wrong option and its value.
+    """
+    values = {name: _text(raw.get(name, DEFAULTS.get(name))) for name in OPTIONS}
+    public = _interface("public_ipv4", values["public_ipv4"])
+    private = _interface("private_ipv4", values["private_ipv4"])
+    if public.network.overlaps(private.network):
+        raise ConfigError(f"[nat] private_ipv4 = {values['private_ipv4']!r} overlaps public_ipv4 = "
+                          f"{values['public_ipv4']!r}: the two networks must be disjoint")
+    gateway = _address("public_ipv4_gateway", values["public_ipv4_gateway"])
+    if gateway not in public.network or gateway in (public.ip, public.network.network_address,
+                                                    public.network.broadcast_address):
+        raise ConfigError(f"[nat] public_ipv4_gateway = {values['public_ipv4_gateway']!r} must be another "
+                          f"host address in the public subnet {public.network}")
+    port_range = _port_range(values["port_range"])
+    return NatConfig(
+        public=public,
+        public_gateway=gateway,
+        private=private,
+        public_port=_int("public_port", values["public_port"], 1, MAX_SWITCH_PORT),
+        redirects=parse_redirects(values["redirects"], private.network, private.ip),
+        port_range=port_range,
+        table_sizes={proto: _int(f"{proto.label}_table_size", values[f"{proto.label}_table_size"], 1, 10_000_000)
+                     for proto in Proto},
+        timeouts=Timeouts(
+            tcp_established_s=_timeout("tcp_idle_timeout", values["tcp_idle_timeout"]),
+            tcp_transitory_s=_timeout("tcp_transitory_timeout", values["tcp_transitory_timeout"]),
+            udp_s=_timeout("udp_idle_timeout", values["udp_idle_timeout"]),
+            icmp_s=_timeout("icmp_idle_timeout", values["icmp_idle_timeout"]),
+        ),
+        dpid=_dpid(values["dpid"]),
+        router_mac=_mac("router_mac", values["router_mac"]),
+    )
+
+
+def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> RedirectRule:
+    """'tcp:8080=10.0.0.2:80' -> RedirectRule(Proto.TCP, 8080, Endpoint(10.0.0.2, 80))."""
+    bad = f"[nat] redirects: bad rule {text.strip()!r}"
+    try:
+        proto_text, rest = text.strip().split(":", 1)
+        public_text, private_text = rest.split("=", 1)
+        ip_text, port_text = private_text.rsplit(":", 1)
+        proto = Proto.from_label(proto_text)
+        ip = IPv4Address(ip_text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{bad} (want proto:port=ip:port, e.g. tcp:8080=10.0.0.2:80)") from exc
+    if proto is Proto.ICMP:
+        raise ConfigError(f"{bad}: only tcp and udp can be redirected")
+    if ip not in private_net or ip in (private_ip, private_net.network_address, private_net.broadcast_address):
+        raise ConfigError(f"{bad}: {ip} is not a host of the private network {private_net}")
+    return RedirectRule(proto, _port(bad, public_text), Endpoint(ip, _port(bad, port_text)))
+
+
+def parse_redirects(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> tuple[RedirectRule, ...]:
+    """A comma-separated list of redirects; a public port may be forwarded only once."""
+    rules: list[RedirectRule] = []
+    for item in (part for part in text.split(",") if part.strip()):
+        rule = parse_redirect(item, private_net, private_ip)
+        if any((r.proto, r.public_port) == (rule.proto, rule.public_port) for r in rules):
+            raise ConfigError(f"[nat] redirects: {rule.proto.label} port {rule.public_port} is forwarded twice")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _interface(name: str, text: str) -> IPv4Interface:
+    if not text:
+        raise ConfigError(f"[nat] {name} is required (an address with its prefix, e.g. 10.0.0.1/24)")
+    try:
+        iface = IPv4Interface(text)
+    except ValueError:
+        raise ConfigError(f"[nat] {name} = {text!r} is not an IPv4 address with a prefix (e.g. 10.0.0.1/24)") from None
+    if "/" not in text or iface.network.prefixlen > 30:
+        raise ConfigError(f"[nat] {name} = {text!r} needs a prefix of /30 or shorter (e.g. /24)")
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address) or not is_nattable(int(iface.ip)):
+        raise ConfigError(f"[nat] {name} = {text!r} is not a usable host address")
+    return iface
+
+
+def _address(name: str, text: str) -> IPv4Address:
+    if not text:
+        raise ConfigError(f"[nat] {name} is required (an IPv4 address)")
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        raise ConfigError(f"[nat] {name} = {text!r} is not an IPv4 address") from None
+
+
+def _int(name: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ConfigError(f"[nat] {name} = {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"[nat] {name} = {text!r} is out of range ({low}..{high})")
+    return value
+
+
+def _timeout(name: str, text: str) -> float:
+    return float(_int(name, text, 1, OPENFLOW_MAX_TIMEOUT_S))
+
+
+def _port(context: str, text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{context}: {text.strip()!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{context}: port {value} is out of range (1..65535)")
+    return value
+
+
+def _port_range(text: str) -> PortRange:
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if not match:
+        raise ConfigError(f"[nat] port_range = {text!r} is not a range like 1024-65535")
+    try:
+        return PortRange(int(match.group(1)), int(match.group(2)))
+    except ValueError:
+        raise ConfigError(f"[nat] port_range = {text!r} is out of range (1 <= first <= last <= 65535)") from None
+
+
+def _dpid(text: str) -> int | None:
+    if not text:
+        return None
+    return _int("dpid", text, 0, 2**64 - 1)
+
+
+def _mac(name: str, text: str) -> str:
+    mac = text.lower()
+    if not _MAC.match(mac) or int(mac[:2], 16) & 1:
+        raise ConfigError(f"[nat] {name} = {text!r} is not a unicast Ethernet address (e.g. 02:00:00:00:00:01)")
+    return mac

@@ -1,0 +1,1 @@
+"""What the gateway asks of the switch, as plain values: no Ryu imports here."""

@@ -1,0 +1,60 @@
+"""Cookie layout: which app owns a rule, what kind of rule it is, and which mapping.
+
+    bits 63..48  APP_TAG (0x4E41, "NA"): ours, so one masked delete clears all our rules
+    bits 47..40  rule kind (RuleKind)
+    bits 39..0   mapping id for mapping rules, 0 otherwise
+
+A flow-removed carries the cookie, so it names its mapping; deleting by
+``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping.
+"""
+
+from __future__ import annotations
+
+import enum
+
+APP_TAG = 0x4E41
+_TAG_SHIFT = 48
+_KIND_SHIFT = 40
+_ID_MASK = (1 << _KIND_SHIFT) - 1
+
+OURS = APP_TAG << _TAG_SHIFT
+OURS_MASK = 0xFFFF << _TAG_SHIFT
+MAPPING_MASK = OURS_MASK | _ID_MASK
+
+
+class RuleKind(enum.IntEnum):
+    BASE = 1  # table-miss, ARP, uplink catch-all, TCP FIN/RST
+    ORIGINAL = 2  # a mapping's original-direction rewrite
+    REPLY = 3  # a mapping's reply-direction rewrite
+    L2 = 4  # switching between private hosts
+    DROP = 5  # short-lived drop of unsolicited inbound traffic
+
+
+def make(kind: RuleKind, mapping_id: int = 0) -> int:
+    """The cookie of a rule of ``kind`` (for ``mapping_id``, if a mapping rule)."""
+    if not 0 <= mapping_id <= _ID_MASK:
+        raise ValueError(f"mapping id {mapping_id} does not fit in a cookie")
+    return OURS | int(kind) << _KIND_SHIFT | mapping_id
+
+
+def for_mapping(mapping_id: int) -> int:
+    """The cookie value that, under ``MAPPING_MASK``, selects both rules of a mapping."""
+    return make(RuleKind.ORIGINAL, mapping_id) & MAPPING_MASK
+
+
+def is_ours(cookie: int) -> bool:
+    return cookie & OURS_MASK == OURS
+
+
+def kind_of(cookie: int) -> RuleKind | None:
+    try:
+        return RuleKind((cookie >> _KIND_SHIFT) & 0xFF) if is_ours(cookie) else None
+    except ValueError:
+        return None
+
+
+def mapping_id_of(cookie: int) -> int | None:
+    """The mapping a mapping rule's cookie names; None for other cookies."""
+    if kind_of(cookie) in (RuleKind.ORIGINAL, RuleKind.REPLY):
+        return cookie & _ID_MASK
+    return None

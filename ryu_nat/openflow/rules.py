@@ -1,0 +1,130 @@
+"""One function per kind of flow rule, and the packet-outs that go with them.
+
+Table 0 only; priorities, highest first:
+
+    300  TCP FIN / RST to the router MAC -> controller (the mapping turns transitory)
+    200  a mapping's rewrite rule, one per direction
+    150  short-lived drop of unsolicited inbound traffic to one public port
+    100  ARP -> controller
+     51  anything else from the uplink -> controller (keeps it off the L2 rules)
+     50  switching between private hosts by destination MAC
+      0  table-miss -> controller
+
+No Ryu imports.
+"""
+
+from __future__ import annotations
+
+from ryu_nat.core.addresses import Proto, unpack_key
+from ryu_nat.openflow import cookies
+from ryu_nat.openflow.cookies import RuleKind
+from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
+                                   Output, PacketOut, SetField)
+
+PRIORITY_TCP_CLOSING = 300
+PRIORITY_MAPPING = 200
+PRIORITY_DROP = 150
+PRIORITY_ARP = 100
+PRIORITY_UPLINK = 51
+PRIORITY_L2 = 50
+PRIORITY_MISS = 0
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+TCP_FIN = 0x001
+TCP_RST = 0x004
+_PORT_FIELDS = {Proto.TCP: ("tcp_src", "tcp_dst"), Proto.UDP: ("udp_src", "udp_dst")}
+
+
+def _ip(addr: int) -> str:
+    return f"{addr >> 24}.{addr >> 16 & 255}.{addr >> 8 & 255}.{addr & 255}"
+
+
+def _output(port: int, in_port: int | None) -> Output:
+    """OpenFlow drops output to the arrival port unless it is named OFPP_IN_PORT."""
+    return Output(OFPP_IN_PORT if port == in_port else port)
+
+
+def table_miss() -> FlowRule:
+    """Whatever no rule matches goes to the controller, whole."""
+    return FlowRule(PRIORITY_MISS, Match(), (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
+
+
+def arp_to_controller() -> FlowRule:
+    """The controller answers ARP for the NAT's addresses and relays it between private hosts."""
+    return FlowRule(PRIORITY_ARP, Match.of(eth_type=ETH_TYPE_ARP), (Output(OFPP_CONTROLLER),),
+                    cookies.make(RuleKind.BASE))
+
+
+def uplink_to_controller(uplink: int) -> FlowRule:
+    """Uplink traffic that no mapping claims goes to the controller, never to the private L2 rules."""
+    return FlowRule(PRIORITY_UPLINK, Match.of(in_port=uplink), (Output(OFPP_CONTROLLER),),
+                    cookies.make(RuleKind.BASE))
+
+
+def tcp_flag_to_controller(router_mac: str, flag: int) -> FlowRule:
+    """Routed TCP segments with ``flag`` (FIN or RST) reach the controller, which shortens the
+    mapping to the transitory timeout and forwards them."""
+    match = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP), tcp_flags=(flag, flag))
+    return FlowRule(PRIORITY_TCP_CLOSING, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
+
+
+def channel_match(proto: Proto, key: int, in_port: int) -> Match:
+    """The match of one channel (a packed key) arriving on ``in_port``, prerequisites included."""
+    src, dst, src_port, dst_port = unpack_key(key)
+    src_field, dst_field = _PORT_FIELDS[proto]
+    return Match.of(in_port=in_port, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_src=_ip(src),
+                    ipv4_dst=_ip(dst), **{src_field: src_port, dst_field: dst_port})
+
+
+def rewrite_actions(proto: Proto, arriving: int, leaving: int, eth_src: str, eth_dst: str, out_port: int,
+                    in_port: int) -> tuple[Action, ...]:
+    """Set what differs between the arriving and leaving channel, both MACs, spend one TTL, output."""
+    old = unpack_key(arriving)
+    new = unpack_key(leaving)
+    names = ("ipv4_src", "ipv4_dst", *_PORT_FIELDS[proto])
+    sets = [SetField(name, _ip(value) if name.startswith("ipv4") else value)
+            for name, before, value in zip(names, old, new) if before != value]
+    return (*sets, SetField("eth_src", eth_src), SetField("eth_dst", eth_dst), DecTtl(), _output(out_port, in_port))
+
+
+def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int, leaving: int, in_port: int,
+                    eth_src: str, eth_dst: str, out_port: int, idle_timeout_s: int) -> FlowRule:
+    """One direction of a mapping: rewrite packets of channel ``arriving`` into ``leaving``.
+
+    The switch tells the controller when the rule idles out (flow-removed), and
+    the cookie names the mapping and the direction.
+    """
+    return FlowRule(PRIORITY_MAPPING, channel_match(proto, arriving, in_port),
+                    rewrite_actions(proto, arriving, leaving, eth_src, eth_dst, out_port, in_port),
+                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
+
+
+def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int) -> FlowRule:
+    """Drop inbound traffic to a public port with no mapping for a while, sparing the controller."""
+    dst_field = _PORT_FIELDS[proto][1]
+    match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=_ip(public_ip),
+                     **{dst_field: port})
+    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s)
+
+
+def private_l2(mac: str, port: int, idle_timeout_s: int) -> FlowRule:
+    """Frames to a private host's MAC go out of its port (switching between private hosts)."""
+    return FlowRule(PRIORITY_L2, Match.of(eth_dst=mac), (Output(port),), cookies.make(RuleKind.L2),
+                    idle_timeout_s=idle_timeout_s)
+
+
+def delete_mapping(mapping_id: int) -> FlowDelete:
+    """Both rules of one mapping."""
+    return FlowDelete(cookies.for_mapping(mapping_id), cookies.MAPPING_MASK)
+
+
+def delete_ours() -> FlowDelete:
+    """Every rule this app installed, from this run or an earlier one."""
+    return FlowDelete(cookies.OURS, cookies.OURS_MASK)
+
+
+def send_frame(frame: bytes, out_ports: list[int] | tuple[int, ...], in_port: int | None = None) -> PacketOut:
+    """A frame the controller built or forwards as is, out of ``out_ports``."""
+    actions = tuple(_output(port, in_port) for port in out_ports)
+    return PacketOut(frame, actions, OFPP_CONTROLLER if in_port is None else in_port)
