@@ -118,7 +118,7 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
 
     Raises ConfigError naming the first wrong option and its value.
     """
-    values = {name: _text(raw.get(name, DEFAULTS.get(name))) for name in OPTIONS}
+    values = {name: _text(DEFAULTS.get(name) if raw.get(name) is None else raw.get(name)) for name in OPTIONS}
     public = _interface("public_ipv4", values["public_ipv4"])
     private = _interface("private_ipv4", values["private_ipv4"])
     if public.network.overlaps(private.network):

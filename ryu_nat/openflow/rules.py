@@ -2,7 +2,8 @@
 
 Table 0 only; priorities, highest first:
 
-    300  TCP FIN / RST to the router MAC -> controller (the mapping turns transitory)
+    301  TCP RST to the router MAC -> controller (the mapping turns transitory)
+    300  TCP FIN to the router MAC -> controller (likewise)
     200  a mapping's rewrite rule, one per direction
     150  short-lived drop of unsolicited inbound traffic to one public port
     100  ARP -> controller
@@ -21,7 +22,8 @@ from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
                                    Output, PacketOut, SetField)
 
-PRIORITY_TCP_CLOSING = 300
+PRIORITY_TCP_FIN = 300
+PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
 PRIORITY_MAPPING = 200
 PRIORITY_DROP = 150
 PRIORITY_ARP = 100
@@ -66,7 +68,7 @@ def tcp_flag_to_controller(router_mac: str, flag: int) -> FlowRule:
     """Routed TCP segments with ``flag`` (FIN or RST) reach the controller, which shortens the
     mapping to the transitory timeout and forwards them."""
     match = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP), tcp_flags=(flag, flag))
-    return FlowRule(PRIORITY_TCP_CLOSING, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
+    return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
 
 
 def channel_match(proto: Proto, key: int, in_port: int) -> Match:
@@ -79,13 +81,18 @@ def channel_match(proto: Proto, key: int, in_port: int) -> Match:
 
 def rewrite_actions(proto: Proto, arriving: int, leaving: int, eth_src: str, eth_dst: str, out_port: int,
                     in_port: int) -> tuple[Action, ...]:
-    """Set what differs between the arriving and leaving channel, both MACs, spend one TTL, output."""
+    """Spend one TTL, set what differs between the arriving and leaving channel and both MACs, output.
+
+    DecTtl comes first: Open vSwitch sends an invalid-TTL packet-in with the
+    set-fields before it already applied, and the controller must see the
+    packet as it arrived.
+    """
     old = unpack_key(arriving)
     new = unpack_key(leaving)
     names = ("ipv4_src", "ipv4_dst", *_PORT_FIELDS[proto])
     sets = [SetField(name, _ip(value) if name.startswith("ipv4") else value)
             for name, before, value in zip(names, old, new) if before != value]
-    return (*sets, SetField("eth_src", eth_src), SetField("eth_dst", eth_dst), DecTtl(), _output(out_port, in_port))
+    return (DecTtl(), *sets, SetField("eth_src", eth_src), SetField("eth_dst", eth_dst), _output(out_port, in_port))
 
 
 def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int, leaving: int, in_port: int,
@@ -125,6 +132,8 @@ def delete_ours() -> FlowDelete:
 
 
 def send_frame(frame: bytes, out_ports: list[int] | tuple[int, ...], in_port: int | None = None) -> PacketOut:
-    """A frame the controller built or forwards as is, out of ``out_ports``."""
+    """A frame the controller built or forwards as is, out of ``out_ports`` (at least one)."""
+    if not out_ports:
+        raise ValueError("a packet-out needs at least one output")
     actions = tuple(_output(port, in_port) for port in out_ports)
     return PacketOut(frame, actions, OFPP_CONTROLLER if in_port is None else in_port)

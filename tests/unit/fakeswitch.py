@@ -1,0 +1,472 @@
+"""A simulated OpenFlow 1.3 switch with one flow table, run on plans (after faucet's ``clib/fakeoftable.py``).
+
+Plan tests assert where packets go, not which messages were sent. The model is
+what this project relies on, as OpenFlow 1.3 specifies it and as Open vSwitch
+3.1 was seen to do it (PLATFORM.md):
+
+- ADD replaces a rule of identical match and priority, else inserts; DELETE
+  removes every rule whose cookie matches under the mask, in all tables.
+- Rules are checked as the switch checks them, and a rule it would refuse with
+  an OpenFlow error raises AssertionError: match prerequisites (``eth_type``
+  before IPv4 and ARP fields, ``ip_proto`` before ports), set-field and dec-TTL
+  against the match (Open vSwitch's ``OFPBAC_MATCH_INCONSISTENT``), packet-out
+  actions against the packet (it checks them against the frame), no
+  ``Output(OFPP_TABLE)`` in a rule.
+- A packet takes the one highest-priority rule that matches it; two of equal
+  priority both matching is undefined in OpenFlow and fails. No rule: dropped
+  (the table-miss is a rule like any other).
+- Actions run in order on a copy of the packet. DecTtl at TTL <= 1 stops them
+  and sends an invalid-TTL packet-in carrying the packet as rewritten so far
+  (Open vSwitch commits earlier set-fields first) -- if the asynchronous
+  configuration allows it: Open vSwitch starts with invalid-TTL packet-ins off,
+  and SwitchSetup turns them on. Output to the arrival port is dropped unless
+  it is ``OFPP_IN_PORT``.
+- Fragments, in the normal fragment mode SwitchSetup sets, carry L4 fields 0,
+  the first one included, so port rules see none of them.
+- Time moves only by :meth:`FakeSwitch.advance`, which idles out and hard-times
+  out rules; flow-removed events are kept for rules that asked for them.
+
+Packets are dicts of OXM field names (``in_port``, ``eth_src``, ``ipv4_dst``,
+``tcp_flags``, ...) plus the pseudo-field ``ip_ttl``. Addresses may be given as
+strings or ``IPv4Address``; the switch hands them back as strings, MACs in lower
+case, as Ryu does.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, NamedTuple
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Action, Barrier, DecTtl,
+                                   FlowDelete, FlowRule, Match, Message, Output, PacketOut, Plan, SetField,
+                                   SwitchSetup)
+
+MsgBase = Any  # Ryu ships no type information
+Packet = dict[str, Any]
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+NO_RULE_COOKIE = 0xFFFF_FFFF_FFFF_FFFF  # the cookie of a packet-in no rule caused (a packet-out's)
+
+_MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
+_IP_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"})
+_INT_FIELDS = frozenset({"in_port", "eth_type", "ip_proto", "tcp_src", "tcp_dst", "tcp_flags", "udp_src",
+                         "udp_dst", "icmpv4_type", "icmpv4_code", "arp_op"})
+MATCH_FIELDS = _MAC_FIELDS | _IP_FIELDS | _INT_FIELDS
+# Open vSwitch does not let set-field write these.
+SETTABLE_FIELDS = MATCH_FIELDS - {"in_port", "eth_type", "ip_proto", "tcp_flags"}
+PACKET_FIELDS = MATCH_FIELDS | {"ip_ttl"}
+
+_IPV4 = (("eth_type", ETH_TYPE_IPV4),)
+_ARP = (("eth_type", ETH_TYPE_ARP),)
+_TCP = (*_IPV4, ("ip_proto", 6))
+_UDP = (*_IPV4, ("ip_proto", 17))
+_ICMP = (*_IPV4, ("ip_proto", 1))
+# OpenFlow 1.3 section 7.2.3.6: what a match (or, for actions, the packet) must pin before a field means
+# anything. The pseudo-field ip_ttl stands for dec_ttl, which Open vSwitch accepts only on IP matches.
+PREREQUISITES: dict[str, tuple[tuple[str, int], ...]] = {
+    "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "ip_proto": _IPV4, "ip_ttl": _IPV4,
+    "arp_op": _ARP, "arp_spa": _ARP, "arp_tpa": _ARP, "arp_sha": _ARP, "arp_tha": _ARP,
+    "tcp_src": _TCP, "tcp_dst": _TCP, "tcp_flags": _TCP,
+    "udp_src": _UDP, "udp_dst": _UDP,
+    "icmpv4_type": _ICMP, "icmpv4_code": _ICMP,
+}
+_INCONSISTENT = "OFPBAC_MATCH_INCONSISTENT"
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+# SwitchSetup's asynchronous configuration, spelled out from the spec here rather
+# than imported from ryu_nat.ofmsg, so that replaying what the app sent checks it.
+SETUP_PACKET_IN_REASONS = frozenset({ofp.OFPR_NO_MATCH, ofp.OFPR_ACTION, ofp.OFPR_INVALID_TTL})
+SETUP_FLOW_REMOVED_REASONS = frozenset({ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT, ofp.OFPRR_DELETE})
+SETUP_PORT_STATUS_REASONS = frozenset({ofp.OFPPR_ADD, ofp.OFPPR_DELETE, ofp.OFPPR_MODIFY})
+
+
+class PacketIn(NamedTuple):
+    """A packet the switch sent to the controller, with the fields it had at that point."""
+
+    reason: int  # ofp.OFPR_NO_MATCH, OFPR_ACTION or OFPR_INVALID_TTL
+    cookie: int
+    in_port: int
+    fields: Packet
+
+
+class FlowRemoved(NamedTuple):
+    """A flow-removed message: the rule that went, and why (ofp.OFPRR_*)."""
+
+    rule: FlowRule
+    reason: int
+
+    @property
+    def cookie(self) -> int:
+        return self.rule.cookie
+
+
+@dataclass
+class Entry:
+    """One installed rule and its counters."""
+
+    rule: FlowRule
+    match: Packet  # rule.match with values normalized, masks as (int, int)
+    installed_at: float
+    last_used: float
+    packets: int = 0
+
+    @property
+    def is_table_miss(self) -> bool:
+        return self.rule.priority == 0 and not self.match
+
+
+class FakeSwitch:
+    """One flow table, its clock, and what it has sent to the controller and out of its ports."""
+
+    def __init__(self, ports: Iterable[int] = (), now: float = 0.0) -> None:
+        self.ports = tuple(ports)  # for OFPP_FLOOD
+        self.now = now
+        self.miss_send_len = 128
+        # Open vSwitch's defaults for an equal-role controller (PLATFORM.md: packet-in mask 0x3).
+        self.packet_in_reasons = frozenset({ofp.OFPR_NO_MATCH, ofp.OFPR_ACTION})
+        self.flow_removed_reasons = SETUP_FLOW_REMOVED_REASONS
+        self._table: dict[tuple[int, tuple[tuple[str, Any], ...]], Entry] = {}
+        self._packet_ins: list[PacketIn] = []
+        self._flow_removed: list[FlowRemoved] = []
+        self._emitted: list[tuple[int, Packet]] = []
+
+    # --- what the controller sends ------------------------------------------------------------
+
+    def apply(self, plan: Iterable[Message]) -> None:
+        """Process plan items in order, as the switch processes messages of one write."""
+        for item in plan:
+            match item:
+                case FlowRule():
+                    self._add(item)
+                case FlowDelete(cookie, mask):
+                    for key, entry in list(self._table.items()):
+                        if entry.rule.cookie & mask == cookie & mask:
+                            del self._table[key]
+                            self._removed(entry.rule, ofp.OFPRR_DELETE)
+                case PacketOut(data, actions, in_port):
+                    packet = fields_of_frame(data, in_port)
+                    _check_actions(actions, packet, f"packet-out {item}")
+                    self._emitted += self._run(actions, packet, NO_RULE_COOKIE, ofp.OFPR_ACTION)
+                case SwitchSetup(miss_send_len):
+                    self.miss_send_len = miss_send_len
+                    self.packet_in_reasons = SETUP_PACKET_IN_REASONS
+                    self.flow_removed_reasons = SETUP_FLOW_REMOVED_REASONS
+                case Barrier():
+                    pass
+                case unreachable:
+                    raise AssertionError(f"not a plan item: {unreachable!r}")
+
+    def apply_ryu(self, msgs: Sequence[MsgBase]) -> None:
+        """Process Ryu messages (as a FakeDatapath decoded them) by way of their plan form."""
+        self.apply(plan_from_ryu(msgs))
+
+    def _add(self, rule: FlowRule) -> None:
+        match = _normalized_match(rule)
+        _check_actions(rule.actions, match, f"rule {rule}")
+        assert Output(OFPP_TABLE) not in rule.actions, f"rule {rule}: OFPP_TABLE is for packet-outs only"
+        key = (rule.priority, tuple(sorted(match.items())))
+        self._table[key] = Entry(rule, match, self.now, self.now)  # a replaced rule starts afresh
+
+    # --- packets -------------------------------------------------------------------------------
+
+    def fate(self, **fields: Any) -> list[tuple[int, Packet]]:
+        """Where a packet arriving with ``fields`` goes: ``(port, fields as sent)`` per copy, in action order.
+
+        Packets sent to the controller are not in the list; :meth:`packet_ins` has
+        them. An empty list with no packet-in means the packet was dropped.
+        """
+        assert "in_port" in fields, "a packet needs an in_port"
+        return self._lookup(_normalized_packet(fields))
+
+    def _lookup(self, packet: Packet) -> list[tuple[int, Packet]]:
+        hits = [entry for entry in self._table.values() if _matches(entry.match, packet)]
+        if not hits:
+            return []
+        best = max(entry.rule.priority for entry in hits)
+        [entry, *others] = [entry for entry in hits if entry.rule.priority == best]
+        assert not others, f"packet {packet} matches {len(others) + 1} rules of priority {best} (undefined in OF)"
+        entry.packets += 1
+        entry.last_used = self.now
+        reason = ofp.OFPR_NO_MATCH if entry.is_table_miss else ofp.OFPR_ACTION
+        return self._run(entry.rule.actions, packet, entry.rule.cookie, reason)
+
+    def _run(self, actions: Sequence[Action], packet: Packet, cookie: int,
+             controller_reason: int) -> list[tuple[int, Packet]]:
+        packet = dict(packet)
+        out: list[tuple[int, Packet]] = []
+        for action in actions:
+            match action:
+                case SetField(field, value):
+                    _check_prerequisites(packet, field, f"set_field {field} on packet {packet}", _INCONSISTENT)
+                    packet[field] = _normalized(field, value)
+                case DecTtl():
+                    _check_prerequisites(packet, "ip_ttl", f"dec_ttl on packet {packet}", _INCONSISTENT)
+                    assert "ip_ttl" in packet, f"dec_ttl on packet {packet}, which gives no ip_ttl"
+                    if packet["ip_ttl"] <= 1:
+                        self._packet_in(ofp.OFPR_INVALID_TTL, cookie, packet)
+                        return out  # Open vSwitch stops this table's actions
+                    packet["ip_ttl"] -= 1
+                case Output(port):
+                    out += self._output(port, packet, cookie, controller_reason)
+                case unreachable:
+                    raise AssertionError(f"not an action: {unreachable!r}")
+        return out
+
+    def _output(self, port: int, packet: Packet, cookie: int, controller_reason: int) -> list[tuple[int, Packet]]:
+        in_port = packet["in_port"]
+        if port == OFPP_CONTROLLER:
+            self._packet_in(controller_reason, cookie, packet)
+            return []
+        if port == OFPP_TABLE:
+            return self._lookup(packet)
+        if port == OFPP_IN_PORT:
+            return [(in_port, dict(packet))]
+        if port == OFPP_FLOOD:
+            assert self.ports, "OFPP_FLOOD needs FakeSwitch(ports=...)"
+            return [(p, dict(packet)) for p in self.ports if p != in_port]
+        if port == in_port:
+            return []  # OpenFlow: back out of the arrival port only by OFPP_IN_PORT
+        return [(port, dict(packet))]
+
+    def _packet_in(self, reason: int, cookie: int, packet: Packet) -> None:
+        if reason in self.packet_in_reasons:
+            self._packet_ins.append(PacketIn(reason, cookie, packet["in_port"], dict(packet)))
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Move the clock to ``now``; rules idle for ``idle_timeout_s`` or installed ``hard_timeout_s`` ago go."""
+        assert now >= self.now, f"time goes forward: {now} < {self.now}"
+        self.now = now
+        for key, entry in list(self._table.items()):
+            rule = entry.rule
+            if rule.hard_timeout_s and now - entry.installed_at >= rule.hard_timeout_s:
+                reason = ofp.OFPRR_HARD_TIMEOUT
+            elif rule.idle_timeout_s and now - entry.last_used >= rule.idle_timeout_s:
+                reason = ofp.OFPRR_IDLE_TIMEOUT
+            else:
+                continue
+            del self._table[key]
+            self._removed(rule, reason)
+
+    def _removed(self, rule: FlowRule, reason: int) -> None:
+        if rule.notify_removed and reason in self.flow_removed_reasons:
+            self._flow_removed.append(FlowRemoved(rule, reason))
+
+    # --- what the switch sends back, and introspection -------------------------------------------
+
+    def packet_ins(self) -> list[PacketIn]:
+        """Packet-ins since the last call."""
+        drained, self._packet_ins = self._packet_ins, []
+        return drained
+
+    def flow_removed_events(self) -> list[FlowRemoved]:
+        """Flow-removed messages since the last call."""
+        drained, self._flow_removed = self._flow_removed, []
+        return drained
+
+    def emitted(self) -> list[tuple[int, Packet]]:
+        """``(port, fields)`` of packets that packet-outs sent out of ports, since the last call."""
+        drained, self._emitted = self._emitted, []
+        return drained
+
+    def entries(self) -> list[Entry]:
+        """Installed rules with their counters, highest priority first."""
+        return sorted(self._table.values(), key=lambda entry: -entry.rule.priority)
+
+    def rules(self) -> list[FlowRule]:
+        return [entry.rule for entry in self.entries()]
+
+    def rules_with_cookie(self, cookie: int, mask: int = (1 << 64) - 1) -> list[FlowRule]:
+        """Rules a FlowDelete(cookie, mask) would remove."""
+        return [rule for rule in self.rules() if rule.cookie & mask == cookie & mask]
+
+
+# --- fields ------------------------------------------------------------------------------------
+
+
+def _normalized(name: str, value: Any) -> Any:
+    if name in _MAC_FIELDS:
+        text = str(value).lower()
+        assert _MAC_RE.fullmatch(text), f"{name}: not a MAC address: {value!r}"
+        return text
+    if name in _IP_FIELDS:
+        return str(IPv4Address(value))
+    assert name in _INT_FIELDS or name == "ip_ttl", f"field {name!r} is not modelled"
+    assert isinstance(value, int) and not isinstance(value, bool), f"{name}: not an int: {value!r}"
+    return value
+
+
+def _as_int(name: str, value: Any) -> int:
+    if name in _MAC_FIELDS:
+        return int(str(value).replace(":", ""), 16)
+    if name in _IP_FIELDS:
+        return int(IPv4Address(value))
+    return int(value)
+
+
+def _normalized_match(rule: FlowRule) -> Packet:
+    match: Packet = {}
+    for name, value in rule.match.fields:
+        assert name in MATCH_FIELDS, f"rule {rule}: {name!r} is not an OXM field this switch matches"
+        if isinstance(value, tuple):
+            match[name] = (_as_int(name, value[0]), _as_int(name, value[1]))
+        else:
+            match[name] = _normalized(name, value)
+    for name in match:
+        _check_prerequisites(match, name, f"rule {rule}: {name}", "OFPBMC_BAD_PREREQ")
+    return match
+
+
+def _normalized_packet(fields: Mapping[str, Any]) -> Packet:
+    for name in fields:
+        assert name in PACKET_FIELDS, f"packet field {name!r} is not modelled"
+    return {name: _normalized(name, value) for name, value in fields.items()}
+
+
+def _check_prerequisites(known: Mapping[str, Any], field: str, what: str, error: str) -> None:
+    for need, value in PREREQUISITES.get(field, ()):
+        shown = f"{value:#06x}" if need == "eth_type" else value
+        assert known.get(need) == value, f"{what} needs {need}={shown} ({error})"
+
+
+def _check_actions(actions: Sequence[Action], known: Mapping[str, Any], what: str) -> None:
+    """Set-field and dec-TTL need the match (or the packet-out's packet) to pin the header they change."""
+    for action in actions:
+        if isinstance(action, SetField):
+            assert action.field in SETTABLE_FIELDS, f"{what}: set_field {action.field} is not allowed"
+            _check_prerequisites(known, action.field, f"{what}: set_field {action.field}", _INCONSISTENT)
+        elif isinstance(action, DecTtl):
+            _check_prerequisites(known, "ip_ttl", f"{what}: dec_ttl", _INCONSISTENT)
+
+
+def _matches(match: Packet, packet: Packet) -> bool:
+    for name, want in match.items():
+        have = packet.get(name)
+        if have is None:
+            return False
+        if isinstance(want, tuple):
+            value, mask = want
+            if _as_int(name, have) & mask != value & mask:
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def fields_of_frame(data: bytes, in_port: int) -> Packet:
+    """The fields the switch matches a frame on, parsed with ryu.lib.packet."""
+    eth, _, rest = ethernet.ethernet.parser(data)
+    fields: Packet = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype}
+    if eth.ethertype == ETH_TYPE_ARP:
+        req = arp.arp.parser(rest)[0]
+        fields.update(arp_op=req.opcode, arp_spa=req.src_ip, arp_tpa=req.dst_ip, arp_sha=req.src_mac,
+                      arp_tha=req.dst_mac)
+    elif eth.ethertype == ETH_TYPE_IPV4:
+        ip, _, body = ipv4.ipv4.parser(rest)
+        fields.update(ipv4_src=ip.src, ipv4_dst=ip.dst, ip_proto=ip.proto, ip_ttl=ip.ttl)
+        fields.update(_l4_fields(ip, body))
+    return _normalized_packet(fields)
+
+
+def _l4_fields(ip: ipv4.ipv4, body: bytes) -> Packet:
+    is_fragment = ip.flags & 0x1 or ip.offset  # more fragments, or not the first
+    if ip.proto == 6:
+        if is_fragment:
+            return {"tcp_src": 0, "tcp_dst": 0, "tcp_flags": 0}
+        segment = tcp.tcp.parser(body)[0]
+        # Ryu keeps only 6 flag bits; the OXM field has 12.
+        (offset_and_flags,) = struct.unpack_from("!H", body, 12)
+        return {"tcp_src": segment.src_port, "tcp_dst": segment.dst_port, "tcp_flags": offset_and_flags & 0x0FFF}
+    if ip.proto == 17:
+        if is_fragment:
+            return {"udp_src": 0, "udp_dst": 0}
+        datagram = udp.udp.parser(body)[0]
+        return {"udp_src": datagram.src_port, "udp_dst": datagram.dst_port}
+    if ip.proto == 1:
+        if is_fragment:
+            return {"icmpv4_type": 0, "icmpv4_code": 0}
+        message = icmp.icmp.parser(body)[0]
+        return {"icmpv4_type": message.type, "icmpv4_code": message.code}
+    return {}
+
+
+# --- Ryu messages back to plan items -------------------------------------------------------------
+
+
+def from_ryu(msg: MsgBase) -> Message | None:
+    """The plan item a message stands for; None for the set-async half of a SwitchSetup.
+
+    AssertionError on a message (or a field of one) that no plan item produces,
+    so replaying what the app sent cannot silently drop something.
+    """
+    if isinstance(msg, parser.OFPFlowMod):
+        return _flow_mod(msg)
+    if isinstance(msg, parser.OFPPacketOut):
+        assert msg.buffer_id == ofp.OFP_NO_BUFFER, f"{msg}: Open vSwitch keeps no buffers"
+        return PacketOut(bytes(msg.data), tuple(_action(a) for a in msg.actions), msg.in_port)
+    if isinstance(msg, parser.OFPSetConfig):
+        assert msg.flags == ofp.OFPC_FRAG_NORMAL, f"{msg}: fragment handling other than normal"
+        return SwitchSetup(msg.miss_send_len)
+    if isinstance(msg, parser.OFPSetAsync):
+        for name, masks, reasons in (("packet_in", msg.packet_in_mask, SETUP_PACKET_IN_REASONS),
+                                     ("port_status", msg.port_status_mask, SETUP_PORT_STATUS_REASONS),
+                                     ("flow_removed", msg.flow_removed_mask, SETUP_FLOW_REMOVED_REASONS)):
+            want = sum(1 << reason for reason in reasons)
+            assert list(masks) == [want, want], f"set_async {name} masks {masks}, want {want:#x} for both roles"
+        return None
+    if isinstance(msg, parser.OFPBarrierRequest):
+        return Barrier()
+    raise AssertionError(f"no plan item sends {type(msg).__name__}: {msg}")
+
+
+def plan_from_ryu(msgs: Sequence[MsgBase]) -> Plan:
+    """The plan that ``msgs`` carry out; each set-config must come with its set-async, as SwitchSetup sends them."""
+    plan: Plan = []
+    for msg, following in zip(msgs, [*msgs[1:], None]):
+        if isinstance(msg, parser.OFPSetConfig):
+            assert isinstance(following, parser.OFPSetAsync), f"{msg} not followed by its set_async"
+        item = from_ryu(msg)
+        if item is not None:
+            plan.append(item)
+    return plan
+
+
+def _flow_mod(msg: MsgBase) -> FlowRule | FlowDelete:
+    if msg.command == ofp.OFPFC_DELETE:
+        assert (msg.table_id, msg.out_port, msg.out_group) == (ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY), msg
+        assert not msg.match.items(), f"{msg}: FlowDelete selects by cookie only"
+        return FlowDelete(msg.cookie, msg.cookie_mask)
+    assert msg.command == ofp.OFPFC_ADD, f"{msg}: no plan item sends flow_mod command {msg.command}"
+    assert msg.table_id == 0 and msg.buffer_id == ofp.OFP_NO_BUFFER, msg
+    assert msg.flags & ~ofp.OFPFF_SEND_FLOW_REM == 0, f"{msg}: flags {msg.flags:#x}"
+    actions: tuple[Action, ...] = ()
+    if msg.instructions:
+        [instruction] = msg.instructions
+        assert isinstance(instruction, parser.OFPInstructionActions), instruction
+        assert instruction.type == ofp.OFPIT_APPLY_ACTIONS, instruction
+        actions = tuple(_action(a) for a in instruction.actions)
+    return FlowRule(msg.priority, Match.of(**dict(msg.match.items())), actions, msg.cookie,
+                    idle_timeout_s=msg.idle_timeout, hard_timeout_s=msg.hard_timeout,
+                    notify_removed=bool(msg.flags & ofp.OFPFF_SEND_FLOW_REM))
+
+
+def _action(action: MsgBase) -> Action:
+    if isinstance(action, parser.OFPActionSetField):
+        return SetField(action.key, action.value)
+    if isinstance(action, parser.OFPActionDecNwTtl):
+        return DecTtl()
+    if isinstance(action, parser.OFPActionOutput):
+        # A shorter max_len would truncate packet-ins; the gateway needs whole frames.
+        assert action.port != OFPP_CONTROLLER or action.max_len == ofp.OFPCML_NO_BUFFER, action
+        return Output(action.port)
+    raise AssertionError(f"no plan action sends {action}")

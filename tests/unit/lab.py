@@ -1,0 +1,105 @@
+"""A gateway wired to the simulated switch, with hosts that answer ARP: plan tests assert fates."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from ryu.lib.packet import arp
+
+from ryu_nat.config import parse_config
+from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame
+from ryu_nat.gateway import Gateway, PacketInReason
+from ryu_nat.openflow.plan import Plan
+
+from .builders import frame
+from .fakeswitch import FakeSwitch
+
+UPLINK, H1_PORT, H2_PORT = 1, 2, 3
+ROUTER_MAC = "02:4e:41:54:00:01"
+PUBLIC = "192.168.3.1"
+PRIVATE = "10.0.0.1"
+GATEWAY = "192.168.3.254"
+SERVER = "192.168.3.10"
+INTERNET = "198.51.100.10"
+H1, H2 = "10.0.0.2", "10.0.0.3"
+MACS = {H1: "00:00:00:00:00:02", H2: "00:00:00:00:00:03", SERVER: "00:00:00:00:03:0a", GATEWAY: "00:00:00:00:03:fe"}
+BASE_CONFIG = {"public_ipv4": f"{PUBLIC}/24", "public_ipv4_gateway": GATEWAY, "private_ipv4": f"{PRIVATE}/24",
+               "public_port": str(UPLINK), "redirects": f"tcp:8080={H1}:80, udp:5353={H2}:53"}
+
+
+@dataclass
+class Lab:
+    """One NAT switch with H1 on port 2, H2 on port 3, and the public LAN (SERVER, GATEWAY) on port 1."""
+
+    overrides: dict[str, str] = field(default_factory=dict)
+    now: float = 0.0
+    answer_arp: bool = True
+
+    def __post_init__(self) -> None:
+        self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(3))
+        self.switch = FakeSwitch(ports=(UPLINK, H1_PORT, H2_PORT))
+        self.plans: list[Plan] = []
+        self.apply(self.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE], self.now))
+
+    def apply(self, plan: Plan) -> None:
+        self.plans.append(plan)
+        self.switch.apply(plan)
+
+    def send(self, port: int, data: bytes) -> list[tuple[int, dict[str, Any]]]:
+        """A frame arrives on ``port``: where it and whatever the controller sent in answer went.
+
+        Packet-ins carry the frame as it arrived (mapping rules spend the TTL before
+        they rewrite), and ARP requests from the NAT to known hosts are answered.
+        """
+        from .fakeswitch import fields_of_frame
+
+        delivered = self.switch.fate(**fields_of_frame(data, port))
+        for packet_in in self.switch.packet_ins():
+            self.apply(self.gateway.packet_in(packet_in.in_port, data, self.now, PacketInReason(packet_in.reason)))
+        delivered += self.switch.emitted()
+        return self._answer_arp(delivered)
+
+    def _answer_arp(self, delivered: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+        rest = []
+        for port, fields in delivered:
+            target = fields.get("arp_tpa")
+            if self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC and target in MACS:
+                rest += self.send(port, arp_reply(target, fields["arp_spa"]))
+            else:
+                rest.append((port, fields))
+        return rest
+
+    def advance(self, seconds: float) -> None:
+        """Time passes: the switch idles rules out, the controller hears of it and ticks."""
+        self.now += seconds
+        self.switch.advance(self.now)
+        for removed in self.switch.flow_removed_events():
+            self.apply(self.gateway.flow_removed(removed.cookie, removed.reason, self.now))
+        self.apply(self.gateway.expire(self.now))
+
+    def last_packet_outs(self) -> list[bytes]:
+        from ryu_nat.openflow.plan import PacketOut
+
+        return [item.data for item in self.plans[-1] if isinstance(item, PacketOut)]
+
+
+def arp_request(sender: str, target: str) -> bytes:
+    packet = arp.arp_ip(arp.ARP_REQUEST, MACS[sender], sender, "00:00:00:00:00:00", target)
+    return ethernet_frame("ff:ff:ff:ff:ff:ff", MACS[sender], bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
+
+
+def arp_reply(sender: str, to: str) -> bytes:
+    packet = arp.arp_ip(arp.ARP_REPLY, MACS[sender], sender, ROUTER_MAC, to)
+    return ethernet_frame(ROUTER_MAC, MACS[sender], bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
+
+
+def from_host(host: str, ip_bytes: bytes) -> bytes:
+    """A frame a host sends to its gateway (private hosts) or the NAT (public side)."""
+    return frame(MACS[host], ROUTER_MAC, ip_bytes)
+
+
+def ip(text: str) -> IPv4Address:
+    return IPv4Address(text)

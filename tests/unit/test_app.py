@@ -1,0 +1,176 @@
+"""The Ryu adapter, driven with real events and a fake datapath; what it sends is replayed into
+the simulated switch."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+from ryu.controller import ofp_event
+from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu.lib import hub
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from ryu_nat.openflow import cookies
+from ryu_nat.openflow.cookies import RuleKind
+
+from .builders import udp_bytes
+from .fakedp import FakeDatapath, flow_removed_event, packet_in_event
+from .fakeswitch import FakeSwitch
+from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host
+
+NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
+
+
+@pytest.fixture
+def app():
+    from ryu_nat import app as app_module
+
+    conf = app_module.CONF
+    for name, value in NAT_OPTIONS.items():
+        conf.set_override(name, value, group="nat")
+    nat_app = app_module.NatApp()
+    nat_app.reraise = True
+    try:
+        yield nat_app
+    finally:
+        for thread in nat_app.threads:
+            hub.kill(thread)
+        for name in NAT_OPTIONS:
+            conf.clear_override(name, group="nat")
+
+
+def connect(app, dp: FakeDatapath) -> FakeSwitch:
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = MAIN_DISPATCHER
+    app._state_change(ev)
+    switch = FakeSwitch(ports=tuple(dp.ports))
+    switch.apply_ryu(dp.sent)
+    dp.sent.clear()
+    return switch
+
+
+def test_connect_sends_setup_delete_and_base_rules(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = MAIN_DISPATCHER
+    app._state_change(ev)
+    kinds = [type(msg).__name__ for msg in dp.sent]
+    assert kinds[:4] == ["OFPSetConfig", "OFPSetAsync", "OFPFlowMod", "OFPBarrierRequest"]
+    assert dp.sent[2].command == ofp.OFPFC_DELETE and dp.sent[2].cookie_mask == cookies.OURS_MASK
+    assert dp.sent[1].packet_in_mask[0] & (1 << ofp.OFPR_INVALID_TTL)
+    assert len(dp.writes) == 1  # one write for the whole plan
+    assert app.datapath is dp
+
+
+def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    switch = connect(app, dp)
+    app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
+    # The NAT asks who SERVER is; the answer releases the packet.
+    app._packet_in(packet_in_event(dp, UPLINK, arp_reply(SERVER, BASE_CONFIG["public_ipv4"].split("/")[0])))
+    switch.apply_ryu(dp.sent)
+    dp.sent.clear()
+    [original, reply] = sorted((r for r in switch.rules() if cookies.mapping_id_of(r.cookie)),
+                               key=lambda r: r.cookie >> 40)
+    assert cookies.kind_of(original.cookie) is RuleKind.ORIGINAL and original.match.get("ipv4_src") == H1
+    assert switch.emitted()[-1][1]["ipv4_src"] == "192.168.3.1"
+    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT))
+    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT))
+    [delete] = dp.sent
+    assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(cookies.mapping_id_of(original.cookie))
+    assert app.stats.mappings_removed["expired"] == 1
+
+
+def test_packets_of_other_switches_are_left_alone(app):
+    nat_dp, other = FakeDatapath(dpid=1), FakeDatapath(dpid=2)
+    connect(app, nat_dp)
+    ev = ofp_event.EventOFPStateChange(other)
+    ev.state = MAIN_DISPATCHER
+    app._state_change(ev)
+    app._packet_in(packet_in_event(other, 2, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
+    assert other.sent == [] and app.stats.packet_ins["not_ours"] == 1
+
+
+def test_disconnect_forgets_the_datapath(app):
+    dp = FakeDatapath()
+    connect(app, dp)
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = DEAD_DISPATCHER
+    app._state_change(ev)
+    assert app.datapath is None
+
+
+def test_a_handler_bug_is_logged_and_counted_not_fatal(app, caplog, monkeypatch):
+    dp = FakeDatapath()
+    connect(app, dp)
+    app.reraise = False
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app.gateway, "packet_in", broken)
+    with caplog.at_level(logging.ERROR):
+        app._packet_in(packet_in_event(dp, H1_PORT, b"\x00" * 60))
+    assert app.stats.handler_errors == 1 and "packet_in handler failed" in caplog.text
+
+
+def test_openflow_errors_are_logged_beside_the_message_they_answer(app, caplog):
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+
+    dp = FakeDatapath()
+    connect(app, dp)
+    app._send(dp, app.gateway.switch_connected([1, 2], 0.0))
+    xid = dp.xid
+    error = parser.OFPErrorMsg(dp, type_=ofp.OFPET_BAD_MATCH, code=ofp.OFPBMC_BAD_PREREQ)
+    error.xid = xid
+    with caplog.at_level(logging.ERROR):
+        app._error(ofp_event.EventOFPErrorMsg(error))
+    assert app.stats.openflow_errors == 1
+    assert f"xid={xid}" in caplog.text and "flow_mod add" in caplog.text
+
+
+def test_bad_config_stops_start_up_with_one_line(tmp_path):
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\npublic_ipv4 = 192.168.3.1/24\npublic_ipv4_gateway = 10.9.9.9\n"
+                    "private_ipv4 = 10.0.0.1/24\n")
+    result = subprocess.run([sys.executable, "-m", "ryu_nat.cli", "--config-file", str(conf)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "ryu_nat: [nat] public_ipv4_gateway = '10.9.9.9' must be another host address" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["ryu-manager", "ryu-nat"])
+def test_both_commands_start_the_app_and_listen(tmp_path, command):
+    import pathlib
+    import socket
+    import time
+
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exe = pathlib.Path(sys.executable).parent / command
+    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port)]
+    if command == "ryu-manager":
+        args.append("ryu_nat.app")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        listening = False
+        while time.monotonic() < deadline and proc.poll() is None and not listening:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                listening = True
+            except OSError:
+                time.sleep(0.2)
+        assert listening, f"{command} did not listen on {port}"
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=10)
+    assert "instantiating app ryu_nat.app of NatApp" in output
+    assert "Traceback" not in output
