@@ -61,6 +61,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.stats = Stats()
         self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
         self.datapath: Datapath | None = None
+        self.encoder = ofmsg.Encoder()
         self.sent = ofmsg.SentLog()
         self.reraise = False
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
@@ -142,9 +143,9 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
 
     def _send(self, dp: Datapath, plan: Plan) -> None:
         if plan:
-            messages = ofmsg.to_messages(dp, plan)
-            dp.send(ofmsg.serialize_batch(dp, messages))
-            self.sent.record(messages)
+            data, sent = self.encoder.encode(dp, plan)
+            dp.send(data)
+            self.sent.record(sent)
 
     def _ticker(self) -> None:
         while True:

@@ -8,10 +8,15 @@ gateway planned is what the switch receives. No I/O: the adapter writes the byte
 
 from __future__ import annotations
 
+import random
+import socket
+import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from types import ModuleType
 from typing import Any, Protocol, assert_never
 
+from ryu.ofproto import ofproto_protocol
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -39,6 +44,7 @@ class Datapath(Protocol):
     """What this module needs of a datapath: Ryu's ``Datapath``, or a test fake."""
 
     ofproto: ModuleType
+    xid: int
 
     def set_xid(self, msg: MsgBase) -> int: ...
 
@@ -118,6 +124,181 @@ def serialize_batch(datapath: Datapath, msgs: Sequence[MsgBase]) -> bytes:
     return b"".join(msg.buf for msg in msgs)
 
 
+# --- the fast path: templates -------------------------------------------------------------------
+#
+# Building a flow-mod with Ryu's parser objects costs more than the NAT decision
+# behind it (mostly OFPMatch's field conversion). The messages of a flow setup
+# come in few shapes (which fields are matched and set, which reserved port is
+# output to), so each shape is built once by Ryu with sentinel values, and later
+# messages copy those bytes and write their values over the sentinels.
+# tests/unit/test_ofmsg.py checks templated bytes against Ryu's for every shape.
+
+_U16, _U32, _U64, _IPV4, _MAC = "!H", "!I", "!Q", "ipv4", "mac"
+_SLOT_KIND = {"in_port": _U32, "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "eth_src": _MAC, "eth_dst": _MAC,
+              "tcp_src": _U16, "tcp_dst": _U16, "udp_src": _U16, "udp_dst": _U16}
+_SENTINEL_TRIES = 8
+OFPP_MAX = 0xFFFFFF00
+
+
+class _Template:
+    """The bytes of one message shape, and where its variable values go."""
+
+    __slots__ = ("head", "slots")
+
+    def __init__(self, head: bytes, slots: list[tuple[int, str]]) -> None:
+        self.head = head
+        self.slots = slots
+
+    def render(self, xid: int, values: Sequence[int | str], data: bytes = b"") -> bytes:
+        buf = bytearray(self.head)
+        struct.pack_into("!HI", buf, 2, len(buf) + len(data), xid)
+        for (offset, kind), value in zip(self.slots, values):
+            if kind == _IPV4:
+                buf[offset:offset + 4] = socket.inet_aton(value)  # type: ignore[arg-type]
+            elif kind == _MAC:
+                buf[offset:offset + 6] = bytes.fromhex(value.replace(":", ""))  # type: ignore[union-attr]
+            else:
+                struct.pack_into(kind, buf, offset, value)
+        return bytes(buf) + data if data else bytes(buf)
+
+
+def _variable(name: str, value: object) -> bool:
+    return name in _SLOT_KIND and not isinstance(value, tuple)
+
+
+def _shape(item: FlowRule | PacketOut) -> tuple[tuple[object, ...], list[tuple[str, int | str]]]:
+    """The shape key of a message and its variable values (kind, value), in one fixed order."""
+    key: list[object] = []
+    values: list[tuple[str, int | str]] = []
+    if isinstance(item, FlowRule):
+        key += ["flow", item.priority, item.notify_removed, bool(item.actions)]
+        values += [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
+        for name, value in item.match.fields:
+            if _variable(name, value):
+                key.append(name)
+                values.append((_SLOT_KIND[name], value))
+            else:
+                key.append((name, value))
+    else:
+        key.append("packet_out")
+        values.append((_U32, item.in_port))
+    for action in item.actions:
+        if isinstance(action, SetField) and _variable(action.field, action.value):
+            key.append(("set", action.field))
+            values.append((_SLOT_KIND[action.field], action.value))
+        elif isinstance(action, Output) and action.port < OFPP_MAX:
+            key.append("output")
+            values.append((_U32, action.port))
+        else:
+            key.append(action)
+    return tuple(key), values
+
+
+def _sentinels(kinds: Sequence[str], rng: random.Random) -> list[int | str]:
+    out: list[int | str] = []
+    for kind in kinds:
+        if kind == _IPV4:
+            out.append(".".join(str(rng.randint(1, 223)) for _ in range(4)))
+        elif kind == _MAC:
+            out.append(":".join(f"{rng.randint(0, 255) & 0xFE if i == 0 else rng.randint(0, 255):02x}"
+                                for i in range(6)))
+        else:
+            out.append(rng.randint(0x1001, {_U16: 0xFFFE, _U32: 0xFFFFFEFF, _U64: 2**63}[kind]))
+    return out
+
+
+def _with_values(item: FlowRule | PacketOut, values: Sequence[int | str]) -> FlowRule | PacketOut:
+    """``item`` with its variable values replaced, in :func:`_shape` order."""
+    pending = list(values)
+    actions = []
+    if isinstance(item, FlowRule):
+        cookie, idle, hard = pending[:3]
+        del pending[:3]
+        fields = []
+        for name, value in item.match.fields:
+            fields.append((name, pending.pop(0) if _variable(name, value) else value))
+        head: FlowRule | PacketOut = replace(item, cookie=cookie, idle_timeout_s=idle, hard_timeout_s=hard,
+                                             match=type(item.match)(tuple(fields)))
+    else:
+        head = replace(item, in_port=pending.pop(0), data=b"")
+    for action in item.actions:
+        if isinstance(action, SetField) and _variable(action.field, action.value):
+            actions.append(SetField(action.field, pending.pop(0)))
+        elif isinstance(action, Output) and action.port < OFPP_MAX:
+            actions.append(Output(pending.pop(0)))  # type: ignore[arg-type]
+        else:
+            actions.append(action)
+    return replace(head, actions=tuple(actions))
+
+
+def _pattern(kind: str, value: int | str) -> bytes:
+    if kind == _IPV4:
+        return socket.inet_aton(str(value))
+    if kind == _MAC:
+        return bytes.fromhex(str(value).replace(":", ""))
+    return struct.pack(kind, value)
+
+
+def _build_template(datapath: Datapath, item: FlowRule | PacketOut) -> _Template | None:
+    """Serialize ``item``'s shape with sentinel values through Ryu and find each sentinel."""
+    _, values = _shape(item)
+    kinds = [kind for kind, _ in values]
+    rng = random.Random(len(kinds))
+    for _ in range(_SENTINEL_TRIES):
+        sentinels = _sentinels(kinds, rng)
+        [msg] = to_messages(datapath, [_with_values(item, sentinels)])
+        msg.set_xid(0)
+        msg.serialize()
+        head = bytes(msg.buf)
+        slots = []
+        for kind, sentinel in zip(kinds, sentinels):
+            pattern = _pattern(kind, sentinel)
+            if head.count(pattern) != 1:
+                break
+            slots.append((head.index(pattern), kind))
+        else:
+            return _Template(head, slots)
+    return None
+
+
+class Encoder:
+    """Turns plans into the bytes of one write, with templates for flow rules and packet-outs."""
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[object, ...], _Template | None] = {}
+
+    def encode(self, datapath: Datapath, plan: Iterable[Message]) -> tuple[bytes, list[tuple[int, Message]]]:
+        """The bytes of ``plan`` and, per message, its xid and plan item (for error reports)."""
+        chunks: list[bytes] = []
+        sent: list[tuple[int, Message]] = []
+        for item in plan:
+            if isinstance(item, (FlowRule, PacketOut)) and (isinstance(item, FlowRule) or item.actions):
+                key, values = _shape(item)
+                template = self._templates.get(key, _MISSING)
+                if template is _MISSING:
+                    template = self._templates[key] = _build_template(datapath, item)
+                if template is not None:
+                    xid = _next_xid(datapath)
+                    data = item.data if isinstance(item, PacketOut) else b""
+                    chunks.append(template.render(xid, [value for _, value in values], data))
+                    sent.append((xid, item))
+                    continue
+            for msg in to_messages(datapath, [item]):
+                msg.set_xid(_next_xid(datapath))
+                msg.serialize()
+                chunks.append(bytes(msg.buf))
+                sent.append((msg.xid, item))
+        return b"".join(chunks), sent
+
+
+_MISSING: Any = object()
+
+
+def _next_xid(datapath: Datapath) -> int:
+    datapath.xid = (datapath.xid + 1) & 0xFFFFFFFF
+    return datapath.xid
+
+
 def describe(msg: MsgBase) -> str:
     """One line for a log: the fields that explain an OpenFlow error, named as ``ovs-ofctl`` names them."""
     if isinstance(msg, parser.OFPFlowMod):
@@ -164,24 +345,29 @@ def _port_text(port: int) -> str:
 
 
 class SentLog:
-    """The last ``size`` messages sent, by xid.
+    """The last ``size`` plan items sent, by xid.
 
     An OpenFlow error names only the xid of the message it answers; this lets
     the adapter log that message beside the error (faucet's ``Valve.oferror``).
-    Recording is a dict insert; messages are described only when an error asks.
+    Recording is a dict insert; an item is turned into words only when an error asks.
     """
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._by_xid: dict[int, MsgBase] = {}
+        self._by_xid: dict[int, Message] = {}
 
-    def record(self, msgs: Iterable[MsgBase]) -> None:
-        for msg in msgs:
-            self._by_xid[msg.xid] = msg
+    def record(self, sent: Iterable[tuple[int, Message]]) -> None:
+        for xid, item in sent:
+            self._by_xid[xid] = item
         while len(self._by_xid) > self._size:
             del self._by_xid[next(iter(self._by_xid))]
 
     def describe(self, xid: int) -> str:
         """The message sent with ``xid``, described; or a note that it is no longer (or never was) kept."""
-        msg = self._by_xid.get(xid)
-        return describe(msg) if msg is not None else f"(not among the last {self._size} messages sent)"
+        item = self._by_xid.get(xid)
+        if item is None:
+            return f"(not among the last {self._size} messages sent)"
+        return "; ".join(describe(msg) for msg in to_messages(_PROTOCOL, [item]))
+
+
+_PROTOCOL = ofproto_protocol.ProtocolDesc(ofp.OFP_VERSION)

@@ -223,9 +223,9 @@ def test_describe_gives_one_line_with_what_explains_an_error(dp):
 
 def test_sent_log_describes_only_the_last_messages(dp):
     log = ofmsg.SentLog(size=32)
-    msgs = ofmsg.to_messages(dp, [Barrier()] * 39 + [REWRITE])
-    ofmsg.serialize_batch(dp, msgs)
-    log.record(msgs)
-    assert log.describe(msgs[-1].xid) == ofmsg.describe(msgs[-1])
-    assert log.describe(msgs[-32].xid) == "barrier_request"
-    assert log.describe(msgs[-33].xid) == "(not among the last 32 messages sent)"
+    data, sent = ofmsg.Encoder().encode(dp, [Barrier()] * 39 + [REWRITE])
+    log.record(sent)
+    [rewrite] = ofmsg.to_messages(dp, [REWRITE])
+    assert log.describe(sent[-1][0]) == ofmsg.describe(rewrite)
+    assert log.describe(sent[-32][0]) == "barrier_request"
+    assert log.describe(sent[-33][0]) == "(not among the last 32 messages sent)"
