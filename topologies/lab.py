@@ -39,7 +39,8 @@ NAT_APP = "ryu_nat.app"
 DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 
 # A controller log with any of these fails the run (see STYLE.md, "End to end").
-LOG_ERROR_MARKERS = ("Traceback (most recent call last)", "OFPErrorMsg", "OpenFlow error")
+TRACEBACK = "Traceback (most recent call last)"
+LOG_ERROR_MARKERS = (TRACEBACK, "OFPErrorMsg", "OpenFlow error")
 
 # [nat] options matching topologies/two_networks.py.
 DEFAULT_NAT_CONFIG: dict[str, str] = {
@@ -103,6 +104,21 @@ def prepare_machine() -> None:
     topo.sweep()
 
 
+def child_processes() -> list[str]:
+    """Processes whose parent is this one (``pid command``): none should outlive a network."""
+    me, found = str(os.getpid()), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        if text[text.rindex(")") + 2:].split()[1] == me:
+            found.append(f"{stat.parent.name} {comm}")
+    return found
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -128,14 +144,20 @@ def write_config(path: Path, **overrides: object) -> Path:
     return path
 
 
-def controller_connected(bridge: str) -> bool:
-    """Is some controller of ``bridge`` connected (as Open vSwitch sees it)?"""
-    uuids = run("ovs-vsctl", "--timeout=5", "get", "Bridge", bridge, "controller", check=False)
-    for uuid in re.findall(r"[0-9a-f-]{36}", uuids):
-        if run("ovs-vsctl", "--timeout=5", "get", "Controller", uuid, "is_connected",
-               check=False).strip() == "true":
-            return True
-    return False
+def listening(port: int) -> bool:
+    """Does something listen on TCP ``port`` (any address)?"""
+    return bool(run("ss", "-Hltn", f"( sport = :{port} )", check=False).strip())
+
+
+def attach_controller(bridge: str, port: int) -> None:
+    """Point ``bridge`` at ``tcp:127.0.0.1:port`` now.
+
+    A fresh controller record connects at once; the old one may be sitting out
+    a reconnect backoff, which this Open vSwitch grows to 8 s whatever
+    ``max_backoff`` says. Secure fail mode keeps the flows meanwhile.
+    """
+    run("ovs-vsctl", "--timeout=10", "del-controller", bridge)
+    run("ovs-vsctl", "--timeout=10", "set-controller", bridge, f"tcp:127.0.0.1:{port}")
 
 
 class ControllerDied(RuntimeError):
@@ -165,10 +187,6 @@ class Controller:
                 "--ofp-tcp-listen-port", str(self.of_port),
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.wsapi_port)]
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -180,16 +198,31 @@ class Controller:
                                              stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_connected(self, bridge: str, timeout_s: float = 20) -> None:
-        """Wait until ``bridge`` is connected and has flows (the app has set it up).
+        """Connect ``bridge`` to this controller and wait until the app has written a flow.
 
-        Raises ControllerDied (with the log's tail) if the process exits first,
-        TimeoutError if the switch does not come up.
+        A flow younger than the connection shows that the app saw the switch
+        (true after a restart too, when older flows are still there). Raises
+        ControllerDied (with the log's tail) if the process exits first,
+        TimeoutError if the switch is not set up in time.
         """
-        def ready() -> bool:
-            self.check_alive()
-            return controller_connected(bridge) and bool(flows(bridge))
+        def alive_and(predicate: Callable[[], bool]) -> Callable[[], bool]:
+            def check() -> bool:
+                self.check_alive()
+                return predicate()
+            return check
 
-        wait_until(ready, timeout_s, interval_s=0.1, what=f"{bridge} to connect to {self.apps}")
+        deadline = time.monotonic() + timeout_s
+        wait_until(alive_and(lambda: listening(self.of_port)), timeout_s,
+                   what=f"ryu-manager to listen on port {self.of_port}")
+        attached = time.monotonic()
+        attach_controller(bridge, self.of_port)
+
+        def fresh_flow() -> bool:
+            age_s = time.monotonic() - attached
+            return any(flow.duration_s <= age_s for flow in flows(bridge))
+
+        wait_until(alive_and(fresh_flow), max(1.0, deadline - time.monotonic()),
+                   what=f"{' '.join(self.apps)} to set up {bridge}")
 
     def check_alive(self) -> None:
         """Raise ControllerDied if the process ended without :meth:`stop`."""
@@ -228,9 +261,20 @@ class Controller:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def log_errors(self) -> list[str]:
-        """Log lines that show a bug: tracebacks and OpenFlow errors."""
-        return [line for line in self.log_text().splitlines()
-                if any(marker in line for marker in LOG_ERROR_MARKERS)]
+        """Excerpts that show a bug: each traceback down to its exception line, each OpenFlow error."""
+        lines = self.log_text().splitlines()
+        excerpts, index = [], 0
+        while index < len(lines):
+            line = lines[index]
+            end = index + 1
+            if TRACEBACK in line:
+                while end < len(lines) and lines[end][:1].isspace():
+                    end += 1
+                end = min(end + 1, len(lines))  # the exception line itself
+            if any(marker in line for marker in LOG_ERROR_MARKERS):
+                excerpts.append("\n".join(lines[index:end]))
+            index = end
+        return excerpts
 
     def rest(self, path: str, timeout_s: float = 5) -> tuple[int, Any]:
         """GET ``path`` from the app's REST API: (status, decoded JSON or text); status 0 if unreachable."""
@@ -260,13 +304,13 @@ class Flow:
     """One line of ``ovs-ofctl dump-flows``."""
 
     cookie: int
+    duration_s: float
     table: int
     priority: int
     n_packets: int
     idle_timeout: int | None
     match: str
     actions: str
-    text: str
 
     @property
     def rewrites_addresses(self) -> bool:
@@ -302,11 +346,12 @@ def flows(bridge: str) -> list[Flow]:
         head = found["head"]
         idle = re.search(r"idle_timeout=(\d+)", head)
         parsed.append(Flow(cookie=int(re.search(r"cookie=(0x[0-9a-f]+)", head)[1], 16),
+                           duration_s=float(re.search(r"duration=([\d.]+)s", head)[1]),
                            table=int(re.search(r"table=(\d+)", head)[1]),
                            priority=int(found["priority"]),
                            n_packets=int(re.search(r"n_packets=(\d+)", head)[1]),
                            idle_timeout=int(idle[1]) if idle else None,
-                           match=found["match"], actions=found["actions"], text=line.strip()))
+                           match=found["match"], actions=found["actions"]))
     return parsed
 
 
@@ -449,7 +494,7 @@ def http_server(host: Any, port: int, directory: Path) -> Iterator[HostProcess]:
 
 @contextmanager
 def capture(host: Any, bpf_filter: str, intf: str | None = None) -> Iterator[HostProcess]:
-    """tcpdump on ``host`` (its first interface by default); one line per packet, capturing when this yields."""
+    """tcpdump on ``host`` (its first interface by default), capturing when this yields."""
     command = ["tcpdump", "-l", "-n", "-v", "--immediate-mode", "-i",
                intf or host.defaultIntf().name, bpf_filter]
     process = HostProcess(host, command)

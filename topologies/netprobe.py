@@ -223,14 +223,21 @@ def tcp_client(args: argparse.Namespace) -> int:
 
 
 def tcp_many(args: argparse.Namespace) -> int:
-    """``--count`` sequential connections, each from a new source port; report the failures."""
-    failures = []
+    """``--count`` sequential connections, each from a new source port; report the failures.
+
+    Gives up after ``--max-failures``, so a broken path fails in seconds, not minutes.
+    """
+    failures, ok = [], 0
     started = time.monotonic()
     for index in range(args.count):
         result = tcp_exchange(endpoint(args.to), args, str(index).encode())
         if "error" in result or not result["upload_ok"]:
             failures.append({"index": index, **result})
-    emit({"count": args.count, "ok": args.count - len(failures), "failures": failures[:20],
+            if len(failures) >= args.max_failures:
+                break
+        else:
+            ok += 1
+    emit({"count": args.count, "ok": ok, "failures": failures,
           "seconds": round(time.monotonic() - started, 3)})
     return 0
 
@@ -242,13 +249,14 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name)
         sub.add_argument("--port", type=int, required=True)
         sub.add_argument("--bind", default="0.0.0.0")
-        sub.add_argument("--name", default=socket.gethostname())
+        sub.add_argument("--name", default="netprobe", help="reported in every answer")
         sub.set_defaults(handler=handler)
 
     udp = commands.add_parser("udp-client")
     udp.add_argument("--to", action="append", required=True, help="IP:PORT, repeatable")
     udp.add_argument("--size", type=int, default=64, help="payload bytes")
-    udp.add_argument("--tries", type=int, default=3)
+    udp.add_argument("--tries", type=int, default=1,
+                     help="sends before giving up (1: a lost first datagram fails)")
     udp.set_defaults(handler=udp_client)
 
     tcp = commands.add_parser("tcp-client")
@@ -261,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     many = commands.add_parser("tcp-many")
     many.add_argument("--to", required=True, help="IP:PORT")
     many.add_argument("--count", type=int, default=300)
+    many.add_argument("--max-failures", type=int, default=5)
     many.set_defaults(handler=tcp_many, download=0, hold=0.0)
 
     for sub in (udp, tcp, many):

@@ -141,7 +141,7 @@ class _PublicSide(Topo):
 
     def build_public(self) -> str:
         nat = self.addSwitch(NAT_SWITCH, cls=NatSwitch)
-        spub = self.addSwitch("spub", cls=LanSwitch, dpid="%016x" % 3)
+        spub = self.addSwitch("spub", cls=LanSwitch, dpid=f"{3:016x}")
         srv = self.addHost("srv", cls=OffloadFreeHost, ip=f"{SERVER_IP}/24",
                            defaultRoute=f"via {PUBLIC_GATEWAY}")
         gw = self.addHost("gw", cls=RouterHost, ip=f"{PUBLIC_GATEWAY}/24")
@@ -164,7 +164,7 @@ class NatTopo(_PublicSide):
 
     def build(self, n=3):
         nat = self.build_public()
-        sp = self.addSwitch("sp", cls=LanSwitch, dpid="%016x" % 2)
+        sp = self.addSwitch("sp", cls=LanSwitch, dpid=f"{2:016x}")
         self.addLink(nat, sp, port1=FIRST_PRIVATE_PORT)
         for index in range(1, n + 1):
             self.addLink(self.add_private_host(index), sp)
@@ -207,11 +207,26 @@ class NatNet:
         return list(self.net.hosts)
 
     def stop(self) -> None:
-        """Stop Mininet, then remove whatever of ours it left (see :func:`sweep`)."""
-        try:
-            self.net.stop()
-        finally:
-            sweep()
+        stop_net(self.net)
+
+
+def stop_net(net: Mininet) -> None:
+    """Stop Mininet and the controller node's shell, then remove what is left (see :func:`sweep`).
+
+    A signal may have interrupted a node's ``cmd()``: Mininet refuses to send
+    that node more commands until its shell is back at the prompt.
+    """
+    try:
+        for node in net.hosts + net.switches:
+            if node.shell and node.waiting:
+                node.sendInt()
+                node.waitOutput()
+        net.stop()
+    finally:
+        # Mininet.stop() leaves each controller node's shell running.
+        for controller in net.controllers:
+            controller.terminate()
+        sweep()
 
 
 def build_net(controller_port: int, private_hosts: int = 3, lab: bool = False,
@@ -219,8 +234,9 @@ def build_net(controller_port: int, private_hosts: int = 3, lab: bool = False,
     """Build and start the network; ``nat`` connects to ``controller_ip:controller_port``.
 
     Returns once every node is configured; the controller need not be up yet
-    (the switch retries every second). Raises whatever Mininet raises, after
-    removing what it had built.
+    (the switch keeps retrying, and ``topologies.lab.attach_controller`` makes
+    it connect at once). Raises whatever Mininet raises, after removing what
+    it had built.
     """
     topo = (NatLabTopo if lab else NatTopo)(n=private_hosts)
     net = Mininet(topo=topo, build=False, controller=None, link=Link,
@@ -231,10 +247,22 @@ def build_net(controller_port: int, private_hosts: int = 3, lab: bool = False,
         net.build()
         net.start()
     except BaseException:
-        net.stop()
-        sweep()
+        stop_net(net)
         raise
     return NatNet(net, controller_port)
+
+
+def leftovers() -> list[str]:
+    """Bridges and root-namespace links with this topology's names that exist now."""
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
+                             text=True, check=False).stdout.split()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=False).stdout
+    names = "|".join(SWITCH_NAMES)
+    found = [f"bridge {b}" for b in bridges if b in SWITCH_NAMES]
+    found += [f"link {m.group(1)}" for m in
+              re.finditer(rf"^\d+: ((?:{names})(?:-eth\d+)?)[@:]", links, re.MULTILINE)]
+    return found
 
 
 def sweep() -> None:
@@ -245,16 +273,14 @@ def sweep() -> None:
     machine and delete every bridge.) Host namespaces need no sweeping: each
     belongs to a host shell, which exits when its Mininet process does.
     """
-    bridges = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
-                             text=True, check=False).stdout.split()
-    ours = [b for b in bridges if b in SWITCH_NAMES]
-    if ours:
+    found = leftovers()
+    bridges = [item.split()[1] for item in found if item.startswith("bridge ")]
+    if bridges:
         command = ["ovs-vsctl", "--timeout=10"]
-        for bridge in ours:
+        for bridge in bridges:
             command += ["--", "--if-exists", "del-br", bridge]
         subprocess.run(command, check=False)
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
-                           check=False).stdout
-    names = "|".join(SWITCH_NAMES)
-    for match in re.finditer(rf"^\d+: ((?:{names})(?:-eth\d+)?)[@:]", links, re.MULTILINE):
-        subprocess.run(["ip", "link", "del", match.group(1)], capture_output=True, check=False)
+    # Deleting a bridge removes its own ports; what is left are veths that lost their bridge.
+    for item in leftovers():
+        if item.startswith("link "):
+            subprocess.run(["ip", "link", "del", item.split()[1]], capture_output=True, check=False)

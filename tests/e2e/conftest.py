@@ -6,6 +6,7 @@
 - ``lab_net`` (module): the topology a test module asks for through module
   constants ``LAYOUT`` ("two_networks" or "natlab") and ``PRIVATE_HOSTS``;
   building one takes well under a second, so each module gets a fresh one.
+  A bridge, link or child process still there after it stops fails the module.
 - ``start_nat`` (function): starts the controller with the default config
   updated by keyword overrides (``start_nat(udp_table_size=2)``) and waits
   until the switch is set up; ``nat`` is ``start_nat()`` with defaults.
@@ -29,7 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from topologies import lab  # noqa: E402  (needs the repository on sys.path)
-from topologies.two_networks import NatNet, build_net  # noqa: E402
+from topologies.two_networks import NatNet, build_net, leftovers, sweep  # noqa: E402
 
 LOG_ROOT = REPO / "logs" / "e2e"
 CONTROLLERS = pytest.StashKey[list[lab.Controller]]()
@@ -46,6 +47,7 @@ def e2e_machine() -> None:
 
 @pytest.fixture(scope="module")
 def lab_net(request: pytest.FixtureRequest) -> Iterator[NatNet]:
+    """The module's network; once stopped, anything it left behind fails the module."""
     layout = getattr(request.module, "LAYOUT", "two_networks")
     net = build_net(lab.free_port(), private_hosts=getattr(request.module, "PRIVATE_HOSTS", 3),
                     lab=layout == "natlab")
@@ -53,6 +55,10 @@ def lab_net(request: pytest.FixtureRequest) -> Iterator[NatNet]:
         yield net
     finally:
         net.stop()
+    left = leftovers() + [f"process {p}" for p in lab.child_processes()]
+    if left:
+        sweep()
+        pytest.fail(f"the network left behind: {', '.join(left)}", pytrace=False)
 
 
 def _log_dir(item: pytest.Item) -> Path:
@@ -92,10 +98,10 @@ def start_nat(request: pytest.FixtureRequest, lab_net: NatNet,
         for controller in started:
             controller.stop()
         problems = [f"controller: {c.died}" for c in started if c.died]
-        problems += [line for c in started for line in c.log_errors()]
+        problems += [excerpt for c in started for excerpt in c.log_errors()]
         if problems:
-            pytest.fail("controller log shows a bug (see " + str(log_dir) + "):\n"
-                        + "\n".join(problems[:20]), pytrace=False)
+            pytest.fail(f"{len(problems)} controller problem(s), logs in {log_dir}:\n"
+                        + "\n".join(problems[:5]), pytrace=False)
 
 
 @pytest.fixture

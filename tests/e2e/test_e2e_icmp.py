@@ -7,8 +7,13 @@ import re
 import pytest
 
 from topologies import lab
-from topologies.two_networks import (INTERNET_SERVER_IP, PRIVATE_GATEWAY, PUBLIC_GATEWAY,
-                                     SERVER_IP, NatNet)
+from topologies.two_networks import (
+    INTERNET_SERVER_IP,
+    PRIVATE_GATEWAY,
+    PUBLIC_GATEWAY,
+    SERVER_IP,
+    NatNet,
+)
 
 pytestmark = pytest.mark.e2e
 
