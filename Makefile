@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := openvswitch-switch mininet iproute2 iputils-ping ethtool iperf3 \
-	tcpdump netcat-openbsd traceroute curl procps psmisc
+	tcpdump netcat-openbsd traceroute curl procps psmisc chromium
 PYTEST_ARGS ?=
 
 .PHONY: all venv system-deps test unit e2e demo bench bench-smoke clean

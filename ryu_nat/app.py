@@ -2,8 +2,9 @@
 
 Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` (or ``ryu-nat``).
 Each handler is a few lines: it turns an event into one gateway call and sends
-the plan that comes back. State changes only on this app's event thread: the
-timer merely posts an event.
+the plan that comes back. State changes only on this app's event thread (the
+timer merely posts an event), and in the REST API's handlers: gateway methods
+never yield, so a request cannot interleave with an event.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 from ryu import cfg
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import event, ofp_event
 from ryu.controller.controller import Datapath
@@ -22,9 +24,12 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_nat import ofmsg
+from ryu_nat import ofmsg, rest
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
+from ryu_nat.facade import NatFacade
+from ryu_nat.flowstats import FlowCounters, RuleCounts
 from ryu_nat.gateway import Gateway, PacketInReason
+from ryu_nat.openflow import cookies
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.stats import Stats
 
@@ -32,6 +37,9 @@ LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
 CONF.register_opts([cfg.StrOpt(name, default=DEFAULTS.get(name), help=text) for name, text in OPTIONS.items()],
                    group="nat")
+# The REST API may reset the NAT: listen on loopback unless --wsapi-host (or a config file) says otherwise.
+# ryu-manager parses its options before it imports apps, and the server reads the value after.
+CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
 
@@ -50,6 +58,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
     """Makes one OpenFlow 1.3 switch a NAT gateway between a private and a public network."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -64,6 +73,10 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.encoder = ofmsg.Encoder()
         self.sent = ofmsg.SentLog()
         self.reraise = False
+        self.flow_counters = FlowCounters()
+        wsgi = kwargs.get("wsgi")
+        if isinstance(wsgi, WSGIApplication):
+            rest.register(wsgi, NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send))
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
@@ -81,6 +94,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             return
         if not self._claim(dp):
             return
+        self.flow_counters.cancel_poll()  # a poll of an earlier connection: its xid means nothing now
         with self._guard("switch_connected", dp):
             LOG.info("dpid=%016x: NAT switch connected, ports %s", dp.id, sorted(dp.ports))
             self._send(dp, self.gateway.switch_connected(list(dp.ports), time.monotonic()))
@@ -125,6 +139,17 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         if dp is not None:
             with self._guard("expire", dp):
                 self._send(dp, self.gateway.expire(time.monotonic()))
+                self._poll_flow_stats(dp)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats_reply(self, ev: ofp_event.EventOFPFlowStatsReply) -> None:
+        msg = ev.msg
+        if msg.datapath is self.datapath:
+            with self._guard("flow_stats_reply", msg.datapath):
+                rules = [RuleCounts(s.cookie, s.packet_count, s.byte_count, s.duration_sec + s.duration_nsec / 1e9)
+                         for s in msg.body]
+                more = bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE)
+                self.flow_counters.reply(msg.xid, rules, more, time.monotonic())
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -146,6 +171,14 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             data, sent = self.encoder.encode(dp, plan)
             dp.send(data)
             self.sent.record(sent)
+
+    def _poll_flow_stats(self, dp: Datapath) -> None:
+        """Ask for our rules' counters every few seconds (see :mod:`ryu_nat.flowstats`)."""
+        now = time.monotonic()
+        if self.flow_counters.poll_due(now):
+            request = ofmsg.flow_stats_request(dp, cookies.OURS, cookies.OURS_MASK)
+            dp.send_msg(request)
+            self.flow_counters.poll_sent(request.xid, now)
 
     def _ticker(self) -> None:
         while True:

@@ -117,8 +117,6 @@ class Gateway:
                        PortAllocator(config.port_range, rng or random.Random()), config.timeouts,
                        listener=self._mapping_removed)
         self.redirects: dict[tuple[Proto, int], RedirectRule] = {}
-        for rule in config.redirects:
-            self.add_redirect(rule)
         self.private_ports: set[int] = set()
         self.l2: dict[str, int] = {}
         self.fragments = FragmentCache()
@@ -131,6 +129,8 @@ class Gateway:
             Proto.TCP: int(config.timeouts.tcp_established_s),
             Proto.UDP: int(config.timeouts.udp_s),
         }
+        for rule in config.redirects:
+            self.add_redirect(rule)
 
     # --- switch events ------------------------------------------------------------------
 
@@ -206,10 +206,18 @@ class Gateway:
 
     # --- operator actions ------------------------------------------------------------------
 
-    def add_redirect(self, rule: RedirectRule) -> None:
-        """Forward ``rule.public_port``; its port leaves the source-NAT pool."""
+    def add_redirect(self, rule: RedirectRule) -> Plan:
+        """Forward ``rule.public_port``; its port leaves the source-NAT pool.
+
+        Effective at once: if unsolicited traffic to that port left a drop rule
+        on the switch, the plan deletes the drop rules.
+        """
         self.redirects[(rule.proto, rule.public_port)] = rule
         self.nat.ports.reserve(rule.proto, rule.public_port)
+        if (rule.proto, rule.public_port) not in self._drop_rules:
+            return self._finish([])
+        self._drop_rules.clear()
+        return self._finish([rules.delete_drops()])
 
     def remove_redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
         """Stop forwarding a port; connections already forwarded keep their mappings."""

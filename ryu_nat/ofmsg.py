@@ -84,6 +84,12 @@ def to_messages(datapath: Datapath, plan: Iterable[Message]) -> list[MsgBase]:
     return msgs
 
 
+def flow_stats_request(datapath: Datapath, cookie: int, cookie_mask: int) -> MsgBase:
+    """A request for the statistics of every rule, in every table, whose cookie matches under the mask."""
+    return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie,
+                                      cookie_mask, parser.OFPMatch())
+
+
 def _flow_add(datapath: Datapath, rule: FlowRule) -> MsgBase:
     # No instructions at all means drop; an empty apply-actions would mean the same, in more bytes.
     instructions = ([parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(rule.actions))]

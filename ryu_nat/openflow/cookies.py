@@ -20,6 +20,7 @@ _ID_MASK = (1 << _KIND_SHIFT) - 1
 OURS = APP_TAG << _TAG_SHIFT
 OURS_MASK = 0xFFFF << _TAG_SHIFT
 MAPPING_MASK = OURS_MASK | _ID_MASK
+KIND_MASK = OURS_MASK | 0xFF << _KIND_SHIFT  # with make(kind): every rule of that kind
 
 
 class RuleKind(enum.IntEnum):

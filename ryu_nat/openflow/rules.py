@@ -126,6 +126,11 @@ def delete_mapping(mapping_id: int) -> FlowDelete:
     return FlowDelete(cookies.for_mapping(mapping_id), cookies.MAPPING_MASK)
 
 
+def delete_drops() -> FlowDelete:
+    """Every short-lived drop rule (they come back with the next unsolicited packet)."""
+    return FlowDelete(cookies.make(RuleKind.DROP), cookies.KIND_MASK)
+
+
 def delete_ours() -> FlowDelete:
     """Every rule this app installed, from this run or an earlier one."""
     return FlowDelete(cookies.OURS, cookies.OURS_MASK)

@@ -110,11 +110,22 @@ def _barrier_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
     return parser.OFPBarrierRequest(datapath)
 
 
+def _multipart_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
+    """Flow-statistics requests only: the one multipart request the app sends."""
+    stats_type, flags = struct.unpack_from(ofp.OFP_MULTIPART_REQUEST_PACK_STR, body, ofp.OFP_HEADER_SIZE)
+    assert stats_type == ofp.OFPMP_FLOW, f"multipart request type {stats_type}"
+    fields = struct.unpack_from(ofp.OFP_FLOW_STATS_REQUEST_0_PACK_STR, body, ofp.OFP_MULTIPART_REQUEST_SIZE)
+    table_id, out_port, out_group, cookie, cookie_mask = fields
+    match = parser.OFPMatch.parser(body, ofp.OFP_MULTIPART_REQUEST_SIZE + ofp.OFP_FLOW_STATS_REQUEST_0_SIZE)
+    return parser.OFPFlowStatsRequest(datapath, flags, table_id, out_port, out_group, cookie, cookie_mask, match)
+
+
 _DECODERS: dict[int, Callable[[FakeDatapath, bytes], MsgBase]] = {
     ofp.OFPT_PACKET_OUT: _packet_out,
     ofp.OFPT_SET_CONFIG: _set_config,
     ofp.OFPT_SET_ASYNC: _set_async,
     ofp.OFPT_BARRIER_REQUEST: _barrier_request,
+    ofp.OFPT_MULTIPART_REQUEST: _multipart_request,
 }
 
 

@@ -1,0 +1,176 @@
+"""The one object the REST layer talks to: the gateway, the switch connection, the flow counters.
+
+Each method that changes something calls one gateway method and sends the plan
+it returns with the app's own send; none validates its arguments
+(:mod:`ryu_nat.rest` does that first), and every method returns plain data,
+ready for JSON. Methods run in a WSGI green thread: gateway methods never
+yield, so a call cannot interleave with a switch event, and its plan goes to the
+switch as one write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+from ryu_nat.config import NatConfig, RedirectRule
+from ryu_nat.core.addresses import Endpoint, Proto
+from ryu_nat.core.table import Mapping, MappingKind, RemovalReason
+from ryu_nat.flowstats import FlowCounters
+from ryu_nat.gateway import Gateway
+from ryu_nat.openflow.plan import Plan
+
+Datapath = Any  # ryu.controller.controller.Datapath, or a test fake
+Json = dict[str, Any]
+
+
+class NatFacade:
+    """What the operator may see and do, over one gateway and the switch it drives."""
+
+    def __init__(self, gateway: Gateway, counters: FlowCounters, datapath: Callable[[], Datapath | None],
+                 send: Callable[[Datapath, Plan], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self._gateway = gateway
+        self._counters = counters
+        self._datapath = datapath
+        self._send = send
+        self._clock = clock
+
+    # --- what rest.py checks requests against ---------------------------------------------------
+
+    @property
+    def config(self) -> NatConfig:
+        return self._gateway.config
+
+    @property
+    def switch_connected(self) -> bool:
+        return self._datapath() is not None
+
+    def has_redirect(self, proto: Proto, public_port: int) -> bool:
+        return (proto, public_port) in self._gateway.redirects
+
+    def port_holder(self, proto: Proto, public_port: int) -> Endpoint | None:
+        """The private endpoint that source NAT gave ``public_port`` to, if any."""
+        owner = self._gateway.nat.ports.owner_of(proto, public_port)
+        return None if owner is None else Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> list[Json]:
+        """Live mappings, optionally of one protocol and/or one private host, oldest first."""
+        now = self._clock()
+        found = sorted(self._gateway.nat.table.mappings(proto, host), key=lambda m: m.id)
+        return [self._mapping(mapping, now) for mapping in found]
+
+    def stats(self) -> Json:
+        """Every counter, table and port use against their sizes, and the switch's state."""
+        counters = self._gateway.stats.as_dict()
+        created, removed = counters.pop("mappings_created"), counters.pop("mappings_removed")
+        assert isinstance(created, dict) and isinstance(removed, dict)
+        table, ports = self._gateway.nat.table, self._gateway.nat.ports
+        last_poll = self._counters.last_poll
+        return {
+            "switch": self._switch(),
+            "mappings": {
+                "live": sum(table.count(proto) for proto in Proto),
+                "created": sum(created.values()),
+                "created_by_kind": {kind.value: created.get(kind.value, 0) for kind in MappingKind},
+                "expired": removed.get(RemovalReason.EXPIRED.value, 0),
+                "evicted": removed.get(RemovalReason.EVICTED.value, 0),
+                "removed": sum(removed.values()),
+                "removed_by_reason": {reason.value: removed.get(reason.value, 0) for reason in RemovalReason},
+            },
+            **counters,
+            "table": {proto.label: {"used": table.count(proto), "size": table.capacity(proto)} for proto in Proto},
+            "ports": {proto.label: {"used": ports.in_use(proto), "size": len(ports.port_range)} for proto in Proto},
+            "flow_stats": {"polls": self._counters.polls, "interval_s": self._counters.interval_s,
+                           "age_s": None if last_poll is None else _seconds(self._clock() - last_poll)},
+        }
+
+    def redirects(self) -> list[Json]:
+        return [_redirect(rule) for _, rule in sorted(self._gateway.redirects.items())]
+
+    def port_status(self, proto: Proto, public_port: int, remote: Endpoint | None) -> Json:
+        """Whether ``public_port`` is free for a new mapping (with ``remote``, or with any remote)."""
+        # No mapping has the unspecified address as its remote: asking for it asks about the port alone.
+        src = remote or Endpoint(IPv4Address(0), 0)
+        free = self._gateway.nat.is_port_free(proto, src.ip, self.config.public.ip, src.port, public_port)
+        holder = self.port_holder(proto, public_port)
+        return {"protocol": proto.label, "port": public_port, "remote": None if remote is None else _endpoint(remote),
+                "free": free, "held_by": None if holder is None else _endpoint(holder),
+                "redirected": self.has_redirect(proto, public_port)}
+
+    def effective_config(self) -> Json:
+        return self.config.as_dict()
+
+    def note_handler_error(self) -> None:
+        """A REST handler failed (a bug): counted with the event handlers' failures."""
+        self._gateway.stats.handler_errors += 1
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def add_redirect(self, rule: RedirectRule) -> Json:
+        self._send_plan(self._gateway.add_redirect(rule))
+        return _redirect(rule)
+
+    def remove_redirect(self, proto: Proto, public_port: int) -> Json | None:
+        rule = self._gateway.remove_redirect(proto, public_port)
+        return None if rule is None else _redirect(rule)
+
+    def remove_connections(self, host: IPv4Address) -> Json:
+        """Every mapping of a private host, and their rules; which public ports that freed."""
+        removed = sum(1 for _ in self._gateway.nat.table.mappings(host=host))
+        freed, plan = self._gateway.remove_connections(host)
+        self._send_plan(plan)
+        return {"host": str(host), "removed": removed,
+                "freed_ports": {proto.label: sorted(freed.for_proto(proto)) for proto in Proto}}
+
+    def reset(self) -> Json:
+        removed = sum(self._gateway.nat.table.count(proto) for proto in Proto)
+        self._send_plan(self._gateway.reset())
+        return {"removed": removed}
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _send_plan(self, plan: Plan) -> None:
+        datapath = self._datapath()
+        if datapath is not None:
+            self._send(datapath, plan)
+
+    def _switch(self) -> Json:
+        datapath = self._datapath()
+        return {"connected": datapath is not None,
+                "dpid": None if datapath is None else f"{datapath.id:016x}"}
+
+    def _mapping(self, mapping: Mapping, now: float) -> Json:
+        traffic = self._counters.traffic(mapping.id)
+        last_used = mapping.last_used
+        if traffic is not None and traffic.last_active is not None:
+            last_used = max(last_used, traffic.last_active)
+        return {
+            "id": mapping.id,
+            "protocol": mapping.proto.label,
+            "kind": mapping.kind.value,
+            "private": _endpoint(mapping.private_endpoint),
+            "public": _endpoint(mapping.public_endpoint),
+            "remote": _endpoint(mapping.remote_endpoint),
+            "age_s": _seconds(now - mapping.created),
+            "idle_s": _seconds(now - last_used),
+            "packets": None if traffic is None else traffic.packets,
+            "bytes": None if traffic is None else traffic.bytes,
+            "closing": mapping.closing,
+        }
+
+
+def _endpoint(endpoint: Endpoint) -> Json:
+    return {"ip": str(endpoint.ip), "port": endpoint.port}
+
+
+def _redirect(rule: RedirectRule) -> Json:
+    return {"protocol": rule.proto.label, "public_port": rule.public_port, "private": _endpoint(rule.private),
+            "rule": str(rule)}
+
+
+def _seconds(value: float) -> float:
+    return round(max(value, 0.0), 1)

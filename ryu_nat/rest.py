@@ -1,0 +1,328 @@
+"""The operator's REST API under ``/nat/``: routes, request validation, errors as JSON.
+
+Served by Ryu's WSGI server (``--wsapi-host``, default 127.0.0.1 for this app;
+``--wsapi-port``, default 8080). Each handler validates the request completely,
+then makes one call on the :class:`~ryu_nat.facade.NatFacade` and serializes
+what it returns, so a bad request changes nothing. Every error is
+``{"error": {"code": ..., "message": ...}}`` with its HTTP status, and is
+logged as one line, without a traceback. ``openapi.json`` beside this module
+describes every route; ``GET /nat/openapi.json`` serves it, ``GET /nat/`` the
+live page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from importlib import resources
+from ipaddress import IPv4Address
+from typing import Any
+
+from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
+from webob import Request
+
+from ryu_nat.config import RedirectRule
+from ryu_nat.core.addresses import Endpoint, Proto
+from ryu_nat.facade import NatFacade
+
+LOG = logging.getLogger(__name__)
+
+FACADE = "nat"
+JSON_TYPE = "application/json"
+REDIRECT_FIELDS = {"protocol", "public_port", "private"}
+ENDPOINT_FIELDS = {"ip", "port"}
+
+Handler = Callable[..., Response]
+
+
+class ApiError(Exception):
+    """A request the API refuses: becomes ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def register(wsgi: WSGIApplication, facade: NatFacade) -> None:
+    """Serve the API on ``wsgi``; every other path under /nat/ answers a JSON 404 (or 405)."""
+    wsgi.register(NatController, {FACADE: facade})
+    wsgi.register(NatFallback)  # after NatController: routes are tried in the order they were added
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(status=status, content_type=JSON_TYPE,
+                    body=(json.dumps(body, indent=1) + "\n").encode())
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def _api(handler: Handler) -> Handler:
+    """Turn ApiError into its JSON answer; any other exception is a bug: 500, one log line."""
+
+    @functools.wraps(handler)
+    def guarded(self: NatController, req: Request, **kwargs: str) -> Response:
+        try:
+            return handler(self, req, **kwargs)
+        except ApiError as exc:
+            LOG.info("REST %s %s: %d %s: %s", req.method, req.path_qs, exc.status, exc.code, exc.message)
+            return error_response(exc.status, exc.code, exc.message)
+        except Exception as exc:  # last line of defence: answer, keep serving, count it
+            self.nat.note_handler_error()
+            LOG.error("REST %s %s failed: %s: %s", req.method, req.path_qs, type(exc).__name__, exc)
+            LOG.debug("REST handler failure", exc_info=True)
+            return error_response(500, "internal_error", "the controller failed on this request (see its log)")
+
+    return guarded
+
+
+class NatController(ControllerBase):  # type: ignore[misc]
+    """Routes of the API; ``data`` is the façade given to :func:`register`."""
+
+    def __init__(self, req: Request, link: Any, data: dict[str, NatFacade], **config: Any) -> None:
+        super().__init__(req, link, data, **config)
+        self.nat: NatFacade = data[FACADE]
+
+    # --- pages ----------------------------------------------------------------------------------
+
+    @route("nat_page", "/nat/", methods=["GET"])
+    @_api
+    def page(self, req: Request, **_: str) -> Response:
+        """The live page: the mappings table and the counters, refreshed by the browser."""
+        _no_parameters(req)
+        return Response(content_type="text/html", body=_package_file("live.html"))
+
+    @route("nat_page_no_slash", "/nat", methods=["GET"])
+    @_api
+    def page_no_slash(self, req: Request, **_: str) -> Response:
+        return Response(status=301, location="/nat/")
+
+    @route("nat_openapi", "/nat/openapi.json", methods=["GET"])
+    @_api
+    def openapi(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        return Response(content_type=JSON_TYPE, body=_package_file("openapi.json"))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @route("nat_mappings", "/nat/mappings", methods=["GET"])
+    @_api
+    def mappings(self, req: Request, **_: str) -> Response:
+        params = _parameters(req, "proto", "private_ip")
+        proto = _proto(params["proto"]) if "proto" in params else None
+        host = self._private_host(params["private_ip"]) if "private_ip" in params else None
+        found = self.nat.mappings(proto, host)
+        return json_response({"mappings": found, "count": len(found)})
+
+    @route("nat_stats", "/nat/stats", methods=["GET"])
+    @_api
+    def stats(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        return json_response(self.nat.stats())
+
+    @route("nat_config", "/nat/config", methods=["GET"])
+    @_api
+    def config(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        return json_response(self.nat.effective_config())
+
+    @route("nat_port", "/nat/ports/{proto}/{port}", methods=["GET"])
+    @_api
+    def port(self, req: Request, proto: str, port: str, **_: str) -> Response:
+        params = _parameters(req, "remote")
+        remote = _endpoint_text(params["remote"], "remote") if "remote" in params else None
+        return json_response(self.nat.port_status(_proto(proto), _port_text(port, "port"), remote))
+
+    # --- redirects ------------------------------------------------------------------------------
+
+    @route("nat_redirects", "/nat/redirects", methods=["GET"])
+    @_api
+    def redirects(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        return json_response({"redirects": self.nat.redirects()})
+
+    @route("nat_redirect_add", "/nat/redirects", methods=["POST"])
+    @_api
+    def add_redirect(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        rule = self._redirect_rule(_json_body(req))
+        if self.nat.has_redirect(rule.proto, rule.public_port):
+            raise ApiError(409, "duplicate_redirect",
+                           f"{rule.proto.label} port {rule.public_port} is already redirected "
+                           f"(delete /nat/redirects/{rule.proto.label}/{rule.public_port} first)")
+        holder = self.nat.port_holder(rule.proto, rule.public_port)
+        if holder is not None:
+            raise ApiError(409, "port_in_use", f"{rule.proto.label} port {rule.public_port} is the public port of "
+                                               f"{holder}'s mappings (flush {holder.ip} first)")
+        added = self.nat.add_redirect(rule)
+        LOG.info("REST: redirect %s added", rule)
+        return json_response(added, 201)
+
+    @route("nat_redirect_remove", "/nat/redirects/{proto}/{port}", methods=["DELETE"])
+    @_api
+    def remove_redirect(self, req: Request, proto: str, port: str, **_: str) -> Response:
+        _no_parameters(req)
+        protocol, public_port = _proto(proto), _port_text(port, "public port")
+        removed = self.nat.remove_redirect(protocol, public_port)
+        if removed is None:
+            raise ApiError(404, "unknown_redirect", f"{protocol.label} port {public_port} is not redirected")
+        LOG.info("REST: redirect %s removed", removed["rule"])
+        return json_response(removed)
+
+    # --- removing mappings -------------------------------------------------------------------------
+
+    @route("nat_connections_remove", "/nat/connections/{ip}", methods=["DELETE"])
+    @_api
+    def remove_connections(self, req: Request, ip: str, **_: str) -> Response:
+        _no_parameters(req)
+        host = self._private_host(ip)
+        self._need_switch()
+        result = self.nat.remove_connections(host)
+        LOG.info("REST: mappings of %s removed (%d)", host, result["removed"])
+        return json_response(result)
+
+    @route("nat_reset", "/nat/mappings", methods=["DELETE"])
+    @_api
+    def reset(self, req: Request, **_: str) -> Response:
+        _no_parameters(req)
+        self._need_switch()
+        result = self.nat.reset()
+        LOG.info("REST: every mapping removed (%d)", result["removed"])
+        return json_response(result)
+
+    # --- validation that needs the configuration ---------------------------------------------------
+
+    def _private_host(self, text: str) -> IPv4Address:
+        """A host address of the private network (not the NAT's own, the network's or the broadcast)."""
+        ip = _address(text)
+        net = self.nat.config.private.network
+        if ip not in net or ip in (self.nat.config.private.ip, net.network_address, net.broadcast_address):
+            raise ApiError(400, "not_private", f"{ip} is not a host of the private network {net}")
+        return ip
+
+    def _redirect_rule(self, body: object) -> RedirectRule:
+        fields = _object(body, REDIRECT_FIELDS, "the body")
+        proto = _proto(fields["protocol"])
+        if proto is Proto.ICMP:
+            raise ApiError(400, "unknown_protocol", "only tcp and udp can be redirected")
+        private = _object(fields["private"], ENDPOINT_FIELDS, "private")
+        return RedirectRule(proto, _port(fields["public_port"], "public_port"),
+                            Endpoint(self._private_host(private["ip"]), _port(private["port"], "private port")))
+
+    def _need_switch(self) -> None:
+        if not self.nat.switch_connected:
+            raise ApiError(503, "no_switch", "no NAT switch is connected: its rules cannot be deleted now")
+
+
+class NatFallback(ControllerBase):  # type: ignore[misc]
+    """Any other path under /nat/: 405 if the path exists for another method, else 404."""
+
+    @route("nat_fallback", "/nat/{path:.*}")
+    def not_found(self, req: Request, **_: str) -> Response:
+        allowed = [method for method in ("GET", "POST", "DELETE")
+                   if _routed_elsewhere(self.parent, {**req.environ, "REQUEST_METHOD": method})]
+        if allowed:
+            response = error_response(405, "method_not_allowed",
+                                      f"{req.method} is not allowed on {req.path} (allowed: {', '.join(allowed)})")
+            response.allow = allowed
+            return response
+        return error_response(404, "not_found", f"no such resource: {req.path} (see /nat/openapi.json)")
+
+
+def _routed_elsewhere(wsgi: WSGIApplication, environ: dict[str, Any]) -> bool:
+    match = wsgi.mapper.match(environ=environ)
+    return bool(match) and match["controller"] is not NatFallback
+
+
+# --- validation of values ---------------------------------------------------------------------------
+
+
+def _parameters(req: Request, *known: str) -> dict[str, str]:
+    """The query parameters, each at most once; 400 for any other."""
+    unknown = sorted(set(req.GET.keys()) - set(known))
+    if unknown:
+        allowed = ", ".join(known) or "none"
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter {unknown[0]!r} (allowed: {allowed})")
+    params: dict[str, str] = {}
+    for name in known:
+        values = req.GET.getall(name)
+        if len(values) > 1:
+            raise ApiError(400, "bad_parameter", f"query parameter {name!r} given {len(values)} times")
+        if values:
+            params[name] = values[0]
+    return params
+
+
+def _no_parameters(req: Request) -> None:
+    _parameters(req)
+
+
+def _json_body(req: Request) -> object:
+    try:
+        return json.loads(req.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
+    """A JSON object with exactly ``fields``."""
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_request", f"{what} must be a JSON object with {', '.join(sorted(fields))}")
+    missing, unknown = sorted(fields - value.keys()), sorted(value.keys() - fields)
+    if missing:
+        raise ApiError(400, "bad_request", f"{what}: missing {', '.join(missing)}")
+    if unknown:
+        raise ApiError(400, "bad_request", f"{what}: unknown field {unknown[0]!r}")
+    return value
+
+
+def _proto(value: object) -> Proto:
+    if not isinstance(value, str):
+        raise ApiError(400, "unknown_protocol", f"protocol must be a string (tcp, udp or icmp), not {value!r}")
+    try:
+        return Proto.from_label(value)
+    except ValueError as exc:
+        raise ApiError(400, "unknown_protocol", str(exc)) from None
+
+
+def _port(value: object, what: str) -> int:
+    """A port number given as a JSON integer."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, "bad_port", f"{what} {value!r} is not a port number")
+    if not 1 <= value <= 65535:
+        raise ApiError(400, "bad_port", f"{what} {value} is out of range (1..65535)")
+    return value
+
+
+def _port_text(text: str, what: str) -> int:
+    """A port number given as decimal digits, in a path or a query."""
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(400, "bad_port", f"{what} {text!r} is not a port number")
+    return _port(int(text), what)
+
+
+def _address(value: object) -> IPv4Address:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return IPv4Address(value)
+    except ValueError:
+        raise ApiError(400, "bad_address", f"{value!r} is not an IPv4 address") from None
+
+
+def _endpoint_text(text: str, what: str) -> Endpoint:
+    """``ip:port``, as in ``?remote=198.51.100.10:53``."""
+    ip_text, colon, port_text = text.rpartition(":")
+    if not colon:
+        raise ApiError(400, "bad_address", f"{what} {text!r} is not an address and port (ip:port)")
+    return Endpoint(_address(ip_text), _port_text(port_text, f"{what} port"))
+
+
+@functools.cache
+def _package_file(name: str) -> bytes:
+    return resources.files("ryu_nat").joinpath(name).read_bytes()

@@ -1,0 +1,153 @@
+"""The operator interface on the Mininet lab: REST API, ``ryu-nat-ctl`` and the live page in Chromium.
+
+Traffic is real (netprobe between Mininet hosts through Open vSwitch); the API
+is the controller's own, on 127.0.0.1; the page is loaded by Debian's headless
+Chromium, which runs its JavaScript and dumps the DOM it built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from topologies import lab
+from topologies.two_networks import PUBLIC_IP, SERVER_IP, NatNet
+
+pytestmark = pytest.mark.e2e
+
+LAYOUT = "two_networks"
+PRIVATE_HOSTS = 2
+UDP_PORT = 9999
+CTL = Path(sys.executable).parent / "ryu-nat-ctl"
+CHROMIUM = ("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+def api(nat: lab.Controller, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    """(status, JSON body) of one request to the controller's API."""
+    request = urllib.request.Request(f"http://127.0.0.1:{nat.wsapi_port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def ctl(nat: lab.Controller, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CTL), "--url", f"http://127.0.0.1:{nat.wsapi_port}", *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def udp_exchange(host: Any, from_port: int) -> dict[str, Any]:
+    """One datagram to srv and its echo, from ``from_port``; the server's report of it."""
+    [result] = lab.probe(host, "udp-client", "--to", f"{SERVER_IP}:{UDP_PORT}", "--from-port", from_port)["results"]
+    assert result.get("echo_ok"), result
+    return result
+
+
+def mapping_of(nat: lab.Controller, private_ip: str, private_port: int) -> dict[str, Any] | None:
+    status, found = api(nat, "GET", f"/nat/mappings?private_ip={private_ip}")
+    assert status == 200, found
+    return next((m for m in found["mappings"] if m["private"]["port"] == private_port), None)
+
+
+def flows_of(bridge: str, ip: str) -> list[lab.Flow]:
+    """The mapping flows that match on ``ip`` or rewrite to it."""
+    pattern = re.compile(rf"(?<![\d.]){re.escape(ip)}(?![\d.])")
+    return [f for f in lab.rewrite_flows(bridge) if pattern.search(f.match) or pattern.search(f.actions)]
+
+
+def page_dom(nat: lab.Controller, profile: Path) -> str:
+    """The live page as headless Chromium builds it, after its first refresh has run."""
+    done = subprocess.run([*CHROMIUM, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+                           f"http://127.0.0.1:{nat.wsapi_port}/nat/"],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_traffic_shows_in_the_api_and_in_ryu_nat_ctl(lab_net: NatNet, nat: lab.Controller) -> None:
+    h1 = lab_net.private[0]
+    with lab.server(lab_net.srv, "udp", UDP_PORT):
+        first = udp_exchange(h1, 40001)
+        udp_exchange(h1, 40001)  # the same mapping, this time on the switch's rules alone
+    public_port = first["reply"]["peer"][1]
+    mapping = lab.wait_until(lambda: (m := mapping_of(nat, h1.IP(), 40001)) and m["packets"] and m, 15,
+                             what="the mapping's packets from the switch's flow statistics")
+    assert (mapping["protocol"], mapping["kind"]) == ("udp", "nat")
+    assert mapping["public"] == {"ip": PUBLIC_IP, "port": public_port}
+    assert mapping["remote"] == {"ip": SERVER_IP, "port": UDP_PORT}
+    assert mapping["packets"] >= 2 and mapping["bytes"] > 0 and mapping["idle_s"] <= mapping["age_s"]
+
+    table = ctl(nat, "mappings", "--proto", "udp")
+    assert table.returncode == 0, table.stderr
+    [row] = [line.split() for line in table.stdout.splitlines() if f"{h1.IP()}:40001" in line]
+    assert row[:5] == ["udp", "nat", f"{h1.IP()}:40001", f"{PUBLIC_IP}:{public_port}", f"{SERVER_IP}:{UDP_PORT}"]
+    as_json = json.loads(ctl(nat, "--json", "mappings").stdout)
+    assert any(m["id"] == mapping["id"] for m in as_json["mappings"])
+
+    status, stats = api(nat, "GET", "/nat/stats")
+    assert status == 200 and stats["switch"] == {"connected": True, "dpid": "0000000000000001"}
+    assert stats["table"]["udp"]["used"] >= 1 and stats["ports"]["udp"]["used"] >= 1
+    assert stats["mappings"]["created_by_kind"]["nat"] >= 1 and stats["flow_stats"]["polls"] >= 1
+
+
+def test_redirect_added_at_run_time_is_used_at_once(lab_net: NatNet, nat: lab.Controller) -> None:
+    h2 = lab_net.private[1]
+    rule = {"protocol": "tcp", "public_port": 9090, "private": {"ip": h2.IP(), "port": 80}}
+    with lab.server(h2, "tcp", 80):
+        before = lab.probe(lab_net.srv, "tcp-client", "--to", f"{PUBLIC_IP}:9090", "--timeout", 2)
+        assert "error" in before, before  # not forwarded yet (and the NAT put a drop rule on that port)
+        status, added = api(nat, "POST", "/nat/redirects", rule)
+        assert (status, added["rule"]) == (201, f"tcp:9090={h2.IP()}:80")
+        after = lab.probe(lab_net.srv, "tcp-client", "--to", f"{PUBLIC_IP}:9090")
+        assert after.get("download_ok") and after["reply"]["server"] == "h2", after
+        assert after["reply"]["peer"][0] == SERVER_IP
+        [forwarded] = [m for m in api(nat, "GET", f"/nat/mappings?private_ip={h2.IP()}")[1]["mappings"]
+                       if m["kind"] == "redirect"]
+        assert forwarded["public"] == {"ip": PUBLIC_IP, "port": 9090} and forwarded["remote"]["ip"] == SERVER_IP
+
+        removed = ctl(nat, "redirect", "del", "tcp:9090")
+        assert (removed.returncode, removed.stdout) == (0, f"removed redirect tcp:9090={h2.IP()}:80\n")
+        again = lab.probe(lab_net.srv, "tcp-client", "--to", f"{PUBLIC_IP}:9090", "--timeout", 2)
+    assert "error" in again, again
+
+
+def test_flush_deletes_the_hosts_flows_from_the_switch(lab_net: NatNet, nat: lab.Controller) -> None:
+    h1, h2 = lab_net.private
+    bridge = lab_net.nat.name
+    with lab.server(lab_net.srv, "udp", UDP_PORT):
+        udp_exchange(h1, 40002)
+        udp_exchange(h2, 40002)
+    assert len(flows_of(bridge, h1.IP())) == 2 and len(flows_of(bridge, h2.IP())) == 2
+
+    flushed = ctl(nat, "flush", h1.IP())
+    assert flushed.returncode == 0, flushed.stderr
+    assert re.fullmatch(rf"removed 1 mapping\(s\) of {re.escape(h1.IP())}; freed ports: udp \d+\n", flushed.stdout)
+    lab.wait_until(lambda: not flows_of(bridge, h1.IP()), 5, what=f"{h1.IP()}'s flows to leave the switch")
+    assert len(flows_of(bridge, h2.IP())) == 2
+    assert api(nat, "GET", f"/nat/mappings?private_ip={h1.IP()}")[1]["count"] == 0
+
+
+def test_live_page_shows_a_mapping_and_then_its_removal(lab_net: NatNet, nat: lab.Controller,
+                                                        tmp_path: Path) -> None:
+    h1 = lab_net.private[0]
+    row = f'data-private="{h1.IP()}:40003"'
+    with lab.server(lab_net.srv, "udp", UDP_PORT):
+        udp_exchange(h1, 40003)
+    shown = page_dom(nat, tmp_path / "profile")
+    assert row in shown and "switch 0000000000000001" in shown, shown[-3000:]
+    status, flushed = api(nat, "DELETE", f"/nat/connections/{h1.IP()}")
+    assert (status, flushed["removed"]) == (200, 1)
+    gone = page_dom(nat, tmp_path / "profile")
+    assert row not in gone and '<p id="empty">no mappings</p>' in gone, gone[-3000:]

@@ -1,0 +1,197 @@
+"""The app's side of the operator interface: the REST API on its WSGI context, flow-statistics polls and
+replies through real Ryu messages, and the API's default listen address."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from ryu.app.wsgi import WSGIApplication
+from ryu.controller import ofp_event
+from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu.lib import hub
+from ryu.ofproto import ofproto_parser
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+from webob import Request
+
+from ryu_nat import flowstats
+from ryu_nat.openflow import cookies
+
+from .builders import udp_bytes
+from .fakedp import FakeDatapath, packet_in_event
+from .fakeswitch import FakeSwitch
+from .lab import BASE_CONFIG, H1, H1_PORT, PUBLIC, SERVER, UPLINK, arp_reply, from_host
+
+
+@pytest.fixture
+def wsgi() -> WSGIApplication:
+    """The WSGI context ryu-manager would hand the app."""
+    return WSGIApplication()
+
+
+@pytest.fixture
+def app(wsgi):
+    from ryu_nat import app as app_module
+
+    conf = app_module.CONF
+    for name, value in BASE_CONFIG.items():
+        conf.set_override(name, value, group="nat")
+    nat_app = app_module.NatApp(wsgi=wsgi)
+    nat_app.reraise = True
+    try:
+        yield nat_app
+    finally:
+        for thread in nat_app.threads:
+            hub.kill(thread)
+        for name in BASE_CONFIG:
+            conf.clear_override(name, group="nat")
+
+
+def get(wsgi: WSGIApplication, path: str, method: str = "GET") -> tuple[int, dict]:
+    response = Request.blank(path, method=method).get_response(wsgi)
+    return response.status_int, json.loads(response.body)
+
+
+def connect(app, dp: FakeDatapath) -> FakeSwitch:
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = MAIN_DISPATCHER
+    app._state_change(ev)
+    switch = FakeSwitch(ports=tuple(dp.ports))
+    switch.apply_ryu(dp.sent)
+    dp.sent.clear()
+    return switch
+
+
+def open_udp_mapping(app, dp: FakeDatapath) -> list:
+    """H1 -> SERVER:53 through the app; the two rewrite rules it installed."""
+    switch = connect(app, dp)
+    app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
+    app._packet_in(packet_in_event(dp, UPLINK, arp_reply(SERVER, PUBLIC)))
+    switch.apply_ryu(dp.sent)
+    dp.sent.clear()
+    return sorted((r for r in switch.rules() if cookies.mapping_id_of(r.cookie)), key=lambda r: r.cookie)
+
+
+def flow_stats_reply_event(dp: FakeDatapath, xid: int, entries: list[tuple[int, int, int, int]],
+                           more: bool) -> ofp_event.EventOFPFlowStatsReply:
+    """A flow-statistics reply part as the switch sends it, parsed by Ryu: (cookie, packets, bytes, age_s) each."""
+    body = bytearray()
+    for cookie, packets, byte_count, age_s in entries:
+        match = bytearray()
+        parser.OFPMatch().serialize(match, 0)
+        length = ofp.OFP_FLOW_STATS_0_SIZE + len(match)
+        body += struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, length, 0, age_s, 0, 200, 300, 0, 0, cookie, packets,
+                            byte_count) + match
+    head = struct.pack(ofp.OFP_HEADER_PACK_STR, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY,
+                       ofp.OFP_MULTIPART_REPLY_SIZE + len(body), xid)
+    flags = ofp.OFPMPF_REPLY_MORE if more else 0
+    buf = head + struct.pack(ofp.OFP_MULTIPART_REPLY_PACK_STR, ofp.OFPMP_FLOW, flags) + bytes(body)
+    msg = ofproto_parser.msg(dp, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, len(buf), xid, buf)
+    assert isinstance(msg, parser.OFPFlowStatsReply)
+    return ofp_event.EventOFPFlowStatsReply(msg)
+
+
+def test_the_app_serves_the_api_on_its_wsgi_context(app, wsgi):
+    status, stats = get(wsgi, "/nat/stats")
+    assert (status, stats["switch"]["connected"]) == (200, False)
+    connect(app, FakeDatapath(dpid=0x1234))
+    assert get(wsgi, "/nat/stats")[1]["switch"] == {"connected": True, "dpid": "0000000000001234"}
+
+
+def test_a_flush_through_the_api_deletes_the_rules_on_the_switch(app, wsgi):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    [rule, _] = open_udp_mapping(app, dp)
+    status, flushed = get(wsgi, f"/nat/connections/{H1}", method="DELETE")
+    assert (status, flushed["removed"]) == (200, 1)
+    [delete] = dp.sent
+    assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(
+        cookies.mapping_id_of(rule.cookie)) and delete.cookie_mask == cookies.MAPPING_MASK
+
+
+def test_the_tick_asks_for_our_rules_statistics_every_interval(app, monkeypatch):
+    dp = FakeDatapath()
+    connect(app, dp)
+    now = [100.0]
+    monkeypatch.setattr("ryu_nat.app.time.monotonic", lambda: now[0])
+    app._tick(None)
+    [request] = dp.sent
+    assert isinstance(request, parser.OFPFlowStatsRequest)
+    assert (request.cookie, request.cookie_mask, request.table_id, request.out_port) == (
+        cookies.OURS, cookies.OURS_MASK, ofp.OFPTT_ALL, ofp.OFPP_ANY)
+    now[0] += flowstats.POLL_INTERVAL_S  # the reply still outstanding: nothing
+    app._tick(None)
+    assert len(dp.sent) == 1
+    now[0] += flowstats.POLL_TIMEOUT_S  # never answered: asked again
+    app._tick(None)
+    assert len(dp.sent) == 2 and dp.sent[1].xid != request.xid
+
+
+def test_a_reply_in_two_parts_gives_the_mapping_its_packets(app, wsgi):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    original, reply = open_udp_mapping(app, dp)
+    app._tick(None)
+    [request] = [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
+    base_rule = cookies.make(cookies.RuleKind.BASE)
+    app._flow_stats_reply(flow_stats_reply_event(dp, request.xid, [(original.cookie, 7, 700, 3),
+                                                                   (base_rule, 50, 5000, 9)], more=True))
+    [mapping] = get(wsgi, "/nat/mappings")[1]["mappings"]
+    assert mapping["packets"] is None  # not before the last part
+    app._flow_stats_reply(flow_stats_reply_event(dp, request.xid, [(reply.cookie, 4, 480, 3)], more=False))
+    [mapping] = get(wsgi, "/nat/mappings")[1]["mappings"]
+    assert (mapping["packets"], mapping["bytes"]) == (11, 1180)
+
+
+def test_a_reply_from_before_a_reconnect_is_ignored(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    original, _ = open_udp_mapping(app, dp)
+    app._tick(None)
+    [request] = [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = DEAD_DISPATCHER
+    app._state_change(ev)
+    again = FakeDatapath(ports=(UPLINK, H1_PORT))
+    connect(app, again)
+    app._flow_stats_reply(flow_stats_reply_event(again, request.xid, [(original.cookie, 7, 700, 3)], more=False))
+    assert app.flow_counters.polls == 0
+
+
+def _listening_address(port: int) -> str | None:
+    """The local address a TCP socket listens on at ``port``, from /proc/net/tcp."""
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:
+            return socket.inet_ntoa(struct.pack("<I", int(address, 16)))
+    return None
+
+
+@pytest.mark.parametrize(("extra", "expected"), [((), "127.0.0.1"), (("--wsapi-host", "0.0.0.0"), "0.0.0.0")])
+def test_the_api_listens_on_loopback_unless_told_otherwise(tmp_path, extra, expected):
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    of_port, api_port = ports
+    exe = pathlib.Path(sys.executable).parent / "ryu-manager"
+    proc = subprocess.Popen([str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
+                             "--wsapi-port", str(api_port), *extra, "ryu_nat.app"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None and _listening_address(api_port) is None:
+            time.sleep(0.2)
+        assert _listening_address(api_port) == expected
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=10)
+    assert "Traceback" not in output
