@@ -323,9 +323,10 @@ class Gateway:
         if self.private.has(d.src) or d.src == self.public.ip:
             return self._dropped("spoofed_source")
         hop = d.src if self.public.has(d.src) else self._gateway_ip
+        plan: Plan = []
         if self.public.neighbours.lookup(hop) is None:
-            self.public.neighbours.learn(hop, Location(in_port, frame.eth_src))
-        return self._route(in_port, frame, d, data, now, from_private=False)
+            plan += self._learn(self.public, hop, Location(in_port, frame.eth_src), now)
+        return plan + self._route(in_port, frame, d, data, now, from_private=False)
 
     def _route(self, in_port: int, frame: Frame, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
         if d.is_fragment:
@@ -378,6 +379,13 @@ class Gateway:
         LOG.debug("new mapping %r", added)
         if offload:
             self._offloaded[added.id] = added
+            if whole is None and data is not None and not d.tcp_flags & (rules.TCP_FIN | rules.TCP_RST):
+                # The switch rewrites this first packet: no need to translate it here.
+                leaving_dst = reverse_key(added.reply) >> 32 & 0xFFFFFFFF
+                hop = self._locate(leaving_dst)
+                if hop is None:
+                    return self._wait_for(leaving_dst, in_port, data, now)
+                return self._offload(added, Direction.ORIGINAL, in_port, frame, data, hop)
         translated = self.nat.translate(d, now)
         assert isinstance(translated, Translated), translated
         return self._forward(translated, in_port, frame, data, now, whole)
@@ -398,13 +406,19 @@ class Gateway:
         mapping = t.mapping
         plan: Plan = []
         if mapping.id in self._offloaded and out.embedded is None:
+            if whole is None and data is not None:
+                return self._offload(mapping, t.direction, in_port, frame, data, hop)
             plan = self._mapping_rules(mapping, t.direction, Location(in_port, frame.eth_src), hop)
         if whole is not None:
             return plan + [rules.send_frame(ethernet_frame(hop.mac, self.mac, piece), [hop.port])
                            for piece in fragment(out, whole.piece_len)]
-        if not plan or data is None:
-            return [rules.send_frame(ethernet_frame(hop.mac, self.mac, out.raw), [hop.port])]
-        this_direction = plan[0] if t.direction is Direction.ORIGINAL else plan[1]
+        return [rules.send_frame(ethernet_frame(hop.mac, self.mac, out.raw), [hop.port])]
+
+    def _offload(self, mapping: Mapping, direction: Direction, in_port: int, frame: Frame, data: bytes,
+                 hop: Location) -> Plan:
+        """Both rules of a mapping, then the packet at hand through its direction's rewrite actions."""
+        plan = self._mapping_rules(mapping, direction, Location(in_port, frame.eth_src), hop)
+        this_direction = plan[0] if direction is Direction.ORIGINAL else plan[1]
         assert isinstance(this_direction, FlowRule)
         return [*plan, PacketOut(data, this_direction.actions, in_port)]
 

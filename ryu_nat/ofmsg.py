@@ -142,6 +142,8 @@ def serialize_batch(datapath: Datapath, msgs: Sequence[MsgBase]) -> bytes:
 _U16, _U32, _U64, _IPV4, _MAC = "!H", "!I", "!Q", "ipv4", "mac"
 _SLOT_KIND = {"in_port": _U32, "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "eth_src": _MAC, "eth_dst": _MAC,
               "tcp_src": _U16, "tcp_dst": _U16, "udp_src": _U16, "udp_dst": _U16}
+_SET_KEYS = {name: ("set", name) for name in _SLOT_KIND}
+_OUTPUT_KEY = ("output",)
 _SENTINEL_TRIES = 8
 OFPP_MAX = 0xFFFFFF00
 
@@ -155,17 +157,20 @@ class _Template:
         self.head = head
         self.slots = slots
 
-    def render(self, xid: int, values: Sequence[int | str], data: bytes = b"") -> bytes:
+    def render(self, xid: int, values: Sequence[tuple[str, int | str]], data: bytes = b"") -> bytes:
         buf = bytearray(self.head)
-        struct.pack_into("!HI", buf, 2, len(buf) + len(data), xid)
-        for (offset, kind), value in zip(self.slots, values):
-            if kind == _IPV4:
+        pack_into = struct.pack_into
+        pack_into("!HI", buf, 2, len(buf) + len(data), xid)
+        for (offset, kind), (_, value) in zip(self.slots, values):
+            if kind is _IPV4:
                 buf[offset:offset + 4] = socket.inet_aton(value)  # type: ignore[arg-type]
-            elif kind == _MAC:
+            elif kind is _MAC:
                 buf[offset:offset + 6] = bytes.fromhex(value.replace(":", ""))  # type: ignore[union-attr]
             else:
-                struct.pack_into(kind, buf, offset, value)
-        return bytes(buf) + data if data else bytes(buf)
+                pack_into(kind, buf, offset, value)
+        if data:
+            buf += data
+        return bytes(buf)
 
 
 def _variable(name: str, value: object) -> bool:
@@ -173,30 +178,39 @@ def _variable(name: str, value: object) -> bool:
 
 
 def _shape(item: FlowRule | PacketOut) -> tuple[tuple[object, ...], list[tuple[str, int | str]]]:
-    """The shape key of a message and its variable values (kind, value), in one fixed order."""
-    key: list[object] = []
-    values: list[tuple[str, int | str]] = []
-    if isinstance(item, FlowRule):
-        key += ["flow", item.priority, item.notify_removed, bool(item.actions)]
-        values += [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
+    """The shape key of a message and its variable values (kind, value), in one fixed order.
+
+    On every flow setup's path: plain loops and dict lookups, no helper calls.
+    """
+    slot_kind = _SLOT_KIND
+    key: list[object]
+    values: list[tuple[str, int | str]]
+    if type(item) is FlowRule:
+        key = ["flow", item.priority, item.notify_removed, len(item.match.fields), len(item.actions)]
+        values = [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
         for name, value in item.match.fields:
-            if _variable(name, value):
-                key.append(name)
-                values.append((_SLOT_KIND[name], value))
-            else:
+            kind = slot_kind.get(name)
+            if kind is None or type(value) is tuple:
                 key.append((name, value))
+            else:
+                key.append(name)
+                values.append((kind, value))
     else:
-        key.append("packet_out")
-        values.append((_U32, item.in_port))
+        key = ["packet_out", len(item.actions)]
+        values = [(_U32, item.in_port)]
     for action in item.actions:
-        if isinstance(action, SetField) and _variable(action.field, action.value):
-            key.append(("set", action.field))
-            values.append((_SLOT_KIND[action.field], action.value))
-        elif isinstance(action, Output) and action.port < OFPP_MAX:
-            key.append("output")
-            values.append((_U32, action.port))
-        else:
-            key.append(action)
+        action_type = type(action)
+        if action_type is SetField:
+            kind = slot_kind.get(action.field)  # type: ignore[union-attr]
+            if kind is not None and type(action.value) is not tuple:  # type: ignore[union-attr]
+                key.append(_SET_KEYS[action.field])  # type: ignore[union-attr]
+                values.append((kind, action.value))  # type: ignore[union-attr]
+                continue
+        elif action_type is Output and action.port < OFPP_MAX:  # type: ignore[union-attr]
+            key.append(_OUTPUT_KEY)
+            values.append((_U32, action.port))  # type: ignore[union-attr]
+            continue
+        key.append(action)
     return tuple(key), values
 
 
@@ -286,7 +300,7 @@ class Encoder:
                 if template is not None:
                     xid = _next_xid(datapath)
                     data = item.data if isinstance(item, PacketOut) else b""
-                    chunks.append(template.render(xid, [value for _, value in values], data))
+                    chunks.append(template.render(xid, values, data))
                     sent.append((xid, item))
                     continue
             for msg in to_messages(datapath, [item]):

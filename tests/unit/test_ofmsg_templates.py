@@ -77,3 +77,14 @@ def test_a_plan_is_one_buffer_with_consecutive_xids():
     assert [xid for xid, _ in sent] == [1, 2, 3] and [item for _, item in sent] == plan
     dp.send(data)
     assert [msg.xid for msg in dp.sent] == [1, 2, 3]
+
+
+def test_shapes_that_differ_only_in_where_a_field_is_set_get_different_templates():
+    from ryu_nat.openflow.plan import FlowRule, Match, Output, SetField, OFPP_CONTROLLER
+
+    encoder = ofmsg.Encoder()
+    matched = FlowRule(10, Match.of(in_port=1, eth_src="02:00:00:00:00:01"), (Output(OFPP_CONTROLLER),), 1)
+    rewritten = FlowRule(10, Match.of(in_port=1), (SetField("eth_src", "02:00:00:00:00:01"),
+                                                   Output(OFPP_CONTROLLER)), 1)
+    for item in (matched, rewritten, matched):
+        assert template_bytes(encoder, item, 9) == ryu_bytes(item, 9)
