@@ -12,6 +12,7 @@ No I/O.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Iterator, Mapping as MappingOf
 from ipaddress import IPv4Address
 from typing import Literal
@@ -81,22 +82,29 @@ class LruNatTable:
 
     def lookup(self, proto: Proto, key: int) -> Mapping | None:
         table = self._tables[proto]
-        mapping: Mapping | None = table.by_original.get(key)
-        if mapping is None:
-            mapping = table.by_reply.get(key)
-            if mapping is not None:
-                table.by_original[mapping.original]  # noqa: B018 -- a reply makes the mapping recent too
-        return mapping
+        mapping: Mapping | None = table.by_reply.get(key)  # a plain dict: the cheap question first
+        if mapping is not None:
+            table.by_original[mapping.original]  # noqa: B018 -- a reply makes the mapping recent too
+            return mapping
+        return table.by_original.get(key)  # type: ignore[no-any-return]
 
     def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
         table = self._tables[mapping.proto]
-        if mapping.original in table or mapping.reply in table or mapping.original == mapping.reply:
+        original, reply = mapping.original, mapping.reply
+        by_reply, by_original = table.by_reply, table.by_original
+        if (original in by_reply or reply in by_reply or original == reply
+                or original in by_original or reply in by_original):
             return AddError.OVERLAP
-        table.by_original[mapping.original] = mapping
-        table.by_reply[mapping.reply] = mapping
+        by_original[original] = mapping
+        by_reply[reply] = mapping
+        by_host = self._by_host
         for host in mapping.private_hosts:
-            self._by_host.setdefault(host, {})[mapping] = None
-        if mapping.expires_by_itself:
+            of_host = by_host.get(host)
+            if of_host is None:
+                by_host[host] = {mapping: None}
+            else:
+                of_host[mapping] = None
+        if mapping.idle_timeout_s != math.inf:
             self._timed_mappings += 1
             self._schedule(mapping)
         return None
@@ -190,7 +198,7 @@ class LruNatTable:
     # --- internals ----------------------------------------------------------------------
 
     def _schedule(self, mapping: Mapping) -> None:
-        bucket = int(mapping.deadline)
+        bucket = int(mapping.last_used + mapping.idle_timeout_s)
         entries = self._buckets.get(bucket)
         if entries is None:
             self._buckets[bucket] = [mapping]

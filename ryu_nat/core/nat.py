@@ -104,6 +104,7 @@ class Nat:
         self._ids = itertools.count(1)
         self._now = 0.0
         self._released: dict[Proto, set[int]] | None = None
+        self._new_timeouts = {proto: timeouts.for_new(proto) for proto in Proto}
         table.listener = self._removed
 
     # --- add ---------------------------------------------------------------------------
@@ -127,29 +128,32 @@ class Nat:
             return AddError.CANNOT_NAT
         if proto is not Proto.ICMP and (packet.src_port == 0 or packet.dst_port == 0):
             return AddError.CANNOT_NAT
-        key = packet.key
+        key = pack_key(packet.src, packet.dst, packet.src_port, packet.dst_port)
         existing = self.table.lookup(proto, key)
         if existing is not None:
             if existing.original != key:
                 return AddError.OVERLAP
             existing.last_used = now
             return existing
-        timeout = self.timeouts.for_new(proto) if idle_timeout_s is None else idle_timeout_s
+        timeout = self._new_timeouts[proto] if idle_timeout_s is None else idle_timeout_s
         match mode:
             case SourceNat():
-                return self._add_translated(packet, proto, MappingKind.NAT, None, now, timeout, port_generator)
+                return self._add_translated(packet, key, proto, MappingKind.NAT, None, now, timeout,
+                                            port_generator)
             case Redirect(endpoint=target) | Hairpin(endpoint=target):
                 if proto is Proto.ICMP or not is_nattable(int(target.ip)):
                     return AddError.CANNOT_NAT
                 if isinstance(mode, Hairpin):
-                    return self._add_translated(packet, proto, MappingKind.HAIRPIN, target, now, timeout,
+                    return self._add_translated(packet, key, proto, MappingKind.HAIRPIN, target, now, timeout,
                                                 port_generator)
                 reply = pack_key(int(target.ip), packet.src, target.port, packet.src_port)
-                return self._insert(Mapping(next(self._ids), proto, key, reply, MappingKind.REDIRECT,
-                                            now, timeout))
+                mapping = Mapping(next(self._ids), proto, key, reply, MappingKind.REDIRECT, now, timeout)
+                overlap = self.table.insert(mapping)
+                return mapping if overlap is None else overlap
 
-    def _add_translated(self, packet: Datagram, proto: Proto, kind: MappingKind, target: Endpoint | None,
-                        now: float, timeout: float, port_generator: PortGenerator | None) -> Mapping | AddError:
+    def _add_translated(self, packet: Datagram, key: int, proto: Proto, kind: MappingKind,
+                        target: Endpoint | None, now: float, timeout: float,
+                        port_generator: PortGenerator | None) -> Mapping | AddError:
         """A mapping whose private client leaves from the public address on a port of its own."""
         owner = owner_key(packet.src, packet.src_port)
         if target is None:
@@ -165,11 +169,12 @@ class Nat:
             if port is None:
                 return AddError.PORTS_EXHAUSTED
         reply = pack_key(reply_src, self._public, port if reply_src_port < 0 else reply_src_port, port)
-        mapping = Mapping(next(self._ids), proto, packet.key, reply, kind, now, timeout)
-        result = self._insert(mapping)
-        if isinstance(result, Mapping):
-            self.ports.acquire(proto, owner, port)
-        return result
+        mapping = Mapping(next(self._ids), proto, key, reply, kind, now, timeout)
+        overlap = self.table.insert(mapping)
+        if overlap is not None:
+            return overlap
+        self.ports.acquire(proto, owner, port)
+        return mapping
 
     def _free_port(self, proto: Proto, owner: int, private_port: int, remote: int, remote_port: int,
                    now: float, generator: PortGenerator) -> int | None:
@@ -188,10 +193,6 @@ class Nat:
                 continue
             return port
         return fallback
-
-    def _insert(self, mapping: Mapping) -> Mapping | AddError:
-        overlap = self.table.insert(mapping)
-        return mapping if overlap is None else overlap
 
     # --- translate ---------------------------------------------------------------------
 

@@ -62,8 +62,8 @@ class PortAllocator:
         self._low = (port_range.first, low_last) if port_range.first <= low_last else None
         self._high = (high_first, port_range.last) if high_first <= port_range.last else None
         self._owner_of_port: dict[Proto, list[int | None]] = {p: [None] * (MAX_PORT + 1) for p in Proto}
-        self._port_of_owner: dict[Proto, dict[int, int]] = {p: {} for p in Proto}
-        self._users: dict[Proto, dict[int, int]] = {p: {} for p in Proto}
+        # owner -> its port | mappings using it << 16: one dict entry per private endpoint.
+        self._holdings: dict[Proto, dict[int, int]] = {p: {} for p in Proto}
         self._reserved: dict[Proto, set[int]] = {p: set() for p in Proto}
         self._quarantine: dict[Proto, OrderedDict[int, tuple[float, int]]] = {p: OrderedDict() for p in Proto}
 
@@ -75,7 +75,8 @@ class PortAllocator:
 
     def port_of(self, proto: Proto, owner: int) -> int | None:
         """The public port ``owner`` already holds, if any (endpoint-independent mapping)."""
-        return self._port_of_owner[proto].get(owner)
+        holding = self._holdings[proto].get(owner)
+        return None if holding is None else holding & 0xFFFF
 
     def availability(self, proto: Proto, port: int, owner: int, now: float) -> bool | None:
         """True if ``owner`` may take ``port``; None if only a recent freeing stands in the way."""
@@ -90,23 +91,28 @@ class PortAllocator:
 
     def acquire(self, proto: Proto, owner: int, port: int) -> None:
         """Count one more mapping of ``owner`` on ``port``."""
-        self._owner_of_port[proto][port] = owner
-        self._port_of_owner[proto][owner] = port
-        users = self._users[proto]
-        users[owner] = users.get(owner, 0) + 1
-        self._quarantine[proto].pop(port, None)
+        holdings = self._holdings[proto]
+        holding = holdings.get(owner)
+        if holding is None:
+            holdings[owner] = port | 1 << 16
+            self._owner_of_port[proto][port] = owner
+            quarantine = self._quarantine[proto]
+            if port in quarantine:
+                del quarantine[port]
+        else:
+            holdings[owner] = holding + (1 << 16)
 
     def release(self, proto: Proto, owner: int, now: float) -> int | None:
         """One mapping of ``owner`` is gone; the port it frees, if that was the last."""
-        users = self._users[proto]
-        left = users.get(owner, 0) - 1
-        if left > 0:
-            users[owner] = left
+        holdings = self._holdings[proto]
+        holding = holdings.get(owner)
+        if holding is None:
             return None
-        users.pop(owner, None)
-        port = self._port_of_owner[proto].pop(owner, None)
-        if port is None:
+        if holding >> 16 > 1:
+            holdings[owner] = holding - (1 << 16)
             return None
+        del holdings[owner]
+        port = holding & 0xFFFF
         self._owner_of_port[proto][port] = None
         quarantine = self._quarantine[proto]
         quarantine[port] = (now, owner)
@@ -130,7 +136,7 @@ class PortAllocator:
 
     def in_use(self, proto: Proto) -> int:
         """Public ports of ``proto`` held by private endpoints."""
-        return len(self._port_of_owner[proto])
+        return len(self._holdings[proto])
 
     def _purge(self, proto: Proto, now: float) -> None:
         quarantine = self._quarantine[proto]

@@ -92,13 +92,12 @@ class Mapping:
     @property
     def private_hosts(self) -> tuple[int, ...]:
         """The private addresses this mapping involves (both ends of a hairpin)."""
-        original_src = self.original >> 64
-        reply_src = self.reply >> 64
-        if self.kind is MappingKind.NAT:
-            return (original_src,)
-        if self.kind is MappingKind.REDIRECT:
-            return (reply_src,)
-        return (original_src, reply_src)
+        kind = self.kind
+        if kind is MappingKind.NAT:
+            return (self.original >> 64,)
+        if kind is MappingKind.REDIRECT:
+            return (self.reply >> 64,)
+        return (self.original >> 64, self.reply >> 64)
 
     @property
     def allocated_port(self) -> int | None:
