@@ -60,6 +60,7 @@ class NatFacade:
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> list[Json]:
         """Live mappings, optionally of one protocol and/or one private host, oldest first."""
         now = self._clock()
+        self._counters.want(now)
         found = sorted(self._gateway.nat.table.mappings(proto, host), key=lambda m: m.id)
         return [self._mapping(mapping, now) for mapping in found]
 

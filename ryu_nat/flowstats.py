@@ -2,10 +2,13 @@
 
 A TCP or UDP mapping's packets after the first never reach the controller: its
 two rewrite rules carry them, so the core's ``last_used`` stays at the last
-packet the controller saw. The app polls the switch for the statistics of our
-rules (cookie ``OURS`` under ``OURS_MASK``) every :data:`POLL_INTERVAL_S`
+packet the controller saw. While someone reads the mappings (the REST API asked
+within :data:`DEMAND_S` seconds), the app polls the switch for the statistics of
+our rules (cookie ``OURS`` under ``OURS_MASK``) every :data:`POLL_INTERVAL_S`
 seconds; this module sums each mapping's two rules and notes the poll at which
-their packet count last changed.
+their packet count last changed. Nobody asking, no polls: a reply covers every
+rule of ours, and decoding tens of thousands of them would stall the event loop
+that sets up new flows.
 
 OpenFlow 1.3 flow statistics give a rule's age, not its idle time: a mapping
 counts as used at the poll that first sees its packet count grow, so an idle
@@ -27,6 +30,7 @@ from ryu_nat.openflow import cookies
 
 POLL_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 10.0  # a poll unanswered this long is given up, and the next one sent
+DEMAND_S = 30.0  # polls go on this long after the last time someone read the counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +66,19 @@ class FlowCounters:
         self._totals: dict[int, Traffic] = {}
         self._pending: tuple[int, float, list[RuleCounts]] | None = None
         self._next_poll = 0.0
+        self._wanted_until = float("-inf")
 
     # --- the poll: request, reply parts, totals ---------------------------------------------
 
+    def want(self, now: float) -> None:
+        """Someone reads the counters: keep polling for the next ``DEMAND_S`` seconds."""
+        self._wanted_until = now + DEMAND_S
+
     def poll_due(self, now: float) -> bool:
-        """True if a request should go out now: the interval passed and none is outstanding
-        (or the outstanding one went unanswered for ``timeout_s``)."""
+        """True if a request should go out now: someone wants the counters, the interval
+        passed and none is outstanding (or the outstanding one went unanswered for ``timeout_s``)."""
+        if now >= self._wanted_until:
+            return False
         if self._pending is not None and now - self._pending[1] < self.timeout_s:
             return False
         return now >= self._next_poll

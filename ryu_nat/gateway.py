@@ -179,11 +179,13 @@ class Gateway:
         """A rule of ours left the switch. When both rules of a mapping idled out, the mapping goes."""
         mapping_id = cookies.mapping_id_of(cookie)
         mapping = self._offloaded.get(mapping_id) if mapping_id is not None else None
-        if mapping is None or reason not in (FlowRemovedReason.IDLE_TIMEOUT, FlowRemovedReason.HARD_TIMEOUT):
+        if mapping is None:
             return self._finish([])
         bit = _ORIGINAL_BIT if cookies.kind_of(cookie) is RuleKind.ORIGINAL else _REPLY_BIT
         alive = self._rules_alive.get(mapping.id, 0) & ~bit
-        if alive:
+        if alive or reason not in (FlowRemovedReason.IDLE_TIMEOUT, FlowRemovedReason.HARD_TIMEOUT):
+            # One rule idled out, or someone else deleted it: the next packet that misses it
+            # reaches the controller and installs both again.
             self._rules_alive[mapping.id] = alive
         else:
             self.nat.remove(mapping, RemovalReason.EXPIRED)
@@ -407,7 +409,16 @@ class Gateway:
         plan: Plan = []
         if mapping.id in self._offloaded and out.embedded is None:
             if whole is None and data is not None:
-                return self._offload(mapping, t.direction, in_port, frame, data, hop)
+                if t.closing_started or self._rules_alive.get(mapping.id) != _BOTH:
+                    return self._offload(mapping, t.direction, in_port, frame, data, hop)
+                # Both rules are on the switch (this packet overtook them, or it is a later FIN):
+                # it goes through its direction's rewrite, and nothing is installed again.
+                arriving, leaving = ((mapping.original, reverse_key(mapping.reply))
+                                     if t.direction is Direction.ORIGINAL else
+                                     (mapping.reply, reverse_key(mapping.original)))
+                actions = rules.rewrite_actions(mapping.proto, arriving, leaving, self.mac, hop.mac, hop.port,
+                                                in_port)
+                return [PacketOut(data, actions, in_port)]
             plan = self._mapping_rules(mapping, t.direction, Location(in_port, frame.eth_src), hop)
         if whole is not None:
             return plan + [rules.send_frame(ethernet_frame(hop.mac, self.mac, piece), [hop.port])

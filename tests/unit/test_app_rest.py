@@ -115,11 +115,14 @@ def test_a_flush_through_the_api_deletes_the_rules_on_the_switch(app, wsgi):
         cookies.mapping_id_of(rule.cookie)) and delete.cookie_mask == cookies.MAPPING_MASK
 
 
-def test_the_tick_asks_for_our_rules_statistics_every_interval(app, monkeypatch):
+def test_the_tick_asks_for_our_rules_statistics_only_while_someone_reads_them(app, monkeypatch):
     dp = FakeDatapath()
     connect(app, dp)
     now = [100.0]
     monkeypatch.setattr("ryu_nat.app.time.monotonic", lambda: now[0])
+    app._tick(None)
+    assert dp.sent == []  # nobody asked for the mappings: no poll
+    app.flow_counters.want(now[0])
     app._tick(None)
     [request] = dp.sent
     assert isinstance(request, parser.OFPFlowStatsRequest)
@@ -136,6 +139,7 @@ def test_the_tick_asks_for_our_rules_statistics_every_interval(app, monkeypatch)
 def test_a_reply_in_two_parts_gives_the_mapping_its_packets(app, wsgi):
     dp = FakeDatapath(ports=(UPLINK, H1_PORT))
     original, reply = open_udp_mapping(app, dp)
+    app.flow_counters.want(time.monotonic())
     app._tick(None)
     [request] = [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
     base_rule = cookies.make(cookies.RuleKind.BASE)
@@ -151,6 +155,7 @@ def test_a_reply_in_two_parts_gives_the_mapping_its_packets(app, wsgi):
 def test_a_reply_from_before_a_reconnect_is_ignored(app):
     dp = FakeDatapath(ports=(UPLINK, H1_PORT))
     original, _ = open_udp_mapping(app, dp)
+    app.flow_counters.want(time.monotonic())
     app._tick(None)
     [request] = [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
     ev = ofp_event.EventOFPStateChange(dp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ryu_nat.flowstats import FlowCounters, RuleCounts, Traffic
+from ryu_nat.flowstats import DEMAND_S, FlowCounters, RuleCounts, Traffic
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 
@@ -66,6 +66,7 @@ def test_a_mapping_whose_rules_are_all_gone_is_forgotten():
 
 def test_a_poll_is_due_every_interval_and_one_at_a_time():
     counters = FlowCounters(interval_s=2.0, timeout_s=10.0)
+    counters.want(0.0)
     assert counters.poll_due(0.0)
     counters.poll_sent(xid=5, now=0.0)
     assert not counters.poll_due(3.0)  # the reply is still outstanding
@@ -91,3 +92,11 @@ def test_parts_of_other_or_cancelled_requests_are_ignored():
     counters.cancel_poll()
     assert not counters.reply(9, [original(7, 3, 1.0)], more=False, now=0.1)
     assert counters.traffic(7) is None and counters.polls == 0
+
+
+def test_no_polls_unless_someone_read_the_counters_lately():
+    counters = FlowCounters(interval_s=2.0, timeout_s=10.0)
+    assert not counters.poll_due(0.0)
+    counters.want(1.0)
+    assert counters.poll_due(1.0)
+    assert not counters.poll_due(1.0 + DEMAND_S)

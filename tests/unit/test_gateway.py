@@ -285,3 +285,24 @@ def udp_frame_between(src: str, dst: str) -> bytes:
     from .builders import frame
 
     return frame(MACS[src], MACS[dst], udp_bytes(src, 4000, dst, 4001))
+
+
+def test_a_later_fin_is_forwarded_without_installing_the_rules_again():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
+    lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80, bits=0x11)))
+    public_port = next(r.match.get("tcp_dst") for r in mapping_rules(lab) if r.match.get("in_port") == UPLINK)
+    [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, public_port, bits=0x11)))
+    assert (port, fin["ipv4_dst"], fin["tcp_dst"]) == (H1_PORT, H1, 5000)
+    assert [type(item).__name__ for item in lab.plans[-1]] == ["PacketOut"]
+
+
+def test_a_rule_deleted_by_someone_else_comes_back_with_the_next_packet():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    original = next(r for r in mapping_rules(lab) if cookies.kind_of(r.cookie) is RuleKind.ORIGINAL)
+    lab.apply([FlowDelete(original.cookie, (1 << 64) - 1)])
+    lab.apply(lab.gateway.flow_removed(original.cookie, 2, lab.now))  # reason DELETE
+    assert lab.gateway.nat.table.count(Proto.UDP) == 1
+    [(port, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    assert port == UPLINK and len(mapping_rules(lab)) == 2
