@@ -182,6 +182,11 @@ class Controller:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The controller's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    @property
     def command(self) -> list[str]:
         return [str(RYU_MANAGER), "--config-file", str(self.config), *self.apps,
                 "--ofp-tcp-listen-port", str(self.of_port),

@@ -1,0 +1,21 @@
+"""The benchmark code cannot rot: its smoke mode (tiny sizes, no Mininet) runs with the tests."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_runs_every_section(tmp_path):
+    result = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    assert {"table", "memory", "ofload"} <= set(sections)
+    for name, section in sections.items():
+        assert not section["error"], f"{name}: {section['error']}"
+        assert section["rows"], f"{name}: no rows"
