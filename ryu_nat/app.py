@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Iterator
 
@@ -26,6 +25,7 @@ from ryu.ofproto import ofproto_v1_3
 
 from ryu_nat import ofmsg, rest
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
+from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.facade import NatFacade
 from ryu_nat.flowstats import FlowCounters, RuleCounts
 from ryu_nat.gateway import Gateway, PacketInReason
@@ -68,7 +68,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             LOG.error("%s", exc)
             raise SystemExit(f"ryu_nat: {exc}") from None
         self.stats = Stats()
-        self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
+        self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
         self.datapath: Datapath | None = None
         self.encoder = ofmsg.Encoder()
         self.sent = ofmsg.SentLog()

@@ -177,10 +177,13 @@ def _variable(name: str, value: object) -> bool:
     return name in _SLOT_KIND and not isinstance(value, tuple)
 
 
-def _shape(item: FlowRule | PacketOut) -> tuple[tuple[object, ...], list[tuple[str, int | str]]]:
+def _shape(item: FlowRule | PacketOut,
+           actions_shape: tuple[tuple[object, ...], list[tuple[str, int | str]]] | None = None,
+           ) -> tuple[tuple[object, ...], list[tuple[str, int | str]]]:
     """The shape key of a message and its variable values (kind, value), in one fixed order.
 
     On every flow setup's path: plain loops and dict lookups, no helper calls.
+    ``actions_shape`` is :func:`_actions_shape` of ``item.actions`` if the caller has it.
     """
     slot_kind = _SLOT_KIND
     key: list[object]
@@ -198,7 +201,15 @@ def _shape(item: FlowRule | PacketOut) -> tuple[tuple[object, ...], list[tuple[s
     else:
         key = ["packet_out", len(item.actions)]
         values = [(_U32, item.in_port)]
-    for action in item.actions:
+    action_key, action_values = actions_shape or _actions_shape(item.actions)
+    return (*key, *action_key), values + action_values
+
+
+def _actions_shape(actions: Sequence[Action]) -> tuple[tuple[object, ...], list[tuple[str, int | str]]]:
+    slot_kind = _SLOT_KIND
+    key: list[object] = []
+    values: list[tuple[str, int | str]] = []
+    for action in actions:
         action_type = type(action)
         if action_type is SetField:
             kind = slot_kind.get(action.field)  # type: ignore[union-attr]
@@ -291,9 +302,14 @@ class Encoder:
         """The bytes of ``plan`` and, per message, its xid and plan item (for error reports)."""
         chunks: list[bytes] = []
         sent: list[tuple[int, Message]] = []
+        # A flow setup's packet-out carries its rule's very actions tuple: shape it once.
+        seen_actions: dict[int, tuple[tuple[object, ...], list[tuple[str, int | str]]]] = {}
         for item in plan:
             if isinstance(item, (FlowRule, PacketOut)) and (isinstance(item, FlowRule) or item.actions):
-                key, values = _shape(item)
+                actions_shape = seen_actions.get(id(item.actions))
+                if actions_shape is None:
+                    actions_shape = seen_actions[id(item.actions)] = _actions_shape(item.actions)
+                key, values = _shape(item, actions_shape)
                 template = self._templates.get(key, _MISSING)
                 if template is _MISSING:
                     template = self._templates[key] = _build_template(datapath, item)

@@ -306,3 +306,14 @@ def test_a_rule_deleted_by_someone_else_comes_back_with_the_next_packet():
     assert lab.gateway.nat.table.count(Proto.UDP) == 1
     [(port, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     assert port == UPLINK and len(mapping_rules(lab)) == 2
+
+
+def test_channel_match_is_what_match_of_builds():
+    from ryu_nat.core.addresses import pack_key
+    from ryu_nat.openflow import rules
+    from ryu_nat.openflow.plan import Match
+
+    for proto, names in ((Proto.TCP, ("tcp_src", "tcp_dst")), (Proto.UDP, ("udp_src", "udp_dst"))):
+        built = rules.channel_match(proto, pack_key(0x0A000002, 0xC0A8030A, 5000, 53), 7)
+        assert built == Match.of(in_port=7, eth_type=0x0800, ip_proto=int(proto), ipv4_src="10.0.0.2",
+                                 ipv4_dst="192.168.3.10", **{names[0]: 5000, names[1]: 53})
