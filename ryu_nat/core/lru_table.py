@@ -1,9 +1,10 @@
 """The table on ``cachetools.LRUCache``: bounded per protocol, pairs live and die together.
 
-Each protocol has an LRU cache of mappings keyed by their original channel and
-an index of their reply channels. A lookup in either direction makes the mapping
-the most recently used; when the cache is full the least recently used mapping
-goes, both channels at once (mirage-nat's ``Mirage_nat_lru`` evicts entry pairs). A per-host index makes
+Each protocol has a plain dict from both channels of every mapping to the
+mapping, and an LRU cache of the mappings (keyed by original channel) that keeps
+their recency and the bound. A lookup in either direction makes the mapping the
+most recently used; when the cache is full the least recently used mapping goes,
+both channels at once (mirage-nat's ``Mirage_nat_lru`` evicts entry pairs). A per-host index makes
 ``remove_connections`` proportional to that host's mappings, and deadline
 buckets make ``expire`` proportional to what is due, not to the table size.
 No I/O.
@@ -39,31 +40,37 @@ class _MappingLRU(cachetools.LRUCache):  # type: ignore[misc]
         self._on_evict(mapping)
         return key, mapping
 
-    def peek(self, key: int) -> Mapping | None:
-        """The mapping at ``key`` without touching its recency."""
-        if key in self:
-            return cachetools.Cache.__getitem__(self, key)  # type: ignore[no-any-return]
-        return None
+    def touch(self, key: int) -> None:
+        """Make ``key`` the most recently used, as a hit by ``cache[key]`` would.
+
+        Straight to LRUCache's own order (cachetools 8, pinned): a lookup's
+        dominant cost otherwise, two Python calls to fetch a value the caller has.
+        tests/unit/test_lru_table.py checks it moves the key to the end.
+        """
+        self._LRUCache__order.move_to_end(key)
 
 
 class _SubTable:
-    """One protocol: an LRU of mappings by original channel, and an index of reply channels.
+    """One protocol: which mapping owns each channel, and how recently each mapping was used.
 
-    Recency is per mapping: a packet in either direction makes it the most
-    recently used, and an eviction removes both channels at once.
+    ``channels`` (a plain dict) answers every lookup, for both channels of every
+    mapping; ``recency`` (the cachetools LRU, keyed by original channel) keeps the
+    order and the bound. A packet in either direction makes its mapping the most
+    recently used; an eviction removes both channels at once.
     """
 
-    __slots__ = ("by_original", "by_reply")
+    __slots__ = ("channels", "recency")
 
     def __init__(self, max_mappings: int, on_evict: Callable[[Mapping], None]) -> None:
-        self.by_original = _MappingLRU(max_mappings, on_evict)
-        self.by_reply: dict[int, Mapping] = {}
+        self.channels: dict[int, Mapping] = {}
+        self.recency = _MappingLRU(max_mappings, on_evict)
 
-    def __contains__(self, key: int) -> bool:
-        return key in self.by_original or key in self.by_reply
+    def owns(self, mapping: Mapping) -> bool:
+        """True while ``mapping`` is in this table (not one removed, nor another on its channel)."""
+        return self.channels.get(mapping.original) is mapping
 
     def live(self) -> list[Mapping]:
-        return list(self.by_original.values())
+        return list(self.recency.values())
 
 
 class LruNatTable:
@@ -82,21 +89,20 @@ class LruNatTable:
 
     def lookup(self, proto: Proto, key: int) -> Mapping | None:
         table = self._tables[proto]
-        mapping: Mapping | None = table.by_reply.get(key)  # a plain dict: the cheap question first
+        mapping = table.channels.get(key)
         if mapping is not None:
-            table.by_original[mapping.original]  # noqa: B018 -- a reply makes the mapping recent too
-            return mapping
-        return table.by_original.get(key)  # type: ignore[no-any-return]
+            table.recency.touch(mapping.original)  # a hit in either direction makes it recent
+        return mapping
 
     def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
         table = self._tables[mapping.proto]
         original, reply = mapping.original, mapping.reply
-        by_reply, by_original = table.by_reply, table.by_original
-        if (original in by_reply or reply in by_reply or original == reply
-                or original in by_original or reply in by_original):
+        channels = table.channels
+        if original in channels or reply in channels or original == reply:
             return AddError.OVERLAP
-        by_original[original] = mapping
-        by_reply[reply] = mapping
+        table.recency[original] = mapping  # may evict the least recently used mapping first
+        channels[original] = mapping
+        channels[reply] = mapping
         by_host = self._by_host
         for host in mapping.private_hosts:
             of_host = by_host.get(host)
@@ -111,10 +117,11 @@ class LruNatTable:
 
     def delete(self, mapping: Mapping, reason: RemovalReason = RemovalReason.DELETED) -> bool:
         table = self._tables[mapping.proto]
-        if table.by_original.peek(mapping.original) is not mapping:
+        if not table.owns(mapping):
             return False
-        del table.by_original[mapping.original]
-        del table.by_reply[mapping.reply]
+        del table.recency[mapping.original]
+        del table.channels[mapping.original]
+        del table.channels[mapping.reply]
         self._removed(mapping, reason)
         return True
 
@@ -129,7 +136,7 @@ class LruNatTable:
 
     def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address,
                      src_port: int, dst_port: int) -> bool:
-        return pack_key(int(src), int(dst), src_port, dst_port) not in self._tables[proto]
+        return pack_key(int(src), int(dst), src_port, dst_port) not in self._tables[proto].channels
 
     def expire(self, now: float) -> int:
         removed = 0
@@ -140,7 +147,7 @@ class LruNatTable:
             self._bucket_entries -= len(entries)
             not_yet: list[Mapping] = []
             for mapping in entries:
-                if self._tables[mapping.proto].by_original.peek(mapping.original) is not mapping:
+                if not self._tables[mapping.proto].owns(mapping):
                     continue  # removed since it was scheduled
                 if mapping.deadline <= now:
                     self.delete(mapping, RemovalReason.EXPIRED)
@@ -159,8 +166,8 @@ class LruNatTable:
     def reset(self) -> None:
         doomed = [mapping for table in self._tables.values() for mapping in table.live()]
         for table in self._tables.values():
-            table.by_original.clear()
-            table.by_reply.clear()
+            table.recency.clear()
+            table.channels.clear()
         self._by_host.clear()
         self._buckets.clear()
         self._bucket_heap.clear()
@@ -169,10 +176,10 @@ class LruNatTable:
             self._notify(mapping, RemovalReason.RESET)
 
     def count(self, proto: Proto) -> int:
-        return len(self._tables[proto].by_original)
+        return len(self._tables[proto].recency)
 
     def capacity(self, proto: Proto) -> int:
-        return int(self._tables[proto].by_original.maxsize)
+        return int(self._tables[proto].recency.maxsize)
 
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         if host is not None:
@@ -188,7 +195,7 @@ class LruNatTable:
 
     def reschedule(self, mapping: Mapping) -> None:
         """Tell the table a mapping's deadline moved earlier (a shorter timeout)."""
-        if self._tables[mapping.proto].by_original.peek(mapping.original) is mapping and mapping.expires_by_itself:
+        if self._tables[mapping.proto].owns(mapping) and mapping.expires_by_itself:
             self._schedule(mapping)
 
     def hosts(self) -> int:
@@ -209,7 +216,9 @@ class LruNatTable:
 
     def _evicted(self, mapping: Mapping) -> None:
         """The LRU dropped ``mapping``'s original channel: its reply channel goes too."""
-        del self._tables[mapping.proto].by_reply[mapping.reply]
+        channels = self._tables[mapping.proto].channels
+        del channels[mapping.original]
+        del channels[mapping.reply]
         self._removed(mapping, RemovalReason.EVICTED)
 
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
