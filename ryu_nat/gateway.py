@@ -143,7 +143,7 @@ class Gateway:
         self.private_ports = {port for port in ports if port != self.uplink and port < OFPP_MAX}
         self._drop_rules.clear()
         plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), rules.table_miss(), rules.arp_to_controller(),
-                      rules.uplink_to_controller(self.uplink), rules.tcp_flag_to_controller(self.mac, rules.TCP_FIN),
+                      rules.uplink_to_controller(self.uplink), rules.tcp_flag_to_controller(self.mac, rules.TCP_FIN, self.uplink),
                       rules.tcp_flag_to_controller(self.mac, rules.TCP_RST)]
         self._rules_alive.clear()
         for mapping in list(self._offloaded.values()):

@@ -3,7 +3,9 @@
 Table 0 only; priorities, highest first:
 
     301  TCP RST to the router MAC -> controller (the mapping turns transitory)
-    300  TCP FIN to the router MAC -> controller (likewise)
+    300  TCP FIN from the uplink to the router MAC -> controller (likewise; a normal close
+         sends a FIN each way, so one side is enough, and each connection costs one
+         packet-in less)
     200  a mapping's rewrite rule, one per direction
     150  short-lived drop of unsolicited inbound traffic to one public port
     100  ARP -> controller
@@ -66,10 +68,11 @@ def uplink_to_controller(uplink: int) -> FlowRule:
                     cookies.make(RuleKind.BASE))
 
 
-def tcp_flag_to_controller(router_mac: str, flag: int) -> FlowRule:
-    """Routed TCP segments with ``flag`` (FIN or RST) reach the controller, which shortens the
-    mapping to the transitory timeout and forwards them."""
-    match = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP), tcp_flags=(flag, flag))
+def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = None) -> FlowRule:
+    """Routed TCP segments with ``flag`` (FIN or RST), from ``in_port`` if given, reach the
+    controller, which shortens the mapping to the transitory timeout and forwards them."""
+    match = Match.of(in_port=in_port, eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP),
+                     tcp_flags=(flag, flag))
     return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
 
 

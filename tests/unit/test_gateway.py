@@ -162,11 +162,24 @@ def test_ttl_one_on_a_mapped_flow_gets_time_exceeded_through_the_switch():
     assert lab.gateway.stats.packet_ins["invalid_ttl"] == 1
 
 
-def test_fin_turns_the_rules_transitory_and_is_forwarded():
+def test_a_fin_from_the_public_side_turns_the_rules_transitory_and_is_forwarded():
     lab = Lab()
-    lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
+    [(_, syn)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
+    plans_before = len(lab.plans)
     [(port, fin)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80, bits=0x11)))
     assert (port, fin["ipv4_src"], fin["tcp_flags"]) == (UPLINK, PUBLIC, 0x11)
+    assert len(lab.plans) == plans_before  # the switch forwarded the private side's FIN alone
+    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {7440}
+    [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, syn["tcp_src"], bits=0x11)))
+    assert (port, fin["ipv4_dst"], fin["tcp_dst"], fin["tcp_flags"]) == (H1_PORT, H1, 5000, 0x11)
+    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {240}
+
+
+def test_a_reset_from_either_side_turns_the_rules_transitory():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
+    [(port, rst)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80, bits=0x04)))
+    assert (port, rst["ipv4_src"]) == (UPLINK, PUBLIC)
     assert {r.idle_timeout_s for r in mapping_rules(lab)} == {240}
 
 
@@ -290,9 +303,10 @@ def udp_frame_between(src: str, dst: str) -> bytes:
 def test_a_later_fin_is_forwarded_without_installing_the_rules_again():
     lab = Lab()
     lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
-    lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80, bits=0x11)))
     public_port = next(r.match.get("tcp_dst") for r in mapping_rules(lab) if r.match.get("in_port") == UPLINK)
-    [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, public_port, bits=0x11)))
+    lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, public_port, bits=0x11)))
+    [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, public_port, bits=0x11,
+                                                                   seq=2000)))
     assert (port, fin["ipv4_dst"], fin["tcp_dst"]) == (H1_PORT, H1, 5000)
     assert [type(item).__name__ for item in lab.plans[-1]] == ["PacketOut"]
 
