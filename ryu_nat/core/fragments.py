@@ -51,7 +51,7 @@ class FragmentCache:
 
     def __init__(self, max_datagrams: int = 64, timeout_s: float = 10.0) -> None:
         self.timeout_s = timeout_s
-        self._pending: cachetools.LRUCache = cachetools.LRUCache(max_datagrams)
+        self._pending: cachetools.LRUCache[tuple[int, int, int, int], _Pending] = cachetools.LRUCache(max_datagrams)
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -26,7 +26,7 @@ from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalListener, R
 _COMPACT_SLACK = 1024
 
 
-class _MappingLRU(cachetools.LRUCache):  # type: ignore[misc]
+class _MappingLRU(cachetools.LRUCache[int, Mapping]):
     """Original channel key -> Mapping, least recently used first; reports evictions."""
 
     def __init__(self, max_mappings: int, on_evict: Callable[[Mapping], None]) -> None:
@@ -47,7 +47,7 @@ class _MappingLRU(cachetools.LRUCache):  # type: ignore[misc]
         dominant cost otherwise, two Python calls to fetch a value the caller has.
         tests/unit/test_lru_table.py checks it moves the key to the end.
         """
-        self._LRUCache__order.move_to_end(key)
+        self._LRUCache__order.move_to_end(key)  # type: ignore[attr-defined]
 
 
 class _SubTable:

@@ -15,6 +15,7 @@ import enum
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Any
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
 
@@ -196,7 +197,7 @@ def parse_ipv4(data: bytes) -> Datagram | ParseError:
     )
 
 
-def _transport_fields(proto: int, l4: bytes, more_fragments: bool) -> dict[str, object] | ParseError:
+def _transport_fields(proto: int, l4: bytes, more_fragments: bool) -> dict[str, Any] | ParseError:
     """Ports, flags and ICMP fields of a datagram's (first fragment's) transport header."""
     try:
         if proto == Proto.TCP:
@@ -216,11 +217,11 @@ def _transport_fields(proto: int, l4: bytes, more_fragments: bool) -> dict[str, 
     return {}
 
 
-def _icmp_fields(l4: bytes, more_fragments: bool) -> dict[str, object] | ParseError:
+def _icmp_fields(l4: bytes, more_fragments: bool) -> dict[str, Any] | ParseError:
     if len(l4) < ICMP_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
     message, _, _ = icmp.icmp.parser(l4[:4])
-    fields: dict[str, object] = {"icmp_type": message.type, "icmp_code": message.code}
+    fields: dict[str, Any] = {"icmp_type": message.type, "icmp_code": message.code}
     if message.type in ICMP_QUERY_TYPES:
         query = icmp.echo.parser(l4, 4)  # echo, timestamp and information share id, seq
         fields["src_port"] = fields["dst_port"] = query.id

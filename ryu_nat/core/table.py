@@ -167,6 +167,8 @@ class NatTable(Protocol):
     mapping, and report every removal exactly once to their listener.
     """
 
+    listener: RemovalListener | None
+
     def lookup(self, proto: Proto, key: int) -> Mapping | None:
         """The mapping that has ``key`` as its original or reply channel."""
 
