@@ -183,7 +183,11 @@ class Gateway:
             return self._finish([])
         bit = _ORIGINAL_BIT if cookies.kind_of(cookie) is RuleKind.ORIGINAL else _REPLY_BIT
         alive = self._rules_alive.get(mapping.id, 0) & ~bit
-        if alive or reason not in (FlowRemovedReason.IDLE_TIMEOUT, FlowRemovedReason.HARD_TIMEOUT):
+        timed_out = reason in (FlowRemovedReason.IDLE_TIMEOUT, FlowRemovedReason.HARD_TIMEOUT)
+        if timed_out and mapping.closing:
+            # After FIN or RST only one rule carries the transitory timeout: its idling out ends it.
+            self.nat.remove(mapping, RemovalReason.EXPIRED)
+        elif alive or not timed_out:
             # One rule idled out, or someone else deleted it: the next packet that misses it
             # reaches the controller and installs both again.
             self._rules_alive[mapping.id] = alive
@@ -409,6 +413,8 @@ class Gateway:
         plan: Plan = []
         if mapping.id in self._offloaded and out.embedded is None:
             if whole is None and data is not None:
+                if t.closing_started and self._rules_alive.get(mapping.id) == _BOTH:
+                    return self._start_closing(mapping, t.direction, in_port, frame, data, hop)
                 if t.closing_started or self._rules_alive.get(mapping.id) != _BOTH:
                     return self._offload(mapping, t.direction, in_port, frame, data, hop)
                 # Both rules are on the switch (this packet overtook them, or it is a later FIN):
@@ -433,6 +439,17 @@ class Gateway:
         assert isinstance(this_direction, FlowRule)
         return [*plan, PacketOut(data, this_direction.actions, in_port)]
 
+    def _start_closing(self, mapping: Mapping, direction: Direction, in_port: int, frame: Frame, data: bytes,
+                       hop: Location) -> Plan:
+        """The first FIN or RST: this direction's rule again, with the transitory timeout, then the packet.
+
+        One rule, not two: when it idles out the mapping ends (see :meth:`flow_removed`),
+        and the other rule goes with it. One flow-mod fewer per connection.
+        """
+        rule = self._rewrite_rules(mapping, direction, Location(in_port, frame.eth_src), hop)[
+            0 if direction is Direction.ORIGINAL else 1]
+        return [rule, PacketOut(data, rule.actions, in_port)]
+
     def _wait_for_pieces(self, whole: Reassembled, in_port: int, frame: Frame, dst: int, now: float) -> Plan:
         """Hold a reassembled datagram, as the pieces it came in, until its next hop is known."""
         plan: Plan = []
@@ -441,7 +458,15 @@ class Gateway:
         return plan
 
     def _mapping_rules(self, mapping: Mapping, direction: Direction, arriving: Location, leaving: Location) -> Plan:
-        """Both rewrite rules of a mapping, given where the packet at hand came from and goes to."""
+        """Both rewrite rules of a mapping, now on their way to the switch."""
+        original, reply = self._rewrite_rules(mapping, direction, arriving, leaving)
+        self._rules_alive[mapping.id] = _BOTH
+        self.stats.flow_setups += 1
+        return [original, reply]
+
+    def _rewrite_rules(self, mapping: Mapping, direction: Direction, arriving: Location,
+                       leaving: Location) -> tuple[FlowRule, FlowRule]:
+        """A mapping's (original, reply) rules, given where the packet at hand came from and goes to."""
         if direction is Direction.ORIGINAL:
             original_in, original_out = arriving, leaving
         else:
@@ -453,9 +478,7 @@ class Gateway:
         reply = rules.mapping_rewrite(RuleKind.REPLY, mapping.id, mapping.proto, mapping.reply,
                                       reverse_key(mapping.original), original_out.port, self.mac, original_in.mac,
                                       original_in.port, timeout)
-        self._rules_alive[mapping.id] = _BOTH
-        self.stats.flow_setups += 1
-        return [original, reply]
+        return original, reply
 
     def _locate(self, ip: int) -> Location | None:
         """Where packets to ``ip`` go: a private host, or the public next hop on the uplink."""

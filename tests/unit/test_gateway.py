@@ -172,7 +172,12 @@ def test_a_fin_from_the_public_side_turns_the_rules_transitory_and_is_forwarded(
     assert {r.idle_timeout_s for r in mapping_rules(lab)} == {7440}
     [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, syn["tcp_src"], bits=0x11)))
     assert (port, fin["ipv4_dst"], fin["tcp_dst"], fin["tcp_flags"]) == (H1_PORT, H1, 5000, 0x11)
-    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {240}
+    # One flow-mod: the FIN's direction gets the transitory timeout; its idling out ends the mapping.
+    assert [type(item).__name__ for item in lab.plans[-1]] == ["FlowRule", "PacketOut"]
+    assert {(r.match.get("in_port"), r.idle_timeout_s) for r in mapping_rules(lab)} == {(UPLINK, 240),
+                                                                                         (H1_PORT, 7440)}
+    lab.advance(241)
+    assert mapping_rules(lab) == [] and lab.gateway.nat.table.count(Proto.TCP) == 0
 
 
 def test_a_reset_from_either_side_turns_the_rules_transitory():
@@ -180,7 +185,8 @@ def test_a_reset_from_either_side_turns_the_rules_transitory():
     lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80)))
     [(port, rst)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80, bits=0x04)))
     assert (port, rst["ipv4_src"]) == (UPLINK, PUBLIC)
-    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {240}
+    assert {(r.match.get("in_port"), r.idle_timeout_s) for r in mapping_rules(lab)} == {(H1_PORT, 240),
+                                                                                         (UPLINK, 7440)}
 
 
 def test_both_rules_idle_out_then_the_mapping_goes():
