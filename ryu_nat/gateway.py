@@ -35,7 +35,8 @@ from ryu_nat.core import icmp
 from ryu_nat.core.addresses import Proto, reverse_key
 from ryu_nat.core.fragments import FragmentCache, FragmentError, Reassembled, fragment
 from ryu_nat.core.lru_table import LruNatTable
-from ryu_nat.core.nat import AddMode, Direction, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
+from ryu_nat.core.nat import (AddMode, Direction, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError,
+                              leaving)
 from ryu_nat.core.neighbours import Location, Neighbours
 from ryu_nat.core.packet import ETH_TYPE_ARP, Datagram, Frame, ParseError, ethernet_frame, parse_frame
 from ryu_nat.core.ports import PortAllocator
@@ -419,10 +420,9 @@ class Gateway:
                     return self._offload(mapping, t.direction, in_port, frame, data, hop)
                 # Both rules are on the switch (this packet overtook them, or it is a later FIN):
                 # it goes through its direction's rewrite, and nothing is installed again.
-                arriving, leaving = ((mapping.original, reverse_key(mapping.reply))
-                                     if t.direction is Direction.ORIGINAL else
-                                     (mapping.reply, reverse_key(mapping.original)))
-                actions = rules.rewrite_actions(mapping.proto, arriving, leaving, self.mac, hop.mac, hop.port,
+                arriving = mapping.original if t.direction is Direction.ORIGINAL else mapping.reply
+                _, leaves_as = leaving(mapping, arriving)
+                actions = rules.rewrite_actions(mapping.proto, arriving, leaves_as, self.mac, hop.mac, hop.port,
                                                 in_port)
                 return [PacketOut(data, actions, in_port)]
             plan = self._mapping_rules(mapping, t.direction, Location(in_port, frame.eth_src), hop)

@@ -216,10 +216,7 @@ class Nat:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
             return TranslateError.TTL_EXCEEDED
-        if key == mapping.original:
-            direction, out_key = Direction.ORIGINAL, reverse_key(mapping.reply)
-        else:
-            direction, out_key = Direction.REPLY, reverse_key(mapping.original)
+        direction, out_key = leaving(mapping, key)
         mapping.last_used = now
         closing_started = False
         if proto is Proto.TCP and packet.tcp_flags & (TCP_FIN | TCP_RST) and not mapping.closing:
@@ -257,10 +254,7 @@ class Nat:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
             return TranslateError.TTL_EXCEEDED
-        if arriving == mapping.original:
-            direction, left_as = Direction.ORIGINAL, reverse_key(mapping.reply)
-        else:
-            direction, left_as = Direction.REPLY, reverse_key(mapping.original)
+        direction, left_as = leaving(mapping, arriving)
         inner_src, inner_dst, inner_src_port, inner_dst_port = unpack_key(reverse_key(left_as))
         # An error from the end host itself speaks for the address its peer used for it.
         outer_src = inner_dst if packet.src == embedded.dst else packet.src
@@ -313,6 +307,17 @@ class Nat:
                 self._released[mapping.proto].add(port)
         if self.listener is not None:
             self.listener(mapping, reason)
+
+
+def leaving(mapping: Mapping, arriving: int) -> tuple[Direction, int]:
+    """Which channel of ``mapping`` the key ``arriving`` is, and the key the packet leaves with.
+
+    A packet on the original channel leaves as the reverse of the reply channel,
+    and a reply as the reverse of the original (see :mod:`ryu_nat.core.table`).
+    """
+    if arriving == mapping.original:
+        return Direction.ORIGINAL, reverse_key(mapping.reply)
+    return Direction.REPLY, reverse_key(mapping.original)
 
 
 def _proto_of(packet: Datagram) -> Proto | None:

@@ -10,7 +10,6 @@ import sys
 import pytest
 from ryu.controller import ofp_event
 from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
-from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from ryu_nat.openflow import cookies
@@ -25,21 +24,8 @@ NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
 
 
 @pytest.fixture
-def app():
-    from ryu_nat import app as app_module
-
-    conf = app_module.CONF
-    for name, value in NAT_OPTIONS.items():
-        conf.set_override(name, value, group="nat")
-    nat_app = app_module.NatApp()
-    nat_app.reraise = True
-    try:
-        yield nat_app
-    finally:
-        for thread in nat_app.threads:
-            hub.kill(thread)
-        for name in NAT_OPTIONS:
-            conf.clear_override(name, group="nat")
+def app(make_app):
+    return make_app(NAT_OPTIONS)
 
 
 def connect(app, dp: FakeDatapath) -> FakeSwitch:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from ryu.controller import ofp_event
 from ryu.controller.handler import MAIN_DISPATCHER
-from ryu.lib import hub
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -27,20 +26,8 @@ OPTIONS = {**BASE_CONFIG, "udp_table_size": "1", "udp_idle_timeout": "30", "tcp_
 
 
 @pytest.fixture
-def app():
-    from ryu_nat import app as app_module
-
-    for name, value in OPTIONS.items():
-        app_module.CONF.set_override(name, value, group="nat")
-    nat_app = app_module.NatApp()
-    nat_app.reraise = True
-    try:
-        yield nat_app
-    finally:
-        for thread in nat_app.threads:
-            hub.kill(thread)
-        for name in OPTIONS:
-            app_module.CONF.clear_override(name, group="nat")
+def app(make_app):
+    return make_app(OPTIONS)
 
 
 @pytest.fixture

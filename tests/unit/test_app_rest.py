@@ -15,7 +15,6 @@ import pytest
 from ryu.app.wsgi import WSGIApplication
 from ryu.controller import ofp_event
 from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
-from ryu.lib import hub
 from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -37,21 +36,8 @@ def wsgi() -> WSGIApplication:
 
 
 @pytest.fixture
-def app(wsgi):
-    from ryu_nat import app as app_module
-
-    conf = app_module.CONF
-    for name, value in BASE_CONFIG.items():
-        conf.set_override(name, value, group="nat")
-    nat_app = app_module.NatApp(wsgi=wsgi)
-    nat_app.reraise = True
-    try:
-        yield nat_app
-    finally:
-        for thread in nat_app.threads:
-            hub.kill(thread)
-        for name in BASE_CONFIG:
-            conf.clear_override(name, group="nat")
+def app(make_app, wsgi):
+    return make_app(BASE_CONFIG, wsgi=wsgi)
 
 
 def get(wsgi: WSGIApplication, path: str, method: str = "GET") -> tuple[int, dict]:
