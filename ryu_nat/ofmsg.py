@@ -148,29 +148,47 @@ _SENTINEL_TRIES = 8
 OFPP_MAX = 0xFFFFFF00
 
 
-class _Template:
-    """The bytes of one message shape, and where its variable values go."""
+_WIDTH = {_U16: 2, _U32: 4, _U64: 8, _IPV4: 4, _MAC: 6}
 
-    __slots__ = ("head", "slots")
+
+class _Template:
+    """The bytes of one message shape, cut where its variable values go.
+
+    Rendering joins the fixed pieces with the values' bytes: no copy of the
+    whole message to patch, one ``bytes.join``.
+    """
+
+    __slots__ = ("length", "pieces", "order")
 
     def __init__(self, head: bytes, slots: list[tuple[int, str]]) -> None:
-        self.head = head
-        self.slots = slots
+        """``slots``: (offset, kind) of each value, in the order :func:`_shape` lists the values."""
+        self.length = len(head)
+        by_offset = sorted((offset, kind, index) for index, (offset, kind) in enumerate(slots))
+        # (kind, index of the value) in the order the values appear in the message.
+        self.order = [(kind, index) for _, kind, index in by_offset]
+        # The OpenFlow header's length and xid (bytes 2..8) are written per message too.
+        bounds = [(2, 8)] + [(offset, offset + _WIDTH[kind]) for offset, kind, _ in by_offset]
+        if any(end > start for (_, end), (start, _) in zip(bounds, bounds[1:])):
+            raise ValueError("template slots overlap")
+        cuts = [0, *(edge for bound in bounds for edge in bound), len(head)]
+        self.pieces = [head[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
 
     def render(self, xid: int, values: Sequence[tuple[str, int | str]], data: bytes = b"") -> bytes:
-        buf = bytearray(self.head)
-        pack_into = struct.pack_into
-        pack_into("!HI", buf, 2, len(buf) + len(data), xid)
-        for (offset, kind), (_, value) in zip(self.slots, values):
+        pieces = self.pieces
+        out = [pieces[0], (self.length + len(data)).to_bytes(2, "big") + xid.to_bytes(4, "big")]
+        for position, (kind, index) in enumerate(self.order, 1):
+            value = values[index][1]
+            out.append(pieces[position])
             if kind is _IPV4:
-                buf[offset:offset + 4] = socket.inet_aton(value)  # type: ignore[arg-type]
+                out.append(socket.inet_aton(value))  # type: ignore[arg-type]
             elif kind is _MAC:
-                buf[offset:offset + 6] = bytes.fromhex(value.replace(":", ""))  # type: ignore[union-attr]
+                out.append(bytes.fromhex(value.replace(":", "")))  # type: ignore[union-attr]
             else:
-                pack_into(kind, buf, offset, value)
+                out.append(value.to_bytes(_WIDTH[kind], "big"))  # type: ignore[union-attr]
+        out.append(pieces[-1])
         if data:
-            buf += data
-        return bytes(buf)
+            out.append(data)
+        return b"".join(out)
 
 
 def _variable(name: str, value: object) -> bool:
