@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+import cachetools
 from ryu.lib.packet import arp as arp_pkt
 
 from ryu_nat.config import NatConfig, RedirectRule
@@ -51,6 +52,7 @@ LOG = logging.getLogger(__name__)
 OFPP_MAX = 0xFFFFFF00
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 L2_IDLE_TIMEOUT_S = 300
+L2_TABLE_SIZE = 4096
 DROP_RULE_S = 10
 WARN_INTERVAL_S = 5.0
 _ORIGINAL_BIT = 1
@@ -119,7 +121,8 @@ class Gateway:
                        listener=self._mapping_removed)
         self.redirects: dict[tuple[Proto, int], RedirectRule] = {}
         self.private_ports: set[int] = set()
-        self.l2: dict[str, int] = {}
+        # Bounded: a private host sending from random MACs must not grow it without end.
+        self.l2: cachetools.LRUCache[str, int] = cachetools.LRUCache(L2_TABLE_SIZE)
         self.fragments = FragmentCache()
         self._offloaded: dict[int, Mapping] = {}
         self._rules_alive: dict[int, int] = {}

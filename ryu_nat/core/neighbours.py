@@ -9,6 +9,8 @@ the ARP request is repeated every ``retry_s`` and the queue dropped after
 from __future__ import annotations
 
 from collections import deque
+
+import cachetools
 from dataclasses import dataclass, field
 
 
@@ -38,12 +40,14 @@ class Expired:
 class Neighbours:
     """An ARP cache and the packets that wait on it."""
 
-    def __init__(self, per_hop: int = 16, max_hops: int = 256, retry_s: float = 1.0, give_up_s: float = 3.0) -> None:
+    def __init__(self, per_hop: int = 16, max_hops: int = 256, retry_s: float = 1.0, give_up_s: float = 3.0,
+                 max_known: int = 65536) -> None:
         self.per_hop = per_hop
         self.max_hops = max_hops
         self.retry_s = retry_s
         self.give_up_s = give_up_s
-        self._known: dict[int, Location] = {}
+        # Least recently learned or used goes first when full: bounded whatever hosts claim.
+        self._known: cachetools.LRUCache[int, Location] = cachetools.LRUCache(max_known)
         self._waiting: dict[int, _Waiting] = {}
 
     def lookup(self, ip: int) -> Location | None:

@@ -337,3 +337,15 @@ def test_channel_match_is_what_match_of_builds():
         built = rules.channel_match(proto, pack_key(0x0A000002, 0xC0A8030A, 5000, 53), 7)
         assert built == Match.of(in_port=7, eth_type=0x0800, ip_proto=int(proto), ipv4_src="10.0.0.2",
                                  ipv4_dst="192.168.3.10", **{names[0]: 5000, names[1]: 53})
+
+
+def test_a_mac_flood_on_a_private_port_keeps_the_l2_table_bounded():
+    from ryu_nat.gateway import L2_TABLE_SIZE
+
+    from .builders import frame
+
+    lab = Lab()
+    for i in range(L2_TABLE_SIZE + 50):
+        mac = f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+        lab.gateway.packet_in(H1_PORT, frame(mac, MACS[H2], udp_bytes(H1, 4000, H2, 4001)), 0.0)
+    assert len(lab.gateway.l2) == L2_TABLE_SIZE
