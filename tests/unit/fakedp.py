@@ -156,3 +156,10 @@ def flow_removed_event(datapath: FakeDatapath, cookie: int, reason: int, priorit
                         hard_timeout_s, 0, 0)
     msg = _from_switch(datapath, ofp.OFPT_FLOW_REMOVED, fixed, parser.OFPMatch(**match_fields))
     return ofp_event.EventOFPFlowRemoved(msg)
+
+
+def state_change_event(datapath: FakeDatapath, state: str) -> ofp_event.EventOFPStateChange:
+    """The event Ryu sends when a datapath reaches ``state`` (MAIN_DISPATCHER: connected, ports known)."""
+    ev = ofp_event.EventOFPStateChange(datapath)
+    ev.state = state
+    return ev

@@ -470,3 +470,16 @@ def _action(action: MsgBase) -> Action:
         assert action.port != OFPP_CONTROLLER or action.max_len == ofp.OFPCML_NO_BUFFER, action
         return Output(action.port)
     raise AssertionError(f"no plan action sends {action}")
+
+
+def connect(app: Any, datapath: Any) -> FakeSwitch:
+    """Connect ``datapath`` to the Ryu ``app``; a simulated switch holding what the app sent on connect."""
+    from ryu.controller.handler import MAIN_DISPATCHER
+
+    from .fakedp import state_change_event
+
+    app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
+    switch = FakeSwitch(ports=tuple(datapath.ports))
+    switch.apply_ryu(datapath.sent)
+    datapath.sent.clear()
+    return switch

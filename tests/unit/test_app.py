@@ -16,8 +16,8 @@ from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 
 from .builders import udp_bytes
-from .fakedp import FakeDatapath, flow_removed_event, packet_in_event
-from .fakeswitch import FakeSwitch
+from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
+from .fakeswitch import connect
 from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host
 
 NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
@@ -28,21 +28,9 @@ def app(make_app):
     return make_app(NAT_OPTIONS)
 
 
-def connect(app, dp: FakeDatapath) -> FakeSwitch:
-    ev = ofp_event.EventOFPStateChange(dp)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
-    switch = FakeSwitch(ports=tuple(dp.ports))
-    switch.apply_ryu(dp.sent)
-    dp.sent.clear()
-    return switch
-
-
 def test_connect_sends_setup_delete_and_base_rules(app):
     dp = FakeDatapath(ports=(UPLINK, H1_PORT))
-    ev = ofp_event.EventOFPStateChange(dp)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(dp, MAIN_DISPATCHER))
     kinds = [type(msg).__name__ for msg in dp.sent]
     assert kinds[:4] == ["OFPSetConfig", "OFPSetAsync", "OFPFlowMod", "OFPBarrierRequest"]
     assert dp.sent[2].command == ofp.OFPFC_DELETE and dp.sent[2].cookie_mask == cookies.OURS_MASK
@@ -73,9 +61,7 @@ def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app):
 def test_packets_of_other_switches_are_left_alone(app):
     nat_dp, other = FakeDatapath(dpid=1), FakeDatapath(dpid=2)
     connect(app, nat_dp)
-    ev = ofp_event.EventOFPStateChange(other)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(other, MAIN_DISPATCHER))
     app._packet_in(packet_in_event(other, 2, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
     assert other.sent == [] and app.stats.packet_ins["not_ours"] == 1
 
@@ -83,9 +69,7 @@ def test_packets_of_other_switches_are_left_alone(app):
 def test_disconnect_forgets_the_datapath(app):
     dp = FakeDatapath()
     connect(app, dp)
-    ev = ofp_event.EventOFPStateChange(dp)
-    ev.state = DEAD_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(dp, DEAD_DISPATCHER))
     assert app.datapath is None
 
 

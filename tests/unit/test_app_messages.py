@@ -7,7 +7,6 @@ decodes what the app wrote, as the switch would.
 from __future__ import annotations
 
 import pytest
-from ryu.controller import ofp_event
 from ryu.controller.handler import MAIN_DISPATCHER
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -18,7 +17,7 @@ from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 
 from .builders import echo_bytes, icmp_error_bytes, tcp_bytes, udp_bytes
-from .fakedp import FakeDatapath, flow_removed_event, packet_in_event
+from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
 from .lab import BASE_CONFIG, H1, H1_PORT, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK, arp_reply, \
     arp_request, from_host
 
@@ -33,9 +32,7 @@ def app(make_app):
 @pytest.fixture
 def dp(app) -> FakeDatapath:
     datapath = FakeDatapath(ports=(UPLINK, H1_PORT))
-    ev = ofp_event.EventOFPStateChange(datapath)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
     app._packet_in(packet_in_event(datapath, UPLINK, arp_reply(SERVER, PUBLIC)))  # SERVER's MAC is known
     datapath.sent.clear()
     return datapath
@@ -167,9 +164,7 @@ def test_reconnect_deletes_ours_then_installs_base_and_live_mapping_rules(app, d
     app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
     first_rules = [(m.cookie, dict(m.match.items())) for m in dp.sent[:2]]
     again = FakeDatapath(ports=(UPLINK, H1_PORT))
-    ev = ofp_event.EventOFPStateChange(again)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(again, MAIN_DISPATCHER))
     kinds = [type(m).__name__ for m in again.sent]
     assert kinds[:4] == ["OFPSetConfig", "OFPSetAsync", "OFPFlowMod", "OFPBarrierRequest"]
     assert again.sent[2].command == ofp.OFPFC_DELETE and again.sent[2].cookie == cookies.OURS

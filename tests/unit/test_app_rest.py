@@ -14,7 +14,7 @@ import time
 import pytest
 from ryu.app.wsgi import WSGIApplication
 from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu.controller.handler import DEAD_DISPATCHER
 from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -24,8 +24,8 @@ from ryu_nat import flowstats
 from ryu_nat.openflow import cookies
 
 from .builders import udp_bytes
-from .fakedp import FakeDatapath, packet_in_event
-from .fakeswitch import FakeSwitch
+from .fakedp import FakeDatapath, packet_in_event, state_change_event
+from .fakeswitch import connect
 from .lab import BASE_CONFIG, H1, H1_PORT, PUBLIC, SERVER, UPLINK, arp_reply, from_host
 
 
@@ -43,16 +43,6 @@ def app(make_app, wsgi):
 def get(wsgi: WSGIApplication, path: str, method: str = "GET") -> tuple[int, dict]:
     response = Request.blank(path, method=method).get_response(wsgi)
     return response.status_int, json.loads(response.body)
-
-
-def connect(app, dp: FakeDatapath) -> FakeSwitch:
-    ev = ofp_event.EventOFPStateChange(dp)
-    ev.state = MAIN_DISPATCHER
-    app._state_change(ev)
-    switch = FakeSwitch(ports=tuple(dp.ports))
-    switch.apply_ryu(dp.sent)
-    dp.sent.clear()
-    return switch
 
 
 def open_udp_mapping(app, dp: FakeDatapath) -> list:
@@ -144,9 +134,7 @@ def test_a_reply_from_before_a_reconnect_is_ignored(app):
     app.flow_counters.want(time.monotonic())
     app._tick(None)
     [request] = [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
-    ev = ofp_event.EventOFPStateChange(dp)
-    ev.state = DEAD_DISPATCHER
-    app._state_change(ev)
+    app._state_change(state_change_event(dp, DEAD_DISPATCHER))
     again = FakeDatapath(ports=(UPLINK, H1_PORT))
     connect(app, again)
     app._flow_stats_reply(flow_stats_reply_event(again, request.xid, [(original.cookie, 7, 700, 3)], more=False))
