@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +100,21 @@ def _words(data: bytes) -> int:
 
 def message(msg_type: int, body: bytes, xid: int = 0) -> bytes:
     return _HEADER.pack(OFP_VERSION, msg_type, 8 + len(body), xid) + body
+
+
+def whole_messages(buf: bytearray) -> Iterator[tuple[int, int, int]]:
+    """(type, start, length) of each whole OpenFlow message at the front of ``buf``.
+
+    Once iterated to the end, the messages are cut from ``buf``; a partial one stays for the next read.
+    """
+    pos, end = 0, len(buf)
+    while end - pos >= 8:
+        length = buf[pos + 2] << 8 | buf[pos + 3]
+        if length < 8 or end - pos < length:
+            break
+        yield buf[pos + 1], pos, length
+        pos += length
+    del buf[:pos]
 
 
 def oxm(field_no: int, value: bytes) -> bytes:
@@ -464,20 +479,13 @@ class Switch(asyncio.Protocol):
         buf += data
         generator = self.generator
         now = time.perf_counter()
-        pos, end = 0, len(buf)
-        while end - pos >= 8:
-            length = buf[pos + 2] << 8 | buf[pos + 3]
-            if length < 8 or end - pos < length:
-                break
-            kind = buf[pos + 1]
+        for kind, pos, length in whole_messages(buf):
             if kind == FLOW_MOD:
                 generator.flow_mod(buf, pos, length, now)
             elif kind == PACKET_OUT:
                 generator.packet_out(buf, pos, length, now)
             else:
                 self._control(kind, bytes(buf[pos: pos + length]))
-            pos += length
-        del buf[:pos]
         if self.out:
             self.send(b"".join(self.out))
             self.out.clear()
@@ -674,20 +682,13 @@ class EchoController(asyncio.Protocol):
         buf = self.buf
         buf += data
         out = []
-        pos, end = 0, len(buf)
-        while end - pos >= 8:
-            length = buf[pos + 2] << 8 | buf[pos + 3]
-            if length < 8 or end - pos < length:
-                break
-            kind = buf[pos + 1]
+        for kind, pos, length in whole_messages(buf):
             if kind == PACKET_IN:
                 out.append(self._answer(bytes(buf[pos: pos + length])))
             elif kind == FEATURES_REPLY:
                 out.append(message(MULTIPART_REQUEST, struct.pack("!HH4x", MP_PORT_DESC, 0), 2))
             elif kind == ECHO_REQUEST:
                 out.append(message(ECHO_REPLY, bytes(buf[pos + 8: pos + length]), _U32.unpack_from(buf, pos + 4)[0]))
-            pos += length
-        del buf[:pos]
         if out:
             self.transport.write(b"".join(out))
 
