@@ -337,11 +337,9 @@ class Encoder:
                     chunks.append(template.render(xid, values, data))
                     sent.append((xid, item))
                     continue
-            for msg in to_messages(datapath, [item]):
-                msg.set_xid(_next_xid(datapath))
-                msg.serialize()
-                chunks.append(bytes(msg.buf))
-                sent.append((msg.xid, item))
+            msgs = to_messages(datapath, [item])
+            chunks.append(serialize_batch(datapath, msgs))
+            sent += [(msg.xid, item) for msg in msgs]
         return b"".join(chunks), sent
 
 

@@ -59,9 +59,6 @@ class Neighbours:
         waiting = self._waiting.pop(ip, None)
         return list(waiting.packets) if waiting else []
 
-    def forget(self, ip: int) -> None:
-        self._known.pop(ip, None)
-
     def wait(self, ip: int, in_port: int, frame: bytes, now: float) -> bool | None:
         """Queue a frame for ``ip``. True: first one, ask now; False: queued; None: queue full, dropped."""
         waiting = self._waiting.get(ip)
@@ -87,9 +84,3 @@ class Neighbours:
                 waiting.last_asked = now
                 ask_again.append(ip)
         return Expired(tuple(ask_again), dropped)
-
-    def known(self) -> dict[int, Location]:
-        return dict(self._known)
-
-    def waiting_count(self) -> int:
-        return sum(len(w.packets) for w in self._waiting.values())

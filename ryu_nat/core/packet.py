@@ -117,15 +117,6 @@ class Datagram:
     def is_icmp_query(self) -> bool:
         return self.proto == Proto.ICMP and self.icmp_type in ICMP_QUERY_TYPES
 
-    @property
-    def is_icmp_error(self) -> bool:
-        return self.embedded is not None
-
-    @property
-    def payload_len(self) -> int:
-        """Bytes after the IP header."""
-        return len(self.raw) - self.header_len
-
 
 @dataclass(frozen=True, slots=True)
 class Frame:

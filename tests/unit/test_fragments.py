@@ -22,7 +22,7 @@ def test_fragment_cuts_at_multiples_of_8_and_marks_more_fragments():
     pieces = [parsed(p) for p in pieces_of(udp_bytes(H1, 5000, SERVER, 53, payload=BIG), 1003)]
     assert [p.frag_offset for p in pieces] == [0, 1000, 2000, 3000, 4000]
     assert [p.more_fragments for p in pieces] == [True] * 4 + [False]
-    assert all(p.payload_len <= 1000 for p in pieces)
+    assert all(len(p.raw) - p.header_len <= 1000 for p in pieces)
 
 
 def test_reassembly_in_any_order_gives_the_original():
