@@ -151,9 +151,8 @@ class Gateway:
                       rules.tcp_flag_to_controller(self.mac, rules.TCP_RST)]
         self._rules_alive.clear()
         for mapping in list(self._offloaded.values()):
-            leaving = reverse_key(mapping.reply)
             src = self._locate(mapping.original >> 64)
-            dst = self._locate(leaving >> 32 & 0xFFFFFFFF)
+            dst = self._locate(mapping.reply >> 64)  # the original direction leaves toward the replier
             if src is not None and dst is not None:
                 plan += self._mapping_rules(mapping, Direction.ORIGINAL, src, dst)
         return self._finish(plan)
@@ -391,7 +390,7 @@ class Gateway:
             self._offloaded[added.id] = added
             if whole is None and data is not None and not d.tcp_flags & (rules.TCP_FIN | rules.TCP_RST):
                 # The switch rewrites this first packet: no need to translate it here.
-                leaving_dst = reverse_key(added.reply) >> 32 & 0xFFFFFFFF
+                leaving_dst = added.reply >> 64  # the original direction leaves toward the replier
                 hop = self._locate(leaving_dst)
                 if hop is None:
                     return self._wait_for(leaving_dst, in_port, data, now)

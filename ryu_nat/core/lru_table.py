@@ -191,16 +191,9 @@ class LruNatTable:
             if proto is None or table_proto is proto:
                 yield from table.live()
 
-    # --- beyond the interface -------------------------------------------------------
-
     def reschedule(self, mapping: Mapping) -> None:
-        """Tell the table a mapping's deadline moved earlier (a shorter timeout)."""
         if self._tables[mapping.proto].owns(mapping) and mapping.expires_by_itself:
             self._schedule(mapping)
-
-    def hosts(self) -> int:
-        """Private hosts with at least one mapping."""
-        return len(self._by_host)
 
     # --- internals ----------------------------------------------------------------------
 

@@ -230,9 +230,7 @@ class Nat:
         mapping.closing = True
         if mapping.expires_by_itself:
             mapping.idle_timeout_s = min(mapping.idle_timeout_s, self.timeouts.tcp_transitory_s)
-            reschedule = getattr(self.table, "reschedule", None)
-            if reschedule is not None:
-                reschedule(mapping)
+            self.table.reschedule(mapping)
         return True
 
     def _translate_icmp_error(self, packet: Datagram) -> Translated | TranslateError:

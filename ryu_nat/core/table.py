@@ -188,6 +188,9 @@ class NatTable(Protocol):
     def expire(self, now: float) -> int:
         """Remove mappings idle past their timeout; how many were removed."""
 
+    def reschedule(self, mapping: Mapping) -> None:
+        """``mapping``'s deadline moved earlier (a shorter timeout): expire it by the new one."""
+
     def reset(self) -> None:
         """Remove every mapping."""
 
