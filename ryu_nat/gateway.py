@@ -147,7 +147,8 @@ class Gateway:
         self.private_ports = {port for port in ports if port != self.uplink and port < OFPP_MAX}
         self._drop_rules.clear()
         plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), rules.table_miss(), rules.arp_to_controller(),
-                      rules.uplink_to_controller(self.uplink), rules.tcp_flag_to_controller(self.mac, rules.TCP_FIN, self.uplink),
+                      rules.uplink_to_controller(self.uplink),
+                      rules.tcp_flag_to_controller(self.mac, rules.TCP_FIN, self.uplink),
                       rules.tcp_flag_to_controller(self.mac, rules.TCP_RST)]
         self._rules_alive.clear()
         for mapping in list(self._offloaded.values()):
@@ -187,15 +188,13 @@ class Gateway:
         bit = _ORIGINAL_BIT if cookies.kind_of(cookie) is RuleKind.ORIGINAL else _REPLY_BIT
         alive = self._rules_alive.get(mapping.id, 0) & ~bit
         timed_out = reason in (FlowRemovedReason.IDLE_TIMEOUT, FlowRemovedReason.HARD_TIMEOUT)
-        if timed_out and mapping.closing:
-            # After FIN or RST only one rule carries the transitory timeout: its idling out ends it.
+        # After FIN or RST only one rule carries the transitory timeout: its idling out ends the mapping.
+        if timed_out and (mapping.closing or not alive):
             self.nat.remove(mapping, RemovalReason.EXPIRED)
-        elif alive or not timed_out:
+        else:
             # One rule idled out, or someone else deleted it: the next packet that misses it
             # reaches the controller and installs both again.
             self._rules_alive[mapping.id] = alive
-        else:
-            self.nat.remove(mapping, RemovalReason.EXPIRED)
         return self._finish([])
 
     def expire(self, now: float) -> Plan:
