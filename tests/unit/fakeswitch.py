@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, NamedTuple
 
+from ryu.controller.handler import MAIN_DISPATCHER
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -48,6 +49,8 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Action, Barrier, DecTtl,
                                    FlowDelete, FlowRule, Match, Message, Output, PacketOut, Plan, SetField,
                                    SwitchSetup)
+
+from .fakedp import state_change_event
 
 MsgBase = Any  # Ryu ships no type information
 Packet = dict[str, Any]
@@ -474,10 +477,6 @@ def _action(action: MsgBase) -> Action:
 
 def connect(app: Any, datapath: Any) -> FakeSwitch:
     """Connect ``datapath`` to the Ryu ``app``; a simulated switch holding what the app sent on connect."""
-    from ryu.controller.handler import MAIN_DISPATCHER
-
-    from .fakedp import state_change_event
-
     app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
     switch = FakeSwitch(ports=tuple(datapath.ports))
     switch.apply_ryu(datapath.sent)
