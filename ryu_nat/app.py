@@ -23,11 +23,12 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_nat import ofmsg, rest
+from ryu_nat.openflow import encoder
+from ryu_nat.operator import rest
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
 from ryu_nat.entropy import BlockSystemRandom
-from ryu_nat.facade import NatFacade
-from ryu_nat.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.facade import NatFacade
+from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
 from ryu_nat.gateway import Gateway, PacketInReason
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.plan import Plan
@@ -70,8 +71,8 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.stats = Stats()
         self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
         self.datapath: Datapath | None = None
-        self.encoder = ofmsg.Encoder()
-        self.sent = ofmsg.SentLog()
+        self.encoder = encoder.Encoder()
+        self.sent = encoder.SentLog()
         self.reraise = False
         self.flow_counters = FlowCounters()
         wsgi = kwargs.get("wsgi")
@@ -173,10 +174,10 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             self.sent.record(sent)
 
     def _poll_flow_stats(self, dp: Datapath) -> None:
-        """Ask for our rules' counters every few seconds (see :mod:`ryu_nat.flowstats`)."""
+        """Ask for our rules' counters every few seconds (see :mod:`ryu_nat.operator.flowstats`)."""
         now = time.monotonic()
         if self.flow_counters.poll_due(now):
-            request = ofmsg.flow_stats_request(dp, cookies.OURS, cookies.OURS_MASK)
+            request = encoder.flow_stats_request(dp, cookies.OURS, cookies.OURS_MASK)
             dp.send_msg(request)
             self.flow_counters.poll_sent(request.xid, now)
 

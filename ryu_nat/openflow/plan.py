@@ -1,7 +1,7 @@
 """The plan: OpenFlow 1.3 messages the gateway wants sent, as frozen dataclasses.
 
 Values compare and print cleanly, so tests assert on them directly or replay
-them into a simulated flow table; :mod:`ryu_nat.ofmsg` turns them into Ryu
+them into a simulated flow table; :mod:`ryu_nat.openflow.encoder` turns them into Ryu
 messages. Field names are OXM names as ``ryu.ofproto.ofproto_v1_3_parser.OFPMatch``
 takes them; addresses are strings (``'10.0.0.2'``, ``'02:00:00:00:00:01'``).
 No Ryu imports.

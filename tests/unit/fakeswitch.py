@@ -86,7 +86,7 @@ _INCONSISTENT = "OFPBAC_MATCH_INCONSISTENT"
 _MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 # SwitchSetup's asynchronous configuration, spelled out from the spec here rather
-# than imported from ryu_nat.ofmsg, so that replaying what the app sent checks it.
+# than imported from ryu_nat.openflow.encoder, so that replaying what the app sent checks it.
 SETUP_PACKET_IN_REASONS = frozenset({ofp.OFPR_NO_MATCH, ofp.OFPR_ACTION, ofp.OFPR_INVALID_TTL})
 SETUP_FLOW_REMOVED_REASONS = frozenset({ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT, ofp.OFPRR_DELETE})
 SETUP_PORT_STATUS_REASONS = frozenset({ofp.OFPPR_ADD, ofp.OFPPR_DELETE, ofp.OFPPR_MODIFY})

@@ -1,4 +1,4 @@
-"""Checks answers of the REST API against ``ryu_nat/openapi.json``.
+"""Checks answers of the REST API against ``ryu_nat/operator/openapi.json``.
 
 A small JSON Schema checker for the keywords the description uses (type,
 properties, required, additionalProperties, items, enum, minimum, maximum,
@@ -14,7 +14,7 @@ from importlib import resources
 from ipaddress import IPv4Address
 from typing import Any
 
-SPEC: dict[str, Any] = json.loads(resources.files("ryu_nat").joinpath("openapi.json").read_text())
+SPEC: dict[str, Any] = json.loads(resources.files("ryu_nat.operator").joinpath("openapi.json").read_text())
 _ANNOTATIONS = {"description", "title", "example"}
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 

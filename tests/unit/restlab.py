@@ -8,10 +8,10 @@ from typing import Any
 from ryu.app.wsgi import WSGIApplication
 from webob import Request, Response
 
-from ryu_nat import rest
+from ryu_nat.operator import rest
 from ryu_nat.core.addresses import Proto
-from ryu_nat.facade import NatFacade
-from ryu_nat.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.facade import NatFacade
+from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
 from ryu_nat.openflow.plan import Plan
 
 from . import openapi_check

@@ -20,7 +20,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 from webob import Request
 
-from ryu_nat import flowstats
+from ryu_nat.operator import flowstats
 from ryu_nat.openflow import cookies
 
 from .builders import udp_bytes

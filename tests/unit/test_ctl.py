@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-from ryu_nat import ctl
+from ryu_nat.operator import ctl
 
 from .builders import tcp_bytes, udp_bytes
 from .lab import BASE_CONFIG, H1, H1_PORT, H2, H2_PORT, PUBLIC, SERVER, UPLINK, from_host

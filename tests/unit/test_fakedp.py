@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from ryu_nat import ofmsg
+from ryu_nat.openflow import encoder
 from ryu_nat.openflow.plan import OFPP_TABLE, Barrier, FlowDelete, Output, PacketOut, SwitchSetup
 
 from .builders import frame, udp_bytes
@@ -17,9 +17,9 @@ PLAN = [FlowDelete(1, 1), SwitchSetup(), PacketOut(FRAME, (Output(OFPP_TABLE),),
 
 def test_single_messages_and_a_batch_decode_alike():
     one_by_one, batched = FakeDatapath(), FakeDatapath()
-    for msg in ofmsg.to_messages(one_by_one, PLAN):
+    for msg in encoder.to_messages(one_by_one, PLAN):
         one_by_one.send_msg(msg)
-    batched.send(ofmsg.serialize_batch(batched, ofmsg.to_messages(batched, PLAN)))
+    batched.send(encoder.serialize_batch(batched, encoder.to_messages(batched, PLAN)))
     assert (len(one_by_one.writes), len(batched.writes)) == (5, 1)
     assert b"".join(one_by_one.writes) == batched.writes[0]
     assert [m.to_jsondict() for m in one_by_one.sent] == [m.to_jsondict() for m in batched.sent]
@@ -28,7 +28,7 @@ def test_single_messages_and_a_batch_decode_alike():
 @pytest.mark.parametrize("cut", [1, 7, 30])
 def test_a_write_that_is_not_whole_messages_fails(cut):
     dp = FakeDatapath()
-    buf = ofmsg.serialize_batch(dp, ofmsg.to_messages(dp, PLAN))
+    buf = encoder.serialize_batch(dp, encoder.to_messages(dp, PLAN))
     with pytest.raises(AssertionError):
         dp.send(buf[:-cut])
 
@@ -36,7 +36,7 @@ def test_a_write_that_is_not_whole_messages_fails(cut):
 def test_ports_and_ids_look_like_a_connected_switch():
     dp = FakeDatapath(dpid=0x2A, ports=[1, 7])
     assert (dp.id, sorted(dp.ports), dp.ports[7].port_no) == (0x2A, [1, 7], 7)
-    assert [dp.set_xid(msg) for msg in ofmsg.to_messages(dp, [Barrier(), Barrier()])] == [1, 2]
+    assert [dp.set_xid(msg) for msg in encoder.to_messages(dp, [Barrier(), Barrier()])] == [1, 2]
 
 
 def test_packet_in_event_is_what_ryu_decodes_from_the_switch():

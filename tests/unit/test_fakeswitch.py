@@ -9,7 +9,7 @@ from ryu.lib.packet import arp, ethernet, packet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_nat import ofmsg
+from ryu_nat.openflow import encoder
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Barrier, DecTtl,
@@ -304,7 +304,7 @@ def test_fragments_carry_l4_fields_0_as_in_the_normal_frag_mode(flags, offset):
 def test_replaying_the_wire_equals_applying_the_plan(switch):
     plan = [FlowDelete(cookies.OURS, cookies.OURS_MASK), SwitchSetup(), TABLE_MISS, SNAT, Barrier()]
     dp = FakeDatapath()
-    dp.send(ofmsg.serialize_batch(dp, ofmsg.to_messages(dp, plan)))
+    dp.send(encoder.serialize_batch(dp, encoder.to_messages(dp, plan)))
     switch.apply_ryu(dp.sent)
     assert switch.rules() == [SNAT, TABLE_MISS]
     assert (switch.miss_send_len, ofp.OFPR_INVALID_TTL in switch.packet_in_reasons) == (0xFFFF, True)

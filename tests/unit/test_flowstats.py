@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ryu_nat.flowstats import DEMAND_S, FlowCounters, RuleCounts, Traffic
+from ryu_nat.operator.flowstats import DEMAND_S, FlowCounters, RuleCounts, Traffic
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 

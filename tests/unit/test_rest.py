@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ryu_nat import rest
+from ryu_nat.operator import rest
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
@@ -430,7 +430,7 @@ def test_a_bug_in_a_handler_answers_500_and_logs_one_line(api, monkeypatch, capl
         raise RuntimeError("boom")
 
     monkeypatch.setattr(api.facade, "stats", broken)
-    with caplog.at_level(logging.INFO, logger="ryu_nat.rest"):
+    with caplog.at_level(logging.INFO, logger="ryu_nat.operator.rest"):
         status, answer = api.call("GET", "/nat/stats")
     assert (status, answer["error"]["code"]) == (500, "internal_error")
     assert "Traceback" not in json.dumps(answer)
@@ -440,7 +440,7 @@ def test_a_bug_in_a_handler_answers_500_and_logs_one_line(api, monkeypatch, capl
 
 
 def test_refused_requests_log_one_line_without_traceback(api, caplog):
-    with caplog.at_level(logging.INFO, logger="ryu_nat.rest"):
+    with caplog.at_level(logging.INFO, logger="ryu_nat.operator.rest"):
         api.call("GET", "/nat/mappings?proto=sctp")
     [record] = caplog.records
     assert record.levelno == logging.INFO and record.exc_info is None

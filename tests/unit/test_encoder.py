@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_nat import ofmsg
+from ryu_nat.openflow import encoder
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Barrier, DecTtl,
@@ -43,7 +43,7 @@ def dp() -> FakeDatapath:
 
 def sent(dp: FakeDatapath, *plan: Message) -> list:
     """What the switch receives for ``plan``, decoded from the bytes of one write."""
-    dp.send(ofmsg.serialize_batch(dp, ofmsg.to_messages(dp, plan)))
+    dp.send(encoder.serialize_batch(dp, encoder.to_messages(dp, plan)))
     return dp.sent
 
 
@@ -53,7 +53,7 @@ def sent(dp: FakeDatapath, *plan: Message) -> list:
     (Barrier(), [parser.OFPBarrierRequest]),
 ])
 def test_each_plan_item_becomes_messages_that_serialize_and_decode(dp, item, kinds):
-    for msg in ofmsg.to_messages(dp, [item]):
+    for msg in encoder.to_messages(dp, [item]):
         dp.send_msg(msg)
     assert [type(msg) for msg in dp.sent] == kinds
 
@@ -115,8 +115,8 @@ def test_switch_setup_asks_for_whole_packets_and_invalid_ttl_packet_ins(dp):
 
 def test_a_batch_is_one_write_of_the_messages_in_order_with_distinct_xids(dp):
     plan = [DELETE_OURS, SwitchSetup(), TABLE_MISS, REWRITE, RESUBMIT, Barrier()]
-    msgs = ofmsg.to_messages(dp, plan)
-    dp.send(ofmsg.serialize_batch(dp, msgs))
+    msgs = encoder.to_messages(dp, plan)
+    dp.send(encoder.serialize_batch(dp, msgs))
     assert len(dp.writes) == 1
     assert [type(m) for m in dp.sent] == [type(m) for m in msgs]
     xids = [m.xid for m in dp.sent]
@@ -125,9 +125,9 @@ def test_a_batch_is_one_write_of_the_messages_in_order_with_distinct_xids(dp):
 
 
 def test_a_batch_keeps_an_xid_already_given(dp):
-    [first, second] = ofmsg.to_messages(dp, [TABLE_MISS, Barrier()])
+    [first, second] = encoder.to_messages(dp, [TABLE_MISS, Barrier()])
     first.set_xid(1000)
-    dp.send(ofmsg.serialize_batch(dp, [first, second]))
+    dp.send(encoder.serialize_batch(dp, [first, second]))
     assert dp.sent[0].xid == 1000 and dp.sent[1].xid not in (None, 1000)
 
 
@@ -190,7 +190,7 @@ def test_plans_come_back_from_the_wire_unchanged(plan):
 
 def test_a_packet_out_without_actions_is_not_sent(dp):
     """It would drop its frame anyway, and Ryu 4.34 garbles the data of one without actions."""
-    assert ofmsg.to_messages(dp, [PacketOut(FRAME, ())]) == []
+    assert encoder.to_messages(dp, [PacketOut(FRAME, ())]) == []
 
 
 def test_a_flow_mod_comes_back_as_its_rule(dp):
@@ -202,30 +202,30 @@ def test_a_flow_mod_comes_back_as_its_rule(dp):
 
 
 def test_describe_gives_one_line_with_what_explains_an_error(dp):
-    [rewrite, fin, drop, delete, send, config, async_, barrier] = ofmsg.to_messages(
+    [rewrite, fin, drop, delete, send, config, async_, barrier] = encoder.to_messages(
         dp, [REWRITE, FIN_TO_CONTROLLER, DROP, DELETE_OURS, SEND, SwitchSetup(), Barrier()])
-    text = ofmsg.describe(rewrite)
+    text = encoder.describe(rewrite)
     assert text.startswith("flow_mod add table=0 priority=200 ")
     assert f"cookie={REWRITE.cookie:#x} idle_timeout=30 " in text
     assert "ipv4_src=10.0.0.2" in text and "udp_dst=53" in text
     assert text.endswith("actions=set_field:ipv4_src=198.51.100.1,set_field:udp_src=40000,"
                          f"set_field:eth_src={ROUTER_MAC},set_field:eth_dst={NEXT_HOP_MAC},dec_ttl,output:2")
-    assert "tcp_flags=1/1" in ofmsg.describe(fin) and "actions=output:CONTROLLER" in ofmsg.describe(fin)
-    assert ofmsg.describe(drop).endswith("actions=drop")
-    assert f"cookie={cookies.OURS:#x}/{cookies.OURS_MASK:#x}" in ofmsg.describe(delete)
-    assert "match=any" in ofmsg.describe(delete)
-    assert ofmsg.describe(send) == (f"packet_out in_port=CONTROLLER actions=set_field:eth_dst={NEXT_HOP_MAC},"
+    assert "tcp_flags=1/1" in encoder.describe(fin) and "actions=output:CONTROLLER" in encoder.describe(fin)
+    assert encoder.describe(drop).endswith("actions=drop")
+    assert f"cookie={cookies.OURS:#x}/{cookies.OURS_MASK:#x}" in encoder.describe(delete)
+    assert "match=any" in encoder.describe(delete)
+    assert encoder.describe(send) == (f"packet_out in_port=CONTROLLER actions=set_field:eth_dst={NEXT_HOP_MAC},"
                                     f"output:3 data={len(FRAME)} bytes")
-    assert ofmsg.describe(config) == "set_config flags=0x0 miss_send_len=65535"
-    assert ofmsg.describe(async_) == "set_async packet_in=0x7/0x7 port_status=0x7/0x7 flow_removed=0x7/0x7"
-    assert ofmsg.describe(barrier) == "barrier_request"
+    assert encoder.describe(config) == "set_config flags=0x0 miss_send_len=65535"
+    assert encoder.describe(async_) == "set_async packet_in=0x7/0x7 port_status=0x7/0x7 flow_removed=0x7/0x7"
+    assert encoder.describe(barrier) == "barrier_request"
 
 
 def test_sent_log_describes_only_the_last_messages(dp):
-    log = ofmsg.SentLog(size=32)
-    data, sent = ofmsg.Encoder().encode(dp, [Barrier()] * 39 + [REWRITE])
+    log = encoder.SentLog(size=32)
+    data, sent = encoder.Encoder().encode(dp, [Barrier()] * 39 + [REWRITE])
     log.record(sent)
-    [rewrite] = ofmsg.to_messages(dp, [REWRITE])
-    assert log.describe(sent[-1][0]) == ofmsg.describe(rewrite)
+    [rewrite] = encoder.to_messages(dp, [REWRITE])
+    assert log.describe(sent[-1][0]) == encoder.describe(rewrite)
     assert log.describe(sent[-32][0]) == "barrier_request"
     assert log.describe(sent[-33][0]) == "(not among the last 32 messages sent)"

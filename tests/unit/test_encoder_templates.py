@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ryu_nat import ofmsg
+from ryu_nat.openflow import encoder
 from ryu_nat.core.addresses import Proto, pack_key
 from ryu_nat.openflow import rules
 from ryu_nat.openflow.cookies import RuleKind
@@ -24,18 +24,18 @@ FRAME = frame("02:00:00:00:00:01", "02:00:00:00:00:02", udp_bytes("10.0.0.2", 50
 def ryu_bytes(item, xid_start: int) -> bytes:
     dp = FakeDatapath()
     dp.xid = xid_start
-    return ofmsg.serialize_batch(dp, ofmsg.to_messages(dp, [item]))
+    return encoder.serialize_batch(dp, encoder.to_messages(dp, [item]))
 
 
-def template_bytes(encoder: ofmsg.Encoder, item, xid_start: int) -> bytes:
+def template_bytes(enc: encoder.Encoder, item, xid_start: int) -> bytes:
     dp = FakeDatapath()
     dp.xid = xid_start
-    data, sent = encoder.encode(dp, [item])
+    data, sent = enc.encode(dp, [item])
     assert [entry for _, entry in sent] == [item]
     return data
 
 
-ENCODER = ofmsg.Encoder()
+ENCODER = encoder.Encoder()
 
 
 @settings(max_examples=400, deadline=None)
@@ -73,7 +73,7 @@ def test_other_rules_and_frames_match_ryu(mac, port, uplink, public, dport, prot
 def test_a_plan_is_one_buffer_with_consecutive_xids():
     dp = FakeDatapath()
     plan = [rules.table_miss(), rules.delete_ours(), rules.send_frame(FRAME, [2])]
-    data, sent = ofmsg.Encoder().encode(dp, plan)
+    data, sent = encoder.Encoder().encode(dp, plan)
     assert [xid for xid, _ in sent] == [1, 2, 3] and [item for _, item in sent] == plan
     dp.send(data)
     assert [msg.xid for msg in dp.sent] == [1, 2, 3]
@@ -82,9 +82,9 @@ def test_a_plan_is_one_buffer_with_consecutive_xids():
 def test_shapes_that_differ_only_in_where_a_field_is_set_get_different_templates():
     from ryu_nat.openflow.plan import FlowRule, Match, Output, SetField, OFPP_CONTROLLER
 
-    encoder = ofmsg.Encoder()
+    enc = encoder.Encoder()
     matched = FlowRule(10, Match.of(in_port=1, eth_src="02:00:00:00:00:01"), (Output(OFPP_CONTROLLER),), 1)
     rewritten = FlowRule(10, Match.of(in_port=1), (SetField("eth_src", "02:00:00:00:00:01"),
                                                    Output(OFPP_CONTROLLER)), 1)
     for item in (matched, rewritten, matched):
-        assert template_bytes(encoder, item, 9) == ryu_bytes(item, 9)
+        assert template_bytes(enc, item, 9) == ryu_bytes(item, 9)

@@ -2,7 +2,7 @@
 
 Served by Ryu's WSGI server (``--wsapi-host``, default 127.0.0.1 for this app;
 ``--wsapi-port``, default 8080). Each handler validates the request completely,
-then makes one call on the :class:`~ryu_nat.facade.NatFacade` and serializes
+then makes one call on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes
 what it returns, so a bad request changes nothing. Every error is
 ``{"error": {"code": ..., "message": ...}}`` with its HTTP status, and is
 logged as one line, without a traceback. ``openapi.json`` beside this module
@@ -25,7 +25,7 @@ from webob import Request
 
 from ryu_nat.config import RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.facade import NatFacade
+from ryu_nat.operator.facade import NatFacade
 
 LOG = logging.getLogger(__name__)
 
@@ -325,4 +325,4 @@ def _endpoint_text(text: str, what: str) -> Endpoint:
 
 @functools.cache
 def _package_file(name: str) -> bytes:
-    return resources.files("ryu_nat").joinpath(name).read_bytes()
+    return resources.files(__package__).joinpath(name).read_bytes()

@@ -2,7 +2,7 @@
 
 Each method that changes something calls one gateway method and sends the plan
 it returns with the app's own send; none validates its arguments
-(:mod:`ryu_nat.rest` does that first), and every method returns plain data,
+(:mod:`ryu_nat.operator.rest` does that first), and every method returns plain data,
 ready for JSON. Methods run in a WSGI green thread: gateway methods never
 yield, so a call cannot interleave with a switch event, and its plan goes to the
 switch as one write.
@@ -18,7 +18,7 @@ from typing import Any
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.core.table import Mapping, MappingKind, RemovalReason
-from ryu_nat.flowstats import FlowCounters
+from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.gateway import Gateway
 from ryu_nat.openflow.plan import Plan
 

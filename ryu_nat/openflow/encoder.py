@@ -137,7 +137,7 @@ def serialize_batch(datapath: Datapath, msgs: Sequence[MsgBase]) -> bytes:
 # come in few shapes (which fields are matched and set, which reserved port is
 # output to), so each shape is built once by Ryu with sentinel values, and later
 # messages copy those bytes and write their values over the sentinels.
-# tests/unit/test_ofmsg.py checks templated bytes against Ryu's for every shape.
+# tests/unit/test_encoder.py checks templated bytes against Ryu's for every shape.
 
 _U16, _U32, _U64, _IPV4, _MAC = "!H", "!I", "!Q", "ipv4", "mac"
 _SLOT_KIND = {"in_port": _U32, "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "eth_src": _MAC, "eth_dst": _MAC,
