@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 
-from ryu_nat.core.addresses import Endpoint, Proto, is_nattable
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
 from ryu_nat.core.nat import Timeouts
 from ryu_nat.core.ports import PortRange
+from ryu_nat.openflow.plan import OFPP_MAX
 
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
-MAX_SWITCH_PORT = 0xFFFFFF00  # OFPP_MAX
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 DEFAULTS: dict[str, str] = {
@@ -125,8 +125,7 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         raise ConfigError(f"[nat] private_ipv4 = {values['private_ipv4']!r} overlaps public_ipv4 = "
                           f"{values['public_ipv4']!r}: the two networks must be disjoint")
     gateway = _address("public_ipv4_gateway", values["public_ipv4_gateway"])
-    if gateway not in public.network or gateway in (public.ip, public.network.network_address,
-                                                    public.network.broadcast_address):
+    if not Subnet.of(public).is_other_host(int(gateway)):
         raise ConfigError(f"[nat] public_ipv4_gateway = {values['public_ipv4_gateway']!r} must be another "
                           f"host address in the public subnet {public.network}")
     port_range = _port_range(values["port_range"])
@@ -134,8 +133,8 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         public=public,
         public_gateway=gateway,
         private=private,
-        public_port=_int("public_port", values["public_port"], 1, MAX_SWITCH_PORT),
-        redirects=parse_redirects(values["redirects"], private.network, private.ip),
+        public_port=_int("public_port", values["public_port"], 1, OFPP_MAX),
+        redirects=parse_redirects(values["redirects"], private),
         port_range=port_range,
         table_sizes={proto: _int(f"{proto.label}_table_size", values[f"{proto.label}_table_size"], 1, 10_000_000)
                      for proto in Proto},
@@ -150,7 +149,7 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
     )
 
 
-def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> RedirectRule:
+def parse_redirect(text: str, private: IPv4Interface) -> RedirectRule:
     """'tcp:8080=10.0.0.2:80' -> RedirectRule(Proto.TCP, 8080, Endpoint(10.0.0.2, 80))."""
     bad = f"[nat] redirects: bad rule {text.strip()!r}"
     try:
@@ -163,16 +162,16 @@ def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address)
         raise ConfigError(f"{bad} (want proto:port=ip:port, e.g. tcp:8080=10.0.0.2:80)") from exc
     if proto is Proto.ICMP:
         raise ConfigError(f"{bad}: only tcp and udp can be redirected")
-    if ip not in private_net or ip in (private_ip, private_net.network_address, private_net.broadcast_address):
-        raise ConfigError(f"{bad}: {ip} is not a host of the private network {private_net}")
+    if not Subnet.of(private).is_other_host(int(ip)):
+        raise ConfigError(f"{bad}: {ip} is not a host of the private network {private.network}")
     return RedirectRule(proto, _port(bad, public_text), Endpoint(ip, _port(bad, port_text)))
 
 
-def parse_redirects(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> tuple[RedirectRule, ...]:
+def parse_redirects(text: str, private: IPv4Interface) -> tuple[RedirectRule, ...]:
     """A comma-separated list of redirects; a public port may be forwarded only once."""
     rules: list[RedirectRule] = []
     for item in (part for part in text.split(",") if part.strip()):
-        rule = parse_redirect(item, private_net, private_ip)
+        rule = parse_redirect(item, private)
         if any((r.proto, r.public_port) == (rule.proto, rule.public_port) for r in rules):
             raise ConfigError(f"[nat] redirects: {rule.proto.label} port {rule.public_port} is forwarded twice")
         rules.append(rule)

@@ -39,17 +39,16 @@ from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import (AddMode, Direction, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError,
                               leaving)
 from ryu_nat.core.neighbours import Location, Neighbours
-from ryu_nat.core.packet import ETH_TYPE_ARP, Datagram, Frame, ParseError, ethernet_frame, parse_frame
+from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame, parse_frame
 from ryu_nat.core.ports import PortAllocator
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalReason
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
-from ryu_nat.openflow.plan import Barrier, FlowRule, Message, PacketOut, Plan, SwitchSetup
+from ryu_nat.openflow.plan import OFPP_MAX, Barrier, FlowRule, Message, PacketOut, Plan, SwitchSetup
 from ryu_nat.stats import Stats
 
 LOG = logging.getLogger(__name__)
 
-OFPP_MAX = 0xFFFFFF00
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 L2_IDLE_TIMEOUT_S = 300
 L2_TABLE_SIZE = 4096
@@ -148,8 +147,8 @@ class Gateway:
         self._drop_rules.clear()
         plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), rules.table_miss(), rules.arp_to_controller(),
                       rules.uplink_to_controller(self.uplink),
-                      rules.tcp_flag_to_controller(self.mac, rules.TCP_FIN, self.uplink),
-                      rules.tcp_flag_to_controller(self.mac, rules.TCP_RST)]
+                      rules.tcp_flag_to_controller(self.mac, TCP_FIN, self.uplink),
+                      rules.tcp_flag_to_controller(self.mac, TCP_RST)]
         self._rules_alive.clear()
         for mapping in list(self._offloaded.values()):
             src = self._locate(mapping.original >> 64)
@@ -248,7 +247,7 @@ class Gateway:
 
     def _arp(self, in_port: int, frame: Frame, data: bytes, now: float) -> Plan:
         packet = frame.arp
-        if packet is None or packet.proto != 0x0800 or packet.hlen != 6 or packet.plen != 4:
+        if packet is None or packet.proto != ETH_TYPE_IPV4 or packet.hlen != 6 or packet.plen != 4:
             return self._dropped("bad_arp")
         src_ip, dst_ip = int(IPv4Address(packet.src_ip)), int(IPv4Address(packet.dst_ip))
         side = self.public if in_port == self.uplink else self.private
@@ -351,7 +350,7 @@ class Gateway:
                      from_private: bool, whole: Reassembled | None) -> Plan:
         """Translate with an existing mapping, or add one, or answer for the NAT itself, or drop."""
         local_ip = self.private.ip if from_private else self.public.ip
-        if d.tcp_flags & (rules.TCP_FIN | rules.TCP_RST):
+        if d.tcp_flags & (TCP_FIN | TCP_RST):
             self.stats.packet_ins["tcp_closing"] += 1
         result = self.nat.translate(d, now)
         if isinstance(result, Translated):
@@ -387,7 +386,7 @@ class Gateway:
         LOG.debug("new mapping %r", added)
         if offload:
             self._offloaded[added.id] = added
-            if whole is None and data is not None and not d.tcp_flags & (rules.TCP_FIN | rules.TCP_RST):
+            if whole is None and data is not None and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 # The switch rewrites this first packet: no need to translate it here.
                 leaving_dst = added.reply >> 64  # the original direction leaves toward the replier
                 hop = self._locate(leaving_dst)

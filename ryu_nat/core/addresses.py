@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 _PORT_BITS = 16
 _ADDR_BITS = 32
@@ -84,13 +84,17 @@ def pack_key(src: int, dst: int, src_port: int, dst_port: int) -> int:
     return (((src << _ADDR_BITS | dst) << _PORT_BITS | src_port) << _PORT_BITS) | dst_port
 
 
+def source_of(key: int) -> int:
+    """The source address of a packed key."""
+    return key >> (2 * _PORT_BITS + _ADDR_BITS)
+
+
 def unpack_key(key: int) -> tuple[int, int, int, int]:
     """Inverse of :func:`pack_key`: (src, dst, src_port, dst_port)."""
     dst_port = key & 0xFFFF
     src_port = (key >> 16) & 0xFFFF
     dst = (key >> 32) & 0xFFFFFFFF
-    src = key >> 64
-    return src, dst, src_port, dst_port
+    return source_of(key), dst, src_port, dst_port
 
 
 def reverse_key(key: int) -> int:
@@ -111,3 +115,26 @@ def is_nattable(addr: int) -> bool:
     if first == 0 or first == 127 or first >= 224:
         return False
     return (addr >> 16) != 0xA9FE
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    """An interface's address and subnet as ints, for the checks made on every packet-in."""
+
+    address: int
+    network: int
+    mask: int
+    broadcast: int
+
+    @classmethod
+    def of(cls, interface: IPv4Interface) -> Subnet:
+        net = interface.network
+        return cls(int(interface.ip), int(net.network_address), int(net.netmask), int(net.broadcast_address))
+
+    def contains(self, addr: int) -> bool:
+        return addr & self.mask == self.network
+
+    def is_other_host(self, addr: int) -> bool:
+        """True for a host address of this subnet other than the interface's own: not the network's
+        address, not its broadcast address."""
+        return addr & self.mask == self.network and addr not in (self.address, self.network, self.broadcast)

@@ -20,8 +20,8 @@ from ryu.ofproto import ofproto_protocol
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow.plan import (Action, Barrier, DecTtl, FlowDelete, FlowRule, Message, Output, PacketOut,
-                                   SetField, SwitchSetup)
+from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, DecTtl, FlowDelete, FlowRule, Message, Output,
+                                   PacketOut, SetField, SwitchSetup)
 
 MsgBase = Any  # ryu.ofproto.ofproto_parser.MsgBase; Ryu ships no type information
 
@@ -145,7 +145,6 @@ _SLOT_KIND = {"in_port": _U32, "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "eth_src": 
 _SET_KEYS = {name: ("set", name) for name in _SLOT_KIND}
 _OUTPUT_KEY = ("output",)
 _SENTINEL_TRIES = 8
-OFPP_MAX = 0xFFFFFF00
 
 
 _WIDTH = {_U16: 2, _U32: 4, _U64: 8, _IPV4: 4, _MAC: 6}
