@@ -20,8 +20,8 @@ from typing import Literal
 
 import cachetools
 
-from ryu_nat.core.addresses import Proto, pack_key
-from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalListener, RemovalReason
+from ryu_nat.core.addresses import Proto, pack_key, source_of
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, RemovalListener, RemovalReason
 
 _COMPACT_SLACK = 1024
 
@@ -126,10 +126,12 @@ class LruNatTable:
         return True
 
     def remove_connections(self, host: IPv4Address) -> FreedPorts:
+        removed = [mapping for mapping in list(self._by_host.get(int(host), ()))
+                   if self.delete(mapping, RemovalReason.HOST_REMOVED)]
         freed: dict[Proto, set[int]] = {proto: set() for proto in Proto}
-        for mapping in list(self._by_host.get(int(host), ())):
+        for mapping in removed:
             port = mapping.allocated_port
-            if self.delete(mapping, RemovalReason.HOST_REMOVED) and port is not None:
+            if port is not None and not self._client_holds_port(mapping):
                 freed[mapping.proto].add(port)
         return FreedPorts(tcp=frozenset(freed[Proto.TCP]), udp=frozenset(freed[Proto.UDP]),
                           icmp=frozenset(freed[Proto.ICMP]))
@@ -196,6 +198,21 @@ class LruNatTable:
             self._schedule(mapping)
 
     # --- internals ----------------------------------------------------------------------
+
+    def _client_holds_port(self, removed: Mapping) -> bool:
+        """True if the private client of ``removed`` (a NAT or hairpin mapping) still has a mapping
+        of that protocol, and so still holds its public port (one port per client, RFC 4787 REQ-1).
+
+        A hairpin client outlives the removal of its server's connections.
+        """
+        client = removed.original
+        client_port = client >> 16 & 0xFFFF
+        for mapping in self._by_host.get(source_of(client), ()):
+            if (mapping.proto is removed.proto and mapping.kind is not MappingKind.REDIRECT
+                    and source_of(mapping.original) == source_of(client)
+                    and mapping.original >> 16 & 0xFFFF == client_port):
+                return True
+        return False
 
     def _schedule(self, mapping: Mapping) -> None:
         bucket = int(mapping.last_used + mapping.idle_timeout_s)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal, Protocol
 
-from ryu_nat.core.addresses import Channel, Endpoint, Proto, unpack_key
+from ryu_nat.core.addresses import Channel, Endpoint, Proto, source_of, unpack_key
 
 
 class MappingKind(enum.Enum):
@@ -94,10 +94,10 @@ class Mapping:
         """The private addresses this mapping involves (both ends of a hairpin)."""
         kind = self.kind
         if kind is MappingKind.NAT:
-            return (self.original >> 64,)
+            return (source_of(self.original),)
         if kind is MappingKind.REDIRECT:
-            return (self.reply >> 64,)
-        return (self.original >> 64, self.reply >> 64)
+            return (source_of(self.reply),)
+        return (source_of(self.original), source_of(self.reply))
 
     @property
     def allocated_port(self) -> int | None:
@@ -179,7 +179,8 @@ class NatTable(Protocol):
         """Remove a mapping; False if it was not (or no longer) in the table."""
 
     def remove_connections(self, host: IPv4Address) -> FreedPorts:
-        """Remove every mapping of private ``host``; the allocated public ports freed."""
+        """Remove every mapping of private ``host``; the public ports that no live mapping holds any
+        more, per protocol (a hairpin client keeps its port while it has other mappings)."""
 
     def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address,
                      src_port: int, dst_port: int) -> bool:
