@@ -23,16 +23,15 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_nat.openflow import encoder
-from ryu_nat.operator import rest
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
 from ryu_nat.entropy import BlockSystemRandom
+from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
+from ryu_nat.gateway.stats import Stats
+from ryu_nat.openflow import cookies, encoder
+from ryu_nat.openflow.plan import Plan
+from ryu_nat.operator import rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
-from ryu_nat.gateway import Gateway, PacketInReason
-from ryu_nat.openflow import cookies
-from ryu_nat.openflow.plan import Plan
-from ryu_nat.stats import Stats
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -108,8 +107,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             return
         with self._guard("packet_in", msg.datapath):
             plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), time.monotonic(),
-                                          PacketInReason(msg.reason) if msg.reason in (0, 1, 2) else
-                                          PacketInReason.NO_MATCH)
+                                          PacketInReason.of(msg.reason))
             self._send(msg.datapath, plan)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
@@ -117,7 +115,8 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         msg = ev.msg
         if msg.datapath is self.datapath:
             with self._guard("flow_removed", msg.datapath):
-                self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, msg.reason, time.monotonic()))
+                self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, FlowRemovedReason.of(msg.reason),
+                                                                   time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: ofp_event.EventOFPPortStatus) -> None:

@@ -90,6 +90,16 @@ class Mapping:
         return Channel.from_key(self.proto, self.reply)
 
     @property
+    def initiator(self) -> int:
+        """The address that sent the first packet (the original channel's source)."""
+        return source_of(self.original)
+
+    @property
+    def replier(self) -> int:
+        """The address replies come from (the reply channel's source): where the original direction goes."""
+        return source_of(self.reply)
+
+    @property
     def private_hosts(self) -> tuple[int, ...]:
         """The private addresses this mapping involves (both ends of a hairpin)."""
         kind = self.kind

@@ -19,7 +19,7 @@ No Ryu imports.
 from __future__ import annotations
 
 from ryu_nat.core.addresses import Proto, unpack_key
-from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_RST
+from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
@@ -65,6 +65,13 @@ def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = Non
                      tcp_flags=(flag, flag))
     return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),),
                     cookies.make(RuleKind.BASE))
+
+
+def base(router_mac: str, uplink: int) -> list[FlowRule]:
+    """The rules that stay while the switch is connected: table-miss, ARP, the uplink's catch-all,
+    and TCP FIN (from the uplink) and RST (from anywhere) to the controller."""
+    return [table_miss(), arp_to_controller(), uplink_to_controller(uplink),
+            tcp_flag_to_controller(router_mac, TCP_FIN, uplink), tcp_flag_to_controller(router_mac, TCP_RST)]
 
 
 def channel_match(proto: Proto, key: int, in_port: int) -> Match:

@@ -86,7 +86,7 @@ class Api:
 
     def state(self, *ports: int) -> tuple[Any, ...]:
         """What a request could change: mappings, redirects, whether ``ports`` are reserved, switch rules."""
-        reserved = [(proto.label, port, self.lab.gateway.nat.ports.is_reserved(proto, port))
+        reserved = [(proto.label, port, self.lab.gateway.is_port_reserved(proto, port))
                     for proto in (Proto.TCP, Proto.UDP) for port in ports]
         return (self.get("/nat/mappings"), self.get("/nat/redirects"), reserved,
                 sorted(map(str, self.lab.switch.rules())))

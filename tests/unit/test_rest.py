@@ -246,7 +246,7 @@ def test_added_redirect_lifts_the_drop_rule_left_by_earlier_probes(api):
 def test_added_redirect_takes_its_port_out_of_the_source_nat_pool(api):
     api.call("POST", "/nat/redirects", NEW_REDIRECT)
     assert api.get("/nat/ports/tcp/9090")["redirected"] is True
-    assert api.lab.gateway.nat.ports.is_reserved(Proto.TCP, 9090)
+    assert api.lab.gateway.is_port_reserved(Proto.TCP, 9090)
 
 
 @pytest.mark.parametrize(("body", "code", "says"), [
@@ -301,7 +301,7 @@ def test_removed_redirect_is_gone_and_its_port_back_in_the_pool(api):
     status, removed = api.call("DELETE", "/nat/redirects/tcp/8080")
     assert (status, removed["rule"]) == (200, f"tcp:8080={H1}:80")
     assert [r["rule"] for r in api.get("/nat/redirects")["redirects"]] == [f"udp:5353={H2}:53"]
-    assert not api.lab.gateway.nat.ports.is_reserved(Proto.TCP, 8080)
+    assert not api.lab.gateway.is_port_reserved(Proto.TCP, 8080)
     assert api.lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080))) == []
 
 
