@@ -83,6 +83,8 @@ class Gateway:
                   reason: PacketInReason = PacketInReason.NO_MATCH) -> Plan:
         """Handle one packet the switch sent up, then any it released; the plan answers them."""
         plan, released = self._handle(in_port, data, now, reason)
+        if not released:
+            return self._finish(plan)
         arrivals: deque[Waiting] = deque(released)
         while arrivals:
             handled, released = self._handle(*arrivals.popleft(), now, PacketInReason.NO_MATCH)

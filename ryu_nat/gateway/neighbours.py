@@ -52,11 +52,14 @@ class Neighbourhood:
     def __init__(self, router_mac: str, public: Subnet, private: Subnet, public_gateway: int, uplink: int,
                  stats: Stats) -> None:
         self._mac = router_mac
-        self._subnets = {Side.PUBLIC: public, Side.PRIVATE: private}
+        self._public = public
+        self._private = private
         self._gateway = public_gateway
         self._uplink = uplink
         self._stats = stats
-        self._caches = {Side.PUBLIC: Neighbours(), Side.PRIVATE: Neighbours()}
+        # Plain attributes, not dicts keyed by Side: an Enum hashes in Python, on every set-up's path.
+        self._public_hosts = Neighbours()
+        self._private_hosts = Neighbours()
 
     def arp(self, in_port: int, frame: Frame, now: float) -> ArpOutcome | None:
         """An ARP packet: answer it if it asks for the NAT, learn its sender where that is trusted,
@@ -67,7 +70,7 @@ class Neighbourhood:
             self._stats.drop(DropReason.BAD_ARP)
             return None
         side = Side.PUBLIC if in_port == self._uplink else Side.PRIVATE
-        subnet = self._subnets[side]
+        subnet = self._public if side is Side.PUBLIC else self._private
         src_ip, dst_ip = int(IPv4Address(packet.src_ip)), int(IPv4Address(packet.dst_ip))
         for_us = dst_ip == subnet.address
         released: list[Waiting] = []
@@ -84,7 +87,7 @@ class Neighbourhood:
 
     def private_sender(self, ip: int, location: Location) -> list[Waiting]:
         """A private host sent a packet from ``location``: remember it; the packets that waited for it."""
-        if not self._subnets[Side.PRIVATE].is_other_host(ip):
+        if not self._private.is_other_host(ip):
             return []
         return self._learn(Side.PRIVATE, ip, location)
 
@@ -92,22 +95,21 @@ class Neighbourhood:
         """A packet from ``ip`` came in on the uplink from ``location``'s MAC: the next hop toward ``ip``
         is there, if that was not known yet; the packets that waited for it."""
         side, hop = self._next_hop(ip)
-        if self._caches[side].lookup(hop) is not None:
+        if self._cache(side).lookup(hop) is not None:
             return []
         return self._learn(side, hop, location)
 
     def locate(self, ip: int) -> Location | None:
         """Where packets to ``ip`` go: a private host, or the public next hop on the uplink; None if unknown."""
-        side, hop = self._next_hop(ip)
-        location = self._caches[side].lookup(hop)
-        if location is None or side is Side.PRIVATE:
-            return location
-        return Location(self._uplink, location.mac)
+        if self._private.contains(ip):
+            return self._private_hosts.lookup(ip)
+        location = self._public_hosts.lookup(ip if self._public.contains(ip) else self._gateway)
+        return None if location is None else Location(self._uplink, location.mac)
 
     def hold(self, ip: int, in_port: int, frame: bytes, now: float, private_ports: Iterable[int]) -> Plan:
         """Keep ``frame`` until ARP tells where the next hop toward ``ip`` is; the first one held asks."""
         side, hop = self._next_hop(ip)
-        queued = self._caches[side].wait(hop, in_port, frame, now)
+        queued = self._cache(side).wait(hop, in_port, frame, now)
         if queued is None:
             self._stats.drop(DropReason.ARP_QUEUE_FULL)
             return []
@@ -117,8 +119,8 @@ class Neighbourhood:
     def expire(self, now: float, private_ports: Iterable[int]) -> Plan:
         """Ask again for next hops still silent; drop what waited too long for one."""
         plan: Plan = []
-        for side, cache in self._caches.items():
-            expired = cache.expire(now)
+        for side in Side:
+            expired = self._cache(side).expire(now)
             self._stats.drop(DropReason.ARP_TIMEOUT, expired.dropped)
             for ip in expired.ask_again:
                 plan += self._request(side, ip, private_ports)
@@ -126,12 +128,15 @@ class Neighbourhood:
 
     def _next_hop(self, ip: int) -> tuple[Side, int]:
         """The side ``ip`` is reached on, and the neighbour there that packets to it go to."""
-        if self._subnets[Side.PRIVATE].contains(ip):
+        if self._private.contains(ip):
             return Side.PRIVATE, ip
-        return Side.PUBLIC, ip if self._subnets[Side.PUBLIC].contains(ip) else self._gateway
+        return Side.PUBLIC, ip if self._public.contains(ip) else self._gateway
+
+    def _cache(self, side: Side) -> Neighbours:
+        return self._public_hosts if side is Side.PUBLIC else self._private_hosts
 
     def _learn(self, side: Side, ip: int, location: Location) -> list[Waiting]:
-        cache = self._caches[side]
+        cache = self._cache(side)
         known = cache.lookup(ip)
         if known == location:
             return []
@@ -145,8 +150,8 @@ class Neighbourhood:
         if not ports:
             return []
         self._stats.arp["requests_sent"] += 1
-        request = arp_pkt.arp_ip(arp_pkt.ARP_REQUEST, self._mac, ipv4_text(self._subnets[side].address), UNKNOWN_MAC,
-                                 ipv4_text(ip))
+        own = self._public.address if side is Side.PUBLIC else self._private.address
+        request = arp_pkt.arp_ip(arp_pkt.ARP_REQUEST, self._mac, ipv4_text(own), UNKNOWN_MAC, ipv4_text(ip))
         return [rules.send_frame(_arp_frame(BROADCAST_MAC, self._mac, request), ports)]
 
 

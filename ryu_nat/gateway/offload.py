@@ -150,7 +150,9 @@ class Offload:
 
     def take_deletions(self) -> Plan:
         """The deletions of removed mappings' rules not sent yet; they go before anything else."""
-        deletions, self._deletions = self._deletions, []
+        deletions = self._deletions
+        if deletions:
+            self._deletions = []
         return deletions
 
     def _install_and_send(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,

@@ -20,8 +20,8 @@ from ryu.ofproto import ofproto_protocol
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, DecTtl, FlowDelete, FlowRule, Message, Output,
-                                   PacketOut, SetField, SwitchSetup)
+from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, DecTtl, FlowDelete, FlowRule, Match, MatchValue,
+                                   Message, Output, PacketOut, SetField, SwitchSetup)
 
 MsgBase = Any  # ryu.ofproto.ofproto_parser.MsgBase; Ryu ships no type information
 
@@ -178,12 +178,12 @@ class _Template:
         for position, (kind, index) in enumerate(self.order, 1):
             value = values[index][1]
             out.append(pieces[position])
-            if kind is _IPV4:
-                out.append(socket.inet_aton(value))  # type: ignore[arg-type]
-            elif kind is _MAC:
-                out.append(bytes.fromhex(value.replace(":", "")))  # type: ignore[union-attr]
+            if isinstance(value, int):
+                out.append(value.to_bytes(_WIDTH[kind], "big"))
+            elif kind is _IPV4:
+                out.append(socket.inet_aton(value))
             else:
-                out.append(value.to_bytes(_WIDTH[kind], "big"))  # type: ignore[union-attr]
+                out.append(bytes.fromhex(value.replace(":", "")))
         out.append(pieces[-1])
         if data:
             out.append(data)
@@ -205,12 +205,12 @@ def _shape(item: FlowRule | PacketOut,
     slot_kind = _SLOT_KIND
     key: list[object]
     values: list[tuple[str, int | str]]
-    if type(item) is FlowRule:
+    if isinstance(item, FlowRule):
         key = ["flow", item.priority, item.notify_removed, len(item.match.fields), len(item.actions)]
         values = [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
         for name, value in item.match.fields:
             kind = slot_kind.get(name)
-            if kind is None or type(value) is tuple:
+            if kind is None or isinstance(value, tuple):
                 key.append((name, value))
             else:
                 key.append(name)
@@ -227,16 +227,15 @@ def _actions_shape(actions: Sequence[Action]) -> tuple[tuple[object, ...], list[
     key: list[object] = []
     values: list[tuple[str, int | str]] = []
     for action in actions:
-        action_type = type(action)
-        if action_type is SetField:
-            kind = slot_kind.get(action.field)  # type: ignore[union-attr]
-            if kind is not None and type(action.value) is not tuple:  # type: ignore[union-attr]
-                key.append(_SET_KEYS[action.field])  # type: ignore[union-attr]
-                values.append((kind, action.value))  # type: ignore[union-attr]
+        if isinstance(action, SetField):
+            kind = slot_kind.get(action.field)
+            if kind is not None:
+                key.append(_SET_KEYS[action.field])
+                values.append((kind, action.value))
                 continue
-        elif action_type is Output and action.port < OFPP_MAX:  # type: ignore[union-attr]
+        elif isinstance(action, Output) and action.port < OFPP_MAX:
             key.append(_OUTPUT_KEY)
-            values.append((_U32, action.port))  # type: ignore[union-attr]
+            values.append((_U32, action.port))
             continue
         key.append(action)
     return tuple(key), values
@@ -258,22 +257,27 @@ def _sentinels(kinds: Sequence[str], rng: random.Random) -> list[int | str]:
 def _with_values(item: FlowRule | PacketOut, values: Sequence[int | str]) -> FlowRule | PacketOut:
     """``item`` with its variable values replaced, in :func:`_shape` order."""
     pending = list(values)
-    actions = []
+
+    def number() -> int:
+        value = pending.pop(0)
+        assert isinstance(value, int), value
+        return value
+
+    actions: list[Action] = []
     if isinstance(item, FlowRule):
-        cookie, idle, hard = pending[:3]
-        del pending[:3]
-        fields = []
+        cookie, idle, hard = number(), number(), number()
+        fields: list[tuple[str, MatchValue]] = []
         for name, value in item.match.fields:
             fields.append((name, pending.pop(0) if _variable(name, value) else value))
         head: FlowRule | PacketOut = replace(item, cookie=cookie, idle_timeout_s=idle, hard_timeout_s=hard,
-                                             match=type(item.match)(tuple(fields)))
+                                             match=Match(tuple(fields)))
     else:
-        head = replace(item, in_port=pending.pop(0), data=b"")
+        head = replace(item, in_port=number(), data=b"")
     for action in item.actions:
         if isinstance(action, SetField) and _variable(action.field, action.value):
             actions.append(SetField(action.field, pending.pop(0)))
         elif isinstance(action, Output) and action.port < OFPP_MAX:
-            actions.append(Output(pending.pop(0)))  # type: ignore[arg-type]
+            actions.append(Output(number()))
         else:
             actions.append(action)
     return replace(head, actions=tuple(actions))
@@ -327,8 +331,9 @@ class Encoder:
                 if actions_shape is None:
                     actions_shape = seen_actions[id(item.actions)] = _actions_shape(item.actions)
                 key, values = _shape(item, actions_shape)
-                template = self._templates.get(key, _MISSING)
-                if template is _MISSING:
+                try:
+                    template = self._templates[key]
+                except KeyError:
                     template = self._templates[key] = _build_template(datapath, item)
                 if template is not None:
                     xid = _next_xid(datapath)
@@ -341,8 +346,6 @@ class Encoder:
             sent += [(msg.xid, item) for msg in msgs]
         return b"".join(chunks), sent
 
-
-_MISSING: Any = object()
 
 
 def _next_xid(datapath: Datapath) -> int:
