@@ -489,11 +489,28 @@ def test_the_description_is_a_valid_openapi_3_1_document():
             assert names == params, f"{method} {path}: path parameters {names} vs {params}"
             for status, answer in op["responses"].items():
                 assert "description" in answer, f"{method} {path} {status}"
-    schemas = [{"schema": schema} for schema in spec["components"]["schemas"].values()]
-    assert openapi_check.unknown_keywords([spec["paths"], *schemas]) == []
+    openapi_check.check_document()
 
 
 def test_private_ip_filter_takes_the_private_host_of_each_kind(api):
     api.lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080)))
     [mapping] = api.get(f"/nat/mappings?private_ip={H1}")["mappings"]
     assert (mapping["kind"], mapping["private"]) == ("redirect", {"ip": H1, "port": 80})
+
+
+def test_the_checker_finds_what_is_wrong_with_a_body():
+    endpoint = ("components", "schemas", "Endpoint")
+    assert openapi_check.problems({"ip": "10.0.0.2", "port": 80}, *endpoint) == []
+    assert openapi_check.problems({"ip": "10.0.0.300", "port": 80}, *endpoint) == ["$.ip: '10.0.0.300' is not a 'ipv4'"]
+    assert openapi_check.problems({"ip": "10.0.0.2", "port": 70000, "x": 1}, *endpoint) == [
+        "$.port: 70000 is greater than the maximum of 65535",
+        "$: Additional properties are not allowed ('x' was unexpected)"]
+    error = openapi_check.problems({"error": {"code": "bad_json"}}, "components", "schemas", "Error")
+    assert error == ["$.error: 'message' is a required property"]
+
+
+def test_the_description_names_every_drop_reason_and_no_other():
+    from ryu_nat.gateway.drops import DropReason
+
+    drops = openapi_check.SPEC["components"]["schemas"]["Stats"]["properties"]["drops"]
+    assert drops["propertyNames"]["enum"] == [reason.value for reason in DropReason]
