@@ -17,7 +17,10 @@ Contenders, each a fresh ``ryu-manager`` on a free port per repetition:
 ``ryu_nat`` (2 flow-mods + 1 packet-out per set-up), Ryu's
 ``simple_switch_13`` (1 + 1), ``bench/ceiling_app.py`` (0 + 1), and an
 instant-echo controller in this file that answers like ryu_nat from byte
-templates (2 + 1): the generator's own limit.
+templates (2 + 1): the generator's own limit. ``--before REV`` adds ryu_nat as
+it was at git revision REV (exported with ``git archive``, run with this
+checkout's virtual environment), so a change's before and after are measured
+side by side in one run.
 
 Shape: ryu_nat drives exactly one NAT datapath (the first to connect), so an
 "N switches x K outstanding" load is offered to every contender as one
@@ -34,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import os
 import socket
 import struct
 import subprocess
@@ -747,11 +752,24 @@ def echo_controller(port: int) -> None:
 
 @dataclass(frozen=True)
 class Contender:
-    """A controller under load: ryu-manager with ``apps``, or (no apps) the echo controller."""
+    """A controller under load: ryu-manager with ``apps``, or (no apps) the echo controller.
+
+    ``source``: run the apps from that directory (another revision of ryu_nat) instead of this checkout.
+    """
 
     name: str
     flow_mods_per_setup: int
     apps: tuple[str, ...] = ()
+    source: Path | None = None
+
+
+def before(revision: str, workdir: Path) -> Contender:
+    """ryu_nat as it was at git ``revision``, exported into ``workdir``."""
+    source = workdir / f"ryu_nat-{revision}"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    return Contender(f"ryu_nat @ {revision}", RYU_NAT.flow_mods_per_setup, RYU_NAT.apps, source)
 
 
 RYU_NAT = Contender("ryu_nat", 2, ("ryu_nat.app",))
@@ -804,9 +822,12 @@ class Controller:
                 "--wsapi-port", str(free_port())]
 
     def __enter__(self) -> Controller:
+        source = self.contender.source
+        # PYTHONPATH comes before site-packages: ryu_nat (and its compat shim) load from ``source``.
+        env = os.environ if source is None else {**os.environ, "PYTHONPATH": str(source)}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen([*DIE_WITH_PARENT, *self.command], cwd=REPO, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([*DIE_WITH_PARENT, *self.command], cwd=source or REPO,
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not _listening(self.port):
             if self.process.poll() is not None:
@@ -882,7 +903,7 @@ def _values(results: Results, contender: Contender, phase: str, figure: Callable
     return [figure(r) for r in results.get(contender.name, {}).get(phase, [])]
 
 
-def rows(results: Results) -> list[Row]:
+def rows(results: Results, befores: Sequence[Contender] = ()) -> list[Row]:
     out: list[Row] = []
     rate: Callable[[PhaseResult], float] = lambda r: r.setups_per_s
     for phase, (name, switches, per_switch) in (("light", LIGHT), ("heavy", HEAVY)):
@@ -926,6 +947,7 @@ def rows(results: Results) -> list[Row]:
             out.append(Row("flow setup", f"generator alone (instant echo controller), {name}", "/s",
                            Summary.of(echo), Summary.of(ours), RYU_NAT.name, paired(echo, ours, higher),
                            note="the generator's own limit, with ryu_nat's answers; ratio: echo / ryu_nat"))
+    out += _before_rows(results, befores)
     churn = _values(results, RYU_NAT, "churn", lambda r: r.ops_per_s)
     heavy = _values(results, RYU_NAT, "heavy", rate)
     if churn and heavy:
@@ -935,6 +957,21 @@ def rows(results: Results) -> list[Row]:
                        note=f"deletes per teardown {Summary.of([r.deletes_per_teardown for r in runs]).text('')}, "
                             f"set-ups {Summary.of([r.setups_per_s for r in runs]).text('/s')}, "
                             f"flow-mods per set-up {Summary.of([r.flow_mods_per_setup for r in runs]).text('')}"))
+    return out
+
+
+def _before_rows(results: Results, befores: Sequence[Contender]) -> list[Row]:
+    """This checkout's set-up rate against each earlier revision's, run by run (ratio: now / before)."""
+    out: list[Row] = []
+    rate: Callable[[PhaseResult], float] = lambda r: r.setups_per_s
+    for contender in befores:
+        for phase, (name, switches, per_switch) in (("light", LIGHT), ("heavy", HEAVY)):
+            ours, theirs = _values(results, RYU_NAT, phase, rate), _values(results, contender, phase, rate)
+            if ours and theirs:
+                lost = sum(r.tally.lost for r in results[contender.name][phase])
+                out.append(Row("flow setup", f"set-ups/s, {name} ({switches * per_switch} outstanding), this checkout "
+                               f"vs {contender.name}", "/s", Summary.of(ours), Summary.of(theirs), contender.name,
+                               paired(ours, theirs, higher), note=f"before: lost {lost}"))
     return out
 
 
@@ -1018,10 +1055,13 @@ def _function(frame: str) -> str:
     return f"{name} ({short})"
 
 
-def run(smoke: bool = False, reps: int = 3) -> tuple[list[Row], Results]:
+def run(smoke: bool = False, reps: int = 3, befores: Sequence[str] = ()) -> tuple[list[Row], Results]:
+    """The contenders, and ryu_nat at each revision in ``befores``, alternated; rows and per-run results."""
     with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
-        results = measure(reps, SMOKE_PHASE_S if smoke else PHASE_S, Path(workdir))
-    return rows(results), results
+        earlier = [before(revision, Path(workdir)) for revision in befores]
+        results = measure(reps, SMOKE_PHASE_S if smoke else PHASE_S, Path(workdir),
+                          (RYU_NAT, SIMPLE_SWITCH, CEILING, ECHO, *earlier))
+    return rows(results, earlier), results
 
 
 def main() -> None:
@@ -1032,6 +1072,8 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true",
                         help="compare N connections x K with 1 x N*K for the baselines, and nothing else")
     parser.add_argument("--profile", action="store_true", help="sample ryu_nat under heavy load with py-spy")
+    parser.add_argument("--before", action="append", default=[], metavar="REV",
+                        help="also run ryu_nat as at git revision REV, side by side (repeatable)")
     args = parser.parse_args()
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
@@ -1044,7 +1086,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
             result = shape_check(args.reps, SMOKE_PHASE_S if args.smoke else PHASE_S, Path(workdir))
     else:
-        result, _ = run(args.smoke, args.reps)
+        result, _ = run(args.smoke, args.reps, args.before)
     for row in result:
         base = f"  vs {row.baseline_name} {row.baseline.text(row.unit)}" if row.baseline else ""
         ratio = f"  ratio {row.ratio.text('x')}" if row.ratio else ""
