@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterator
 
@@ -24,7 +25,6 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
-from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import cookies, encoder
@@ -68,7 +68,8 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             LOG.error("%s", exc)
             raise SystemExit(f"ryu_nat: {exc}") from None
         self.stats = Stats()
-        self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
+        # RFC 6056: public ports an off-path attacker cannot predict, so from the kernel, not a seeded PRNG.
+        self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
         self.datapath: Datapath | None = None
         self.encoder = encoder.Encoder()
         self.sent = encoder.SentLog()
