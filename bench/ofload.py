@@ -49,8 +49,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (BENCH, DIE_WITH_PARENT, REPO, RYU_MANAGER, Row, Summary, Target, cpu_seconds, free_port,
-                    higher, paired)
+from common import BENCH, DIE_WITH_PARENT, REPO, RYU_MANAGER, Row, Summary, Target, cpu_seconds, higher, paired
+from topologies.controller import ControllerDied, free_port, start_listening
 
 OFP_VERSION = 4
 HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY = 0, 1, 2, 3
@@ -788,20 +788,6 @@ udp_table_size = 16384
 """
 
 
-def _listening(port: int) -> bool:
-    """Is something listening on TCP ``port``? (Read from /proc: a probe connection would look like a switch.)"""
-    wanted = f":{port:04X} "
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[1].endswith(wanted.strip()) and parts[3] == "0A":
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 class Controller:
     """One contender's process on a free port, logging to a file."""
 
@@ -826,16 +812,12 @@ class Controller:
         # PYTHONPATH comes before site-packages: ryu_nat (and its compat shim) load from ``source``.
         env = os.environ if source is None else {**os.environ, "PYTHONPATH": str(source)}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen([*DIE_WITH_PARENT, *self.command], cwd=source or REPO,
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not _listening(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.contender.name} exited {self.process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.contender.name} is not listening on port {self.port}")
-            time.sleep(0.05)
+            try:
+                self.process = start_listening([*DIE_WITH_PARENT, *self.command], self.port, READY_TIMEOUT_S,
+                                               cwd=source or REPO, stdin=subprocess.DEVNULL, stdout=log,
+                                               stderr=subprocess.STDOUT, env=env)
+            except ControllerDied as exc:
+                raise RuntimeError(f"{self.contender.name}: {exc}: {self.log_path.read_text()[-2000:]}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

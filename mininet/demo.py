@@ -28,11 +28,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mininet.cli import CLI  # noqa: E402
-from mininet.log import setLogLevel  # noqa: E402
+from mininet.cli import CLI
+from mininet.log import setLogLevel
 
-from topologies import lab  # noqa: E402
-from topologies.two_networks import (  # noqa: E402
+from topologies import lab
+from topologies.two_networks import (
     INTERNET_SERVER_IP,
     NAT_SWITCH,
     PUBLIC_IP,

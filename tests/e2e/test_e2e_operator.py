@@ -11,8 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +31,9 @@ CHROMIUM = ("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disabl
 
 def api(nat: lab.Controller, method: str, path: str, body: object = None) -> tuple[int, Any]:
     """(status, JSON body) of one request to the controller's API."""
-    request = urllib.request.Request(f"http://127.0.0.1:{nat.wsapi_port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, answer = nat.rest(path, method, body)
+    assert status and not isinstance(answer, str), (status, answer)
+    return status, answer
 
 
 def ctl(nat: lab.Controller, *args: str) -> subprocess.CompletedProcess[str]:

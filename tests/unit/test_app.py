@@ -116,31 +116,18 @@ def test_bad_config_stops_start_up_with_one_line(tmp_path):
 @pytest.mark.parametrize("command", ["ryu-manager", "ryu-nat"])
 def test_both_commands_start_the_app_and_listen(tmp_path, command):
     import pathlib
-    import socket
-    import time
+
+    from topologies.controller import free_port, start_listening
 
     conf = tmp_path / "nat.conf"
     conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     exe = pathlib.Path(sys.executable).parent / command
-    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port)]
+    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port), "--wsapi-port", str(free_port())]
     if command == "ryu-manager":
         args.append("ryu_nat.app")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        listening = False
-        while time.monotonic() < deadline and proc.poll() is None and not listening:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                listening = True
-            except OSError:
-                time.sleep(0.2)
-        assert listening, f"{command} did not listen on {port}"
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+    proc = start_listening(args, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.terminate()
+    output, _ = proc.communicate(timeout=10)
     assert "instantiating app ryu_nat.app of NatApp" in output
     assert "Traceback" not in output

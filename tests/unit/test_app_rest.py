@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import struct
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from webob import Request
 
 from ryu_nat.operator import flowstats
 from ryu_nat.openflow import cookies
+
+from topologies.controller import free_port, listening_address, start_listening
 
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, packet_in_event, state_change_event
@@ -141,35 +142,17 @@ def test_a_reply_from_before_a_reconnect_is_ignored(app):
     assert app.flow_counters.polls == 0
 
 
-def _listening_address(port: int) -> str | None:
-    """The local address a TCP socket listens on at ``port``, from /proc/net/tcp."""
-    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, local_port = local.split(":")
-        if state == "0A" and int(local_port, 16) == port:
-            return socket.inet_ntoa(struct.pack("<I", int(address, 16)))
-    return None
-
-
 @pytest.mark.parametrize(("extra", "expected"), [((), "127.0.0.1"), (("--wsapi-host", "0.0.0.0"), "0.0.0.0")])
 def test_the_api_listens_on_loopback_unless_told_otherwise(tmp_path, extra, expected):
     conf = tmp_path / "nat.conf"
     conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    of_port, api_port = ports
+    of_port, api_port = free_port(), free_port()
     exe = pathlib.Path(sys.executable).parent / "ryu-manager"
-    proc = subprocess.Popen([str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
-                             "--wsapi-port", str(api_port), *extra, "ryu_nat.app"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_listening([str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
+                            "--wsapi-port", str(api_port), *extra, "ryu_nat.app"], api_port,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None and _listening_address(api_port) is None:
-            time.sleep(0.2)
-        assert _listening_address(api_port) == expected
+        assert listening_address(api_port) == expected
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=10)

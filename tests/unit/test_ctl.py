@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
 from ryu_nat.operator import ctl
+
+from topologies.controller import free_port, start_listening
 
 from .builders import tcp_bytes, udp_bytes
 from .lab import BASE_CONFIG, H1, H1_PORT, H2, H2_PORT, PUBLIC, SERVER, UPLINK, from_host
@@ -47,12 +47,6 @@ def run_ctl(capsys, *args: str) -> tuple[int, str, str]:
     code = ctl.main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_mappings_table(served, capsys):
@@ -187,17 +181,14 @@ def test_the_console_script_against_a_real_controller(tmp_path):
     api_port = free_port()
     url = f"http://127.0.0.1:{api_port}"
     manager = pathlib.Path(sys.executable).parent / "ryu-manager"
-    proc = subprocess.Popen([str(manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(free_port()),
-                             "--wsapi-port", str(api_port), "ryu_nat.app"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_listening([str(manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(free_port()),
+                            "--wsapi-port", str(api_port), "ryu_nat.app"], api_port,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def ctl_run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(CTL), "--url", url, *args], capture_output=True, text=True, timeout=30)
 
     try:
-        deadline = time.monotonic() + 30
-        while ctl_run("stats").returncode == ctl.EXIT_UNREACHABLE and time.monotonic() < deadline:
-            time.sleep(0.2)
         stats = ctl_run("stats")
         listed = ctl_run("--json", "redirect", "list")
         flushed = ctl_run("flush", H1)
