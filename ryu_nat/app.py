@@ -27,7 +27,7 @@ from ryu.ofproto import ofproto_v1_3
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
-from ryu_nat.openflow import cookies, encoder
+from ryu_nat.openflow import cookies, encoder, sentlog
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import rest
 from ryu_nat.operator.facade import NatFacade
@@ -72,7 +72,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
         self.datapath: Datapath | None = None
         self.encoder = encoder.Encoder()
-        self.sent = encoder.SentLog()
+        self.sent = sentlog.SentLog()
         self.reraise = False
         self.flow_counters = FlowCounters()
         wsgi = kwargs.get("wsgi")
