@@ -195,7 +195,7 @@ def _interface(name: str, text: str) -> IPv4Interface:
         raise ConfigError(f"[nat] {name} = {text!r} is not an IPv4 address with a prefix (e.g. 10.0.0.1/24)") from None
     if "/" not in text or iface.network.prefixlen > 30:
         raise ConfigError(f"[nat] {name} = {text!r} needs a prefix of /30 or shorter (e.g. /24)")
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address) or not is_nattable(int(iface.ip)):
+    if not Subnet.of(iface).is_host(int(iface.ip)) or not is_nattable(int(iface.ip)):
         raise ConfigError(f"[nat] {name} = {text!r} is not a usable host address")
     return iface
 

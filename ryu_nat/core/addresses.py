@@ -134,7 +134,10 @@ class Subnet:
     def contains(self, addr: int) -> bool:
         return addr & self.mask == self.network
 
+    def is_host(self, addr: int) -> bool:
+        """True for a host address of this subnet: in it, and neither its network nor its broadcast address."""
+        return addr & self.mask == self.network and addr != self.network and addr != self.broadcast
+
     def is_other_host(self, addr: int) -> bool:
-        """True for a host address of this subnet other than the interface's own: not the network's
-        address, not its broadcast address."""
-        return addr & self.mask == self.network and addr not in (self.address, self.network, self.broadcast)
+        """True for a host address of this subnet other than the interface's own."""
+        return addr != self.address and self.is_host(addr)
