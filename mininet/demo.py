@@ -212,8 +212,8 @@ def main() -> int:
         natnet = build_net(of_port)
         controller = lab.Controller(config, of_port, LOG_PATH)
         print(f"*** Starting {' '.join(controller.command)}\n*** Controller log: {LOG_PATH}")
-        controller.start()
         try:
+            controller.start()
             controller.wait_connected(NAT_SWITCH)
         except (lab.ControllerDied, TimeoutError) as exc:
             print(f"[FAIL] controller sets up the NAT switch\n{textwrap.indent(str(exc), '       ')}")
