@@ -23,9 +23,10 @@ from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
-from ryu_nat.core.packet import ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame, parse_frame
+from ryu_nat.core.nat import Translated
+from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
+                                 parse_frame)
 from ryu_nat.core.table import FreedPorts, Mapping
-from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.guard import InboundGuard
 from ryu_nat.gateway.local import LocalTraffic

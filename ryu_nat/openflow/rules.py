@@ -82,7 +82,8 @@ def channel_match(proto: Proto, key: int, in_port: int) -> Match:
     src, dst, src_port, dst_port = unpack_key(key)
     src_field, dst_field = _PORT_FIELDS[proto]
     return Match((("eth_type", ETH_TYPE_IPV4), ("in_port", in_port), ("ip_proto", int(proto)),
-                  ("ipv4_dst", ipv4_text(dst)), ("ipv4_src", ipv4_text(src)), (dst_field, dst_port), (src_field, src_port)))
+                  ("ipv4_dst", ipv4_text(dst)), ("ipv4_src", ipv4_text(src)), (dst_field, dst_port),
+                  (src_field, src_port)))
 
 
 def rewrite_actions(proto: Proto, arriving: int, leaving: int, eth_src: str, eth_dst: str, out_port: int,
