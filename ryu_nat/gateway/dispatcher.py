@@ -182,7 +182,7 @@ class Gateway:
             self.stats.packet_ins["invalid_ttl"] += 1
         if frame.ethertype == ETH_TYPE_ARP:
             self.stats.packet_ins["arp"] += 1
-            answer = self._neighbours.arp(in_port, frame, now)
+            answer = self._neighbours.arp(in_port, frame)
             if answer is None:
                 return [], []
             if in_port != self._uplink:

@@ -61,7 +61,7 @@ class Neighbourhood:
         self._public_hosts = Neighbours()
         self._private_hosts = Neighbours()
 
-    def arp(self, in_port: int, frame: Frame, now: float) -> ArpOutcome | None:
+    def arp(self, in_port: int, frame: Frame) -> ArpOutcome | None:
         """An ARP packet: answer it if it asks for the NAT, learn its sender where that is trusted,
         and say whether it should be switched on to the other private hosts. None: not ARP for
         IPv4 over Ethernet (dropped and counted)."""
