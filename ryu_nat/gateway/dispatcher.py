@@ -247,7 +247,7 @@ class Gateway:
     def _new_mapping(self, mapping: Mapping, d: Datagram, in_port: int, frame: Frame, data: bytes, now: float,
                      whole: Reassembled | None) -> Plan:
         """A mapping was added for ``d``: a TCP or UDP first packet goes through the new rules' rewrite."""
-        if d.proto in (Proto.TCP, Proto.UDP):
+        if d.proto in rules.OFFLOADED:
             self._offload.track(mapping)
             if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 hop = self._neighbours.locate(mapping.replier)

@@ -33,9 +33,9 @@ from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalReason
 from ryu_nat.gateway.drops import DropReason
-from ryu_nat.gateway.offload import OFFLOADED
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow.plan import ipv4_text
+from ryu_nat.openflow.rules import OFFLOADED
 
 LOG = logging.getLogger(__name__)
 

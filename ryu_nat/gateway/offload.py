@@ -32,10 +32,6 @@ from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import FlowRule, PacketOut, Plan
 from ryu_nat.openflow.reasons import FlowRemovedReason
 
-OFFLOADED = frozenset({Proto.TCP, Proto.UDP})
-"""Protocols whose mappings live in switch rules; ICMP ids cannot be matched in OpenFlow 1.3."""
-
-
 class RuleState(enum.Enum):
     """Which of a mapping's two rewrite rules the switch holds, as far as the controller knows."""
 

@@ -34,6 +34,9 @@ PRIORITY_UPLINK = 51
 PRIORITY_L2 = 50
 PRIORITY_MISS = 0
 _PORT_FIELDS = {Proto.TCP: ("tcp_src", "tcp_dst"), Proto.UDP: ("udp_src", "udp_dst")}
+OFFLOADED = frozenset(_PORT_FIELDS)
+"""Protocols whose channels a rule can match (their ports): their mappings live in switch rules.
+OpenFlow 1.3 cannot match an ICMP query id, so ICMP goes through the controller."""
 
 
 def _output(port: int, in_port: int | None) -> Output:
