@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface
 
 _PORT_BITS = 16
 _ADDR_BITS = 32
+SOURCE_SHIFT = _ADDR_BITS + 2 * _PORT_BITS  # where a packed key's source address starts
 
 
 class Proto(enum.IntEnum):
@@ -86,7 +87,7 @@ def pack_key(src: int, dst: int, src_port: int, dst_port: int) -> int:
 
 def source_of(key: int) -> int:
     """The source address of a packed key."""
-    return key >> (2 * _PORT_BITS + _ADDR_BITS)
+    return key >> SOURCE_SHIFT
 
 
 def unpack_key(key: int) -> tuple[int, int, int, int]:
@@ -94,7 +95,7 @@ def unpack_key(key: int) -> tuple[int, int, int, int]:
     dst_port = key & 0xFFFF
     src_port = (key >> 16) & 0xFFFF
     dst = (key >> 32) & 0xFFFFFFFF
-    return source_of(key), dst, src_port, dst_port
+    return key >> SOURCE_SHIFT, dst, src_port, dst_port  # on every set-up's path: no call
 
 
 def reverse_key(key: int) -> int:
@@ -139,5 +140,7 @@ class Subnet:
         return addr & self.mask == self.network and addr != self.network and addr != self.broadcast
 
     def is_other_host(self, addr: int) -> bool:
-        """True for a host address of this subnet other than the interface's own."""
-        return addr != self.address and self.is_host(addr)
+        """True for a host address of this subnet other than the interface's own (:meth:`is_host`, inlined:
+        it runs on every private packet-in)."""
+        return (addr & self.mask == self.network and addr != self.address and addr != self.network
+                and addr != self.broadcast)

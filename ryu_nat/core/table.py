@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal, Protocol
 
-from ryu_nat.core.addresses import Channel, Endpoint, Proto, source_of, unpack_key
+from ryu_nat.core.addresses import SOURCE_SHIFT, Channel, Endpoint, Proto, unpack_key
 
 
 class MappingKind(enum.Enum):
@@ -92,22 +92,22 @@ class Mapping:
     @property
     def initiator(self) -> int:
         """The address that sent the first packet (the original channel's source)."""
-        return source_of(self.original)
+        return self.original >> SOURCE_SHIFT
 
     @property
     def replier(self) -> int:
         """The address replies come from (the reply channel's source): where the original direction goes."""
-        return source_of(self.reply)
+        return self.reply >> SOURCE_SHIFT
 
     @property
     def private_hosts(self) -> tuple[int, ...]:
         """The private addresses this mapping involves (both ends of a hairpin)."""
         kind = self.kind
         if kind is MappingKind.NAT:
-            return (source_of(self.original),)
+            return (self.original >> SOURCE_SHIFT,)
         if kind is MappingKind.REDIRECT:
-            return (source_of(self.reply),)
-        return (source_of(self.original), source_of(self.reply))
+            return (self.reply >> SOURCE_SHIFT,)
+        return (self.original >> SOURCE_SHIFT, self.reply >> SOURCE_SHIFT)
 
     @property
     def allocated_port(self) -> int | None:

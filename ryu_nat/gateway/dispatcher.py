@@ -23,7 +23,7 @@ from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
-from ryu_nat.core.nat import Translated
+from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
                                  parse_frame)
 from ryu_nat.core.table import FreedPorts, Mapping
@@ -159,7 +159,7 @@ class Gateway:
         return self._nat.is_port_reserved(proto, public_port)
 
     def is_port_free(self, proto: Proto, remote: Endpoint, public_port: int) -> bool:
-        """True if no mapping has the channel remote -> public address:``public_port`` and, no private
+        """True if no mapping has the channel remote -> public address:``public_port`` and no private
         endpoint holds or reserves that port."""
         return self._nat.is_port_free(proto, remote, public_port)
 
@@ -253,13 +253,13 @@ class Gateway:
                 hop = self._neighbours.locate(mapping.replier)
                 if hop is None:
                     return self._neighbours.hold(mapping.replier, in_port, data, now, self._switch.ports)
-                return self._offload.first_packet(mapping, Location(in_port, frame.eth_src), hop, data)
+                return self._offload.install_and_send(mapping, Direction.ORIGINAL, Location(in_port, frame.eth_src),
+                                                      hop, data)
         return self._forward(self._nat.translate(d, now), in_port, frame, data, now, whole)
 
     def _forward(self, t: Translated, in_port: int, frame: Frame, data: bytes, now: float,
                  whole: Reassembled | None) -> Plan:
-        """Send a translated packet on (cut again if it came in pieces); for TCP and UDP, with its
-        mapping's rules."""
+        """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
         out = t.packet
         hop = self._neighbours.locate(out.dst)
         if hop is None:

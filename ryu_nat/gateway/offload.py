@@ -79,9 +79,6 @@ class Offload:
         """The rule state of a mapping; None if it is not (or no longer) offloaded."""
         return self._states.get(mapping_id)
 
-    def first_packet(self, mapping: Mapping, came_from: Location, goes_to: Location, data: bytes) -> Plan:
-        """Both rules of a new mapping, then its first packet through the original direction's rewrite."""
-        return self._install_and_send(mapping, Direction.ORIGINAL, came_from, goes_to, data)
 
     def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
         """A translated packet of an offloaded mapping that reached the controller: send it on, and
@@ -91,7 +88,7 @@ class Offload:
         if t.closing_started and installed:
             return self._start_closing(mapping, t.direction, came_from, goes_to, data)
         if t.closing_started or not installed:
-            return self._install_and_send(mapping, t.direction, came_from, goes_to, data)
+            return self.install_and_send(mapping, t.direction, came_from, goes_to, data)
         # Both rules are on the switch (this packet overtook them, or it is a later FIN):
         # it goes through its direction's rewrite, and nothing is installed again.
         arriving = mapping.original if t.direction is Direction.ORIGINAL else mapping.reply
@@ -151,8 +148,10 @@ class Offload:
             self._deletions = []
         return deletions
 
-    def _install_and_send(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
-                          data: bytes) -> Plan:
+    def install_and_send(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
+                         data: bytes) -> Plan:
+        """Both rules of a mapping, then the packet at hand through its direction's rewrite (a new
+        mapping's first packet: the original direction's)."""
         plan = self.install(mapping, direction, came_from, goes_to)
         this_direction = plan[0] if direction is Direction.ORIGINAL else plan[1]
         assert isinstance(this_direction, FlowRule)

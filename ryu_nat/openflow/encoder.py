@@ -167,18 +167,24 @@ class _Template:
         cuts = [0, *(edge for bound in bounds for edge in bound), len(head)]
         self.pieces = [head[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
 
-    def render(self, xid: int, values: Sequence[tuple[str, int | str]], data: bytes = b"") -> bytes:
+    def render(self, xid: int, values: Sequence[tuple[str, Any]], data: bytes = b"") -> bytes:
+        """The message with ``values`` (:func:`_shape`'s) in their slots.
+
+        A value's kind says its type (a string for ``_IPV4`` and ``_MAC``, an int
+        otherwise), hence ``Any``: a type check per value would cost more than the
+        rest of the loop, on every set-up's path.
+        """
         pieces = self.pieces
         out = [pieces[0], (self.length + len(data)).to_bytes(2, "big") + xid.to_bytes(4, "big")]
         for position, (kind, index) in enumerate(self.order, 1):
             value = values[index][1]
             out.append(pieces[position])
-            if isinstance(value, int):
-                out.append(value.to_bytes(_WIDTH[kind], "big"))
-            elif kind is _IPV4:
+            if kind is _IPV4:
                 out.append(socket.inet_aton(value))
-            else:
+            elif kind is _MAC:
                 out.append(bytes.fromhex(value.replace(":", "")))
+            else:
+                out.append(value.to_bytes(_WIDTH[kind], "big"))
         out.append(pieces[-1])
         if data:
             out.append(data)
