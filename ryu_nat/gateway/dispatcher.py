@@ -195,8 +195,9 @@ class Gateway:
 
     def _from_private(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
         self._switch.host_seen(in_port, frame.eth_src)
+        came_from = Location(in_port, frame.eth_src)
         d = frame.datagram
-        released = [] if d is None else self._neighbours.private_sender(d.src, Location(in_port, frame.eth_src))
+        released = [] if d is None else self._neighbours.private_sender(d.src, came_from)
         if frame.eth_dst != self._mac:
             return self._switch.forward(in_port, frame, data), released
         self.stats.packet_ins["private"] += 1
@@ -204,7 +205,7 @@ class Gateway:
             return self._dropped(DropReason.NOT_IPV4), released
         if not self._private.contains(d.src):
             return self._dropped(DropReason.SPOOFED_SOURCE), released
-        return self._route(in_port, frame, d, data, now, from_private=True), released
+        return self._route(came_from, d, data, now, from_private=True), released
 
     def _from_public(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
         self.stats.packet_ins["public"] += 1
@@ -215,11 +216,13 @@ class Gateway:
             return self._dropped(DropReason.NOT_FOR_US), []
         if self._private.contains(d.src) or d.src == self._public.address:
             return self._dropped(DropReason.SPOOFED_SOURCE), []
-        released = self._neighbours.public_sender(d.src, Location(in_port, frame.eth_src))
-        return self._route(in_port, frame, d, data, now, from_private=False), released
+        came_from = Location(in_port, frame.eth_src)
+        released = self._neighbours.public_sender(d.src, came_from)
+        return self._route(came_from, d, data, now, from_private=False), released
 
-    def _route(self, in_port: int, frame: Frame, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
-        """A routed datagram (a fragment waits for its datagram): what the NAT path decides, carried out."""
+    def _route(self, came_from: Location, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
+        """A routed datagram (a fragment waits for its datagram) from ``came_from`` (port and sender's MAC):
+        what the NAT path decides, carried out."""
         whole = None
         if d.is_fragment:
             whole = self._fragments.add(d, now)
@@ -229,22 +232,22 @@ class Gateway:
         decision = self._nat.decide(d, from_private, now)
         match decision:
             case Translated():
-                return self._forward(decision, in_port, frame, data, now, whole)
+                return self._forward(decision, came_from, data, now, whole)
             case Mapping():
-                return self._new_mapping(decision, d, in_port, frame, data, now, whole)
+                return self._new_mapping(decision, d, came_from, data, now, whole)
             case Verdict.TIME_EXCEEDED:
                 local = self._private.address if from_private else self._public.address
-                return self._local.time_exceeded(d, in_port, frame, local)
+                return self._local.time_exceeded(d, came_from, local)
             case Verdict.FOR_THE_NAT:
-                return self._local.answer(d, in_port, frame)
+                return self._local.answer(d, came_from)
             case Verdict.UNSOLICITED:
                 if d.proto == Proto.ICMP:
-                    return self._local.answer(d, in_port, frame)
+                    return self._local.answer(d, came_from)
                 return self._guard.refuse(d, now)
             case DropReason():
                 return self._dropped(decision)
 
-    def _new_mapping(self, mapping: Mapping, d: Datagram, in_port: int, frame: Frame, data: bytes, now: float,
+    def _new_mapping(self, mapping: Mapping, d: Datagram, came_from: Location, data: bytes, now: float,
                      whole: Reassembled | None) -> Plan:
         """A mapping was added for ``d``: a TCP or UDP first packet goes through the new rules' rewrite."""
         if d.proto in rules.OFFLOADED:
@@ -252,34 +255,31 @@ class Gateway:
             if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 hop = self._neighbours.locate(mapping.replier)
                 if hop is None:
-                    return self._neighbours.hold(mapping.replier, in_port, data, now, self._switch.ports)
-                return self._offload.install_and_send(mapping, Direction.ORIGINAL, Location(in_port, frame.eth_src),
-                                                      hop, data)
-        return self._forward(self._nat.translate(d, now), in_port, frame, data, now, whole)
+                    return self._neighbours.hold(mapping.replier, came_from.port, data, now, self._switch.ports)
+                return self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
+        return self._forward(self._nat.translate(d, now), came_from, data, now, whole)
 
-    def _forward(self, t: Translated, in_port: int, frame: Frame, data: bytes, now: float,
-                 whole: Reassembled | None) -> Plan:
+    def _forward(self, t: Translated, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
         """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
         out = t.packet
         hop = self._neighbours.locate(out.dst)
         if hop is None:
-            return self._hold(out.dst, in_port, frame, data, now, whole)
+            return self._hold(out.dst, came_from, data, now, whole)
         plan: Plan = []
         if self._offload.tracks(t.mapping) and out.embedded is None:
-            came_from = Location(in_port, frame.eth_src)
             if whole is None:
                 return self._offload.carry(t, came_from, hop, data)
             plan = self._offload.install(t.mapping, t.direction, came_from, hop)
         pieces = [out.raw] if whole is None else self._fragments.pieces(out, whole)
         return plan + [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
 
-    def _hold(self, ip: int, in_port: int, frame: Frame, data: bytes, now: float, whole: Reassembled | None) -> Plan:
+    def _hold(self, ip: int, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
         """Hold a packet (one that came in pieces: as those pieces) until its next hop is known."""
         if whole is None:
-            return self._neighbours.hold(ip, in_port, data, now, self._switch.ports)
+            return self._neighbours.hold(ip, came_from.port, data, now, self._switch.ports)
         plan: Plan = []
         for piece in self._fragments.pieces(whole.datagram, whole):
-            plan += self._neighbours.hold(ip, in_port, ethernet_frame(self._mac, frame.eth_src, piece), now,
+            plan += self._neighbours.hold(ip, came_from.port, ethernet_frame(self._mac, came_from.mac, piece), now,
                                           self._switch.ports)
         return plan
 

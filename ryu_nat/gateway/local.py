@@ -6,7 +6,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from ryu_nat.core import icmp
-from ryu_nat.core.packet import Datagram, Frame, ethernet_frame
+from ryu_nat.core.neighbours import Location
+from ryu_nat.core.packet import Datagram, ethernet_frame
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import rules
@@ -20,20 +21,21 @@ class LocalTraffic:
         self._mac = router_mac
         self._stats = stats
 
-    def answer(self, d: Datagram, in_port: int, frame: Frame) -> Plan:
+    def answer(self, d: Datagram, came_from: Location) -> Plan:
         """A packet for one of the NAT's addresses: an echo request is answered, the rest dropped."""
         reply = icmp.echo_reply(d)
         if reply is None:
             self._stats.drop(DropReason.LOCAL)
             return []
         self._stats.icmp_sent["echo_reply"] += 1
-        return [rules.send_frame(ethernet_frame(frame.eth_src, self._mac, reply), [in_port], in_port)]
+        return [rules.send_frame(ethernet_frame(came_from.mac, self._mac, reply), [came_from.port], came_from.port)]
 
-    def time_exceeded(self, d: Datagram, in_port: int, frame: Frame, from_ip: int) -> Plan:
+    def time_exceeded(self, d: Datagram, came_from: Location, from_ip: int) -> Plan:
         """The packet's TTL ran out here: tell its sender, from the NAT's address on that side."""
         if not icmp.may_answer_with_error(d):
             self._stats.drop(DropReason.TTL_EXCEEDED)
             return []
         self._stats.icmp_sent["time_exceeded"] += 1
         message = icmp.time_exceeded(d, IPv4Address(from_ip))
-        return [rules.send_frame(ethernet_frame(frame.eth_src, self._mac, message), [in_port], in_port)]
+        return [rules.send_frame(ethernet_frame(came_from.mac, self._mac, message), [came_from.port],
+                                 came_from.port)]
