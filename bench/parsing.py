@@ -19,7 +19,6 @@ import argparse
 import logging
 import random
 import statistics
-import struct
 import sys
 import time
 import traceback
