@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import struct
 
-from ryu.base import app_manager
-from ryu.controller import ofp_event
-from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.ofproto import ofproto_protocol, ofproto_v1_3
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import app_manager
+from ryu_nat.backend import ofp_event
+from ryu_nat.backend import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu_nat.backend import ofproto_protocol, ofproto_v1_3
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 _LENGTH_AT = 2
 _IN_PORT_AT = 12
