@@ -43,7 +43,7 @@ define ryu_venv
 	test -x $(1)/bin/python || $(2) -m venv $(1)
 	$(1)/bin/python -m pip install -q "setuptools>=66.1,<68" wheel pbr
 	$(1)/bin/python -m pip install -q --no-build-isolation -e '.[ryu,test]'
-	$(1)/bin/python -c 'import sysconfig; open(sysconfig.get_paths()["purelib"] + "/ryu_nat-compat.pth", "w").write("import ryu_nat.compat\n")'
+	$(1)/bin/python -c 'import sysconfig; open(sysconfig.get_paths()["purelib"] + "/ryu_nat-compat.pth", "w").write("import ryu_nat.compat; ryu_nat.compat.install()\n")'
 	touch $(1)/.installed
 endef
 
@@ -84,7 +84,8 @@ demo: system-deps $(STAMP)
 	$(VPY) mininet/demo.py
 
 # The Linux NAT baseline needs nftables; the rest of what the benchmarks use is in APT_PACKAGES.
-bench: system-deps $(STAMP)
+# Ryu and os-ken side by side: ryu_nat's set-ups/s on each, in one run.
+bench: system-deps $(STAMP) $(OSKEN_VENV)/.installed
 	@dpkg-query -W -f='$${Status}' nftables 2>/dev/null | grep -q "ok installed" || \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables
 	$(VPY) bench/run.py

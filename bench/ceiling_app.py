@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import struct
 
-from ryu_nat.backend import CONFIG_DISPATCHER, MAIN_DISPATCHER, BaseApp, ofp_event, ofproto_protocol, ofproto_v1_3
+from ryu_nat.backend import (CONFIG_DISPATCHER, MAIN_DISPATCHER, BaseApp, ofp_event, ofproto_protocol, ofproto_v1_3,
+                             set_ev_cls)
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 _LENGTH_AT = 2

@@ -1,4 +1,4 @@
-"""The Ryu application: OpenFlow events in, gateway calls, plans out to the switch.
+"""The controller application: OpenFlow events in, gateway calls, plans out to the switch.
 
 Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` or ``ryu-nat``
 (Ryu 4.34), or with ``ryu-nat`` alone (os-ken, see :mod:`ryu_nat.backend`).
