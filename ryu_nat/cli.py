@@ -26,9 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--wsapi-port``, ``--verbose``, ``--log-file`` and the rest of the
     framework's logging and OpenFlow options.
     """
-    from ryu_nat import backend, compat
+    from ryu_nat import compat
 
     compat.quiet_eventlet_deprecation()  # before the framework imports eventlet
+    try:
+        from ryu_nat import backend
+    except ImportError as exc:  # BackendMissing: neither framework, or not the one asked for
+        print(f"ryu-nat: {exc}", file=sys.stderr)
+        return 2
     # First, as ryu-manager does. Under eventlet, patch(...) patches only the modules it names as True (or, with
     # thread=False, all but threading): the two calls together patch everything. Plain threads: no-ops.
     backend.hub.patch(thread=False)
