@@ -1062,6 +1062,7 @@ def _rest_writer(api: str, writer: int, stop: threading.Event, tally: RestTally)
                 ("DELETE", f"/nat/redirects/tcp/{port}", None),
                 ("GET", "/nat/stats", None)):
             tally.requests += 1
+            sent = time.monotonic()
             try:
                 status, answer = _rest(api, method, path, body)
             except OSError as exc:
@@ -1071,7 +1072,8 @@ def _rest_writer(api: str, writer: int, stop: threading.Event, tally: RestTally)
             if status == 0 or (status >= 500 and b'"no_switch"' not in answer):
                 tally.errors += 1
                 if len(tally.examples) < 3:
-                    tally.examples.append(f"{method} {path}: {status} {answer[:200]!r}")
+                    tally.examples.append(f"{method} {path}: {status} after {time.monotonic() - sent:.1f} s: "
+                                          f"{answer[:200]!r}")
         i += 1
 
 
