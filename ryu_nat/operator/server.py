@@ -42,6 +42,7 @@ Runner = Callable[[Callable[[], bytes]], bytes]
 
 HEAD_END = b"\r\n\r\n"
 METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+LISTEN_BACKLOG = 1024  # a flood waits in the kernel's queue (accepted, then cut) rather than seeing SYNs dropped
 ACCEPT_RETRY_S = 0.05  # after a failed accept (out of file descriptors), before the next
 ACCEPT_WARNING_S = 10.0  # at most one warning about failed accepts per this many seconds
 
@@ -166,7 +167,7 @@ class RestServer:
     def start(self) -> None:
         """Listen now (OSError if the address is taken), and serve from a thread of its own."""
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        self._listener = socket.create_server((self._host, self._port), family=family, backlog=128)
+        self._listener = socket.create_server((self._host, self._port), family=family, backlog=LISTEN_BACKLOG)
         threading.Thread(target=self._accept_loop, name="ryu_nat-rest", daemon=True).start()
 
     def stop(self) -> None:

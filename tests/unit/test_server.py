@@ -217,7 +217,7 @@ def test_a_real_controller_answers_while_1100_connections_never_finish_their_hea
                           api_port)
     with launch.controller(args) as proc, ExitStack() as stack:
         for _ in range(1100):
-            sock = stack.enter_context(socket.create_connection(("127.0.0.1", api_port), timeout=5))
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", api_port), timeout=30))
             sock.sendall(b"GET /nat/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started = time.monotonic()
         url = f"http://127.0.0.1:{api_port}/nat/stats"
