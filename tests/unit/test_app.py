@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import threading
 import sys
 import time
 
@@ -150,3 +151,20 @@ def test_one_signal_stops_the_controller_within_two_seconds(tmp_path, launcher, 
     assert took < STOP_WITHIN_S and proc.returncode == 0, output[-2000:]
     assert "ryu_nat: stopping" in output and "Traceback" not in output
     assert not launch.is_listening(api_port)
+
+
+def test_the_ticker_ends_once_the_app_stops(app, monkeypatch):
+    """Issue 15: it looped for ever, and stopping the app waited for it."""
+    from ryu_nat import app as app_module
+
+    monkeypatch.setattr(app_module, "TICK_S", 0.02)
+    ticks = []
+    monkeypatch.setattr(app, "send_event", lambda name, ev: ticks.append(type(ev).__name__))
+    ticker = threading.Thread(target=app._ticker, daemon=True)
+    ticker.start()
+    deadline = time.monotonic() + 5
+    while not ticks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    app.is_active = False  # what stop() does first
+    ticker.join(1)
+    assert not ticker.is_alive() and ticks[0] == "EventTick"
