@@ -14,8 +14,8 @@ threads) and on plain threads (os-ken 4). For each connection:
   with the body already in memory: no client can hold that thread. The answer
   is written back from here, within ``write_timeout_s``.
 
-One request per connection (the answer says ``Connection: close``): the clients
-are ``ryu-nat-ctl``, the live page and scripts. The WSGI protocol itself is the
+One request per connection (answers are HTTP/1.0, and the server closes the
+connection after each): the clients are ``ryu-nat-ctl``, the live page and scripts. The WSGI protocol itself is the
 standard library's (:class:`wsgiref.handlers.SimpleHandler`).
 """
 
