@@ -2,7 +2,8 @@
 
 * parse: ``parse_frame`` on the first packet of a flow (a TCP SYN with the
   options Linux sends, a UDP query, an echo request, a port unreachable),
-  beside Ryu's own parser (``ryu.lib.packet.packet.Packet``) on the same bytes.
+  beside the framework's own parser (Ryu's or os-ken's ``packet.Packet``) on
+  the same bytes.
 * fragments: ``FragmentCache.add`` per piece, for datagrams of 257 and 6,400
   pieces of 8 bytes, in order and shuffled: the same cost per piece at both
   sizes means reassembly is linear in the datagram's size.
@@ -24,13 +25,12 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 
-from ryu.lib.packet import packet as ryu_packet
-
 from common import REPO, Row, Summary, Target, faster, paired
 
 # Ahead of site-packages, where some dependency installs a top-level package named "tests".
 sys.path.insert(1, str(REPO))
 
+from ryu_nat import backend  # noqa: E402
 from ryu_nat.core.fragments import FragmentCache, Reassembled, fragment  # noqa: E402
 from ryu_nat.core.packet import Datagram, Frame, parse_frame, parse_ipv4  # noqa: E402
 from tests.unit import hostile  # noqa: E402  (needs the repository on sys.path)
@@ -41,6 +41,7 @@ PIECE_COUNTS, SMOKE_PIECE_COUNTS = (257, 6_400), (33, 257)
 HOSTILE_FRAMES, SMOKE_HOSTILE_FRAMES = 50_000, 1_000
 INVARIANT_EVERY = 1_000
 CLIENT, SERVER = "10.0.0.2", "192.168.3.10"
+FRAMEWORK_NAMES = {backend.RYU: "Ryu", backend.OS_KEN: "os-ken"}
 LINUX_SYN_OPTIONS = bytes.fromhex("020405b4" "0402" "080a00c0ffee00000000" "01" "030307")  # MSS, SACK-ok, TS, WS
 
 
@@ -76,12 +77,12 @@ def parse_rows(smoke: bool, reps: int) -> list[Row]:
     for name, data in flow_frames().items():
         parsed = parse_frame(data)
         assert isinstance(parsed, Frame) and parsed.datagram is not None, (name, parsed)
-        ours, ryu = [], []
+        ours, framework = [], []
         for _ in range(reps):
             ours.append(_per_call_us(parse_frame, data, calls))
-            ryu.append(_per_call_us(ryu_packet.Packet, data, calls))
-        rows.append(Row("parsing", f"parse_frame: {name}", "µs", Summary.of(ours), Summary.of(ryu),
-                        "Ryu's packet.Packet", paired(ours, ryu, faster)))
+            framework.append(_per_call_us(backend.packet.Packet, data, calls))
+        rows.append(Row("parsing", f"parse_frame: {name}", "µs", Summary.of(ours), Summary.of(framework),
+                        f"{FRAMEWORK_NAMES[backend.NAME]}'s packet.Packet", paired(ours, framework, faster)))
     return rows
 
 

@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from ryu.lib.packet import ethernet
+from ryu_nat.backend import ethernet
 
 from ryu_nat.core import checksum
 from ryu_nat.core.addresses import Channel, Proto, pack_key

@@ -8,8 +8,7 @@ from ipaddress import IPv4Address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
-
+from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
 from ryu_nat.core import checksum
 from ryu_nat.core.icmp import echo_reply
 from ryu_nat.core.packet import (Datagram, Frame, ParseError, parse_frame, parse_ipv4, rewrite)
@@ -169,7 +168,7 @@ def test_arp_fields_read_at_fixed_offsets_as_ryu_names_them():
 
 def test_parsing_calls_no_ryu_parser(monkeypatch):
     def refuse(*args, **kwargs):
-        raise RuntimeError("a Ryu parser was called on received bytes")
+        raise RuntimeError("the framework's packet parser was called on received bytes")
 
     for cls in (ethernet.ethernet, ipv4.ipv4, tcp.tcp, tcp.TCPOption, udp.udp, icmp.icmp, icmp.echo,
                 icmp.dest_unreach, icmp.TimeExceeded, arp.arp):
