@@ -342,13 +342,12 @@ class Watchdog:
     """Runs calls with a time bound each: a SIGALRM interrupts a call that would never return.
 
     The alarm stops Python-level loops (Ryu 4.34's TCP option parser is one); the
-    elapsed time is checked afterwards too, in case something swallowed it. The
-    slowest call is kept. Use as a context manager, in the main thread.
+    elapsed time is checked afterwards too, in case something swallowed it. Use
+    as a context manager, in the main thread.
     """
 
     def __init__(self, bound_s: float) -> None:
         self.bound_s = bound_s
-        self.slowest_s = 0.0
         self._previous: object = None
 
     def __enter__(self) -> Watchdog:
@@ -377,7 +376,6 @@ class Watchdog:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - started
-        self.slowest_s = max(self.slowest_s, elapsed)
         if elapsed > self.bound_s:
             raise DeadlineExceeded(f"the call took {elapsed:.3f} s or more (bound {self.bound_s} s)")
         return result  # type: ignore[return-value]
