@@ -24,8 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for topologies.controller, which the benchmarks share with the tests
 BENCH = REPO / "bench"
-VENV_BIN = REPO / ".venv" / "bin"
+# The environment running the benchmark holds its controller: .venv (Ryu) for `make bench`.
+VENV_BIN = Path(sys.executable).parent
 RYU_MANAGER = VENV_BIN / "ryu-manager"
+# os-ken's environment (make venvs), for ryu_nat on os-ken beside ryu_nat on Ryu.
+OSKEN_RYU_NAT = REPO / ".venv-osken" / "bin" / "ryu-nat"
 # Processes we start die with us, even if we are killed (as topologies/lab.py does).
 DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -159,13 +162,14 @@ def machine_facts() -> dict[str, object]:
         "ovs": _first_line(["ovs-vswitchd", "--version"]),
         "cpu_model": model.group(1).strip() if model else "?",
         "memory_gib": round(int(total.group(1)) / 2 ** 20, 1) if total else None,
-        "ryu": _ryu_version(),
+        "ryu": _version("ryu"),
+        "os-ken": _version("os-ken"),
     }
 
 
-def _ryu_version() -> str:
+def _version(distribution: str) -> str:
     try:
-        return importlib.metadata.version("ryu")
+        return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 

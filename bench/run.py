@@ -5,7 +5,7 @@
     bench/run.py --smoke               tiny sizes, no Mininet, seconds: keeps the code from rotting
     bench/run.py --only ofload --before main   set-ups against ryu_nat at git revision main too, side by side
 
-Sections: table, memory, ofload (pure Python or a local ryu-manager), and
+Sections: table, memory, parsing, ofload (pure Python or a local ryu-manager), and
 dataplane, connections, scale (Mininet and Open vSwitch; they wait while
 end-to-end tests use Open vSwitch, since Mininet's clean-up removes every
 bridge). Each section's rows replace that section's earlier rows in
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import BENCH, Row, Summary, Target, dump_json, machine_facts
 
-SECTIONS = ("table", "memory", "ofload", "dataplane", "connections", "scale")
+SECTIONS = ("table", "memory", "parsing", "ofload", "dataplane", "connections", "scale")
 NEEDS_MININET = frozenset({"dataplane", "connections", "scale"})
 
 
@@ -41,6 +41,10 @@ def _runner(section: str, befores: Sequence[str] = ()) -> Callable[[bool, int], 
         import memory
 
         return lambda smoke, reps: (memory.run(smoke, reps), None)
+    if section == "parsing":
+        import parsing
+
+        return lambda smoke, reps: (parsing.run(smoke, reps), None)
     if section == "ofload":
         import ofload
 

@@ -1,29 +1,32 @@
-"""The Ryu application: OpenFlow events in, gateway calls, plans out to the switch.
+"""The controller application: OpenFlow events in, gateway calls, plans out to the switch.
 
-Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` (or ``ryu-nat``).
+Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` or ``ryu-nat``
+(Ryu 4.34), or with ``ryu-nat`` alone (os-ken, see :mod:`ryu_nat.backend`).
 Each handler is a few lines: it turns an event into one gateway call and sends
-the plan that comes back. State changes only on this app's event thread (the
-timer merely posts an event), and in the REST API's handlers: gateway methods
-never yield, so a request cannot interleave with an event.
+the plan that comes back. State changes only on this app's event thread: the
+ticker merely posts an event, and the REST server hands each request to this
+thread and waits for the answer, so nothing interleaves with a switch event
+even where os-ken runs everything on truly parallel threads.
+
+One SIGINT or SIGTERM stops the controller, under either launcher: the apps are
+stopped in order and the process exits (``ryu-manager`` alone would not stop
+on a Ctrl-C, and os-ken's threads cannot be killed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ryu import cfg
-from ryu.app.wsgi import WSGIApplication
-from ryu.base import app_manager
-from ryu.controller import event, ofp_event
-from ryu.controller.controller import Datapath
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
-
+from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
+                             ofp_event, ofproto_v1_3, set_ev_cls)
 from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
@@ -32,20 +35,35 @@ from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.server import EventThreadCall, RestServer
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
 CONF.register_opts([cfg.StrOpt(name, default=DEFAULTS.get(name), help=text) for name, text in OPTIONS.items()],
                    group="nat")
+# ryu-manager has these options from ryu.app.wsgi; ryu-nat imports this module before it parses the command line.
+if "wsapi_host" not in CONF:
+    CONF.register_cli_opts([cfg.StrOpt("wsapi-host", help="REST API listen address (default 127.0.0.1)"),
+                            cfg.IntOpt("wsapi-port", default=8080, help="REST API listen port (default 8080)")])
 # The REST API may reset the NAT: listen on loopback unless --wsapi-host (or a config file) says otherwise.
 # ryu-manager parses its options before it imports apps, and the server reads the value after.
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
+REST_WAIT_S = 10.0  # a REST request the event thread has not taken by then is answered 503
+STOP_POLL_S = 0.1  # how often the stopper looks for a stop signal
 
 
-class EventTick(event.EventBase):
+class EventTick(event.EventBase):  # type: ignore[misc]
     """Time for periodic work (expiry, ARP retries)."""
+
+
+class EventRestCall(event.EventBase):  # type: ignore[misc]
+    """A REST request, read whole by the server, to be answered on the event thread."""
+
+    def __init__(self, call: EventThreadCall) -> None:
+        super().__init__()
+        self.call = call
 
 
 def load_config() -> NatConfig:
@@ -54,11 +72,10 @@ def load_config() -> NatConfig:
     return parse_config({name: getattr(group, name) for name in OPTIONS})
 
 
-class NatApp(app_manager.RyuApp):  # type: ignore[misc]
+class NatApp(BaseApp):  # type: ignore[misc]
     """Makes one OpenFlow 1.3 switch a NAT gateway between a private and a public network."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -75,13 +92,39 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.sent = sentlog.SentLog()
         self.reraise = False
         self.flow_counters = FlowCounters()
-        wsgi = kwargs.get("wsgi")
-        if isinstance(wsgi, WSGIApplication):
-            rest.register(wsgi, NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send))
+        self.rest_app = rest.make_wsgi_app(NatFacade(self.gateway, self.flow_counters, lambda: self.datapath,
+                                                     self._send))
+        self.rest_server: RestServer | None = None
+        self._stop_signals = 0
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
-        self.threads.append(hub.spawn(self._ticker))
+
+    def start(self) -> Any:
+        """After every app is made: the event thread, the ticker, the REST server and the stop signals."""
+        started = super().start()
+        hub.spawn(self._ticker)  # not joined at stop: it ends by itself within TICK_S
+        host, port = CONF.wsapi_host, CONF.wsapi_port
+        self.rest_server = RestServer(self.rest_app, host, port, self._on_event_thread)
+        try:
+            self.rest_server.start()
+        except OSError as exc:
+            LOG.error("ryu_nat: the REST API cannot listen on %s:%d: %s", host, port, exc)
+            raise SystemExit(f"ryu_nat: the REST API cannot listen on {host}:{port}: {exc}") from None
+        LOG.info("ryu_nat: REST API on http://%s:%d/nat/", host, port)
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._stop_signal)
+        except ValueError:  # not the main thread (an embedding): whoever started the app stops it
+            return started
+        hub.spawn(self._stopper)
+        return started
+
+    def stop(self) -> None:
+        """Stop serving REST, then the event thread; the ticker sees it and ends within TICK_S."""
+        if self.rest_server is not None:
+            self.rest_server.stop()
+        super().stop()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -182,9 +225,40 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             self.flow_counters.poll_sent(request.xid, now)
 
     def _ticker(self) -> None:
-        while True:
+        while self.is_active:
             hub.sleep(TICK_S)
-            self.send_event(self.name, EventTick())
+            if self.is_active:
+                self.send_event(self.name, EventTick())
+
+    @set_ev_cls(EventRestCall)
+    def _rest_call(self, ev: EventRestCall) -> None:
+        ev.call.run()
+
+    def _on_event_thread(self, work: Callable[[], bytes]) -> bytes:
+        """Run ``work`` (a REST request) on the event thread and wait for its result."""
+        call = EventThreadCall(work)
+        self.send_event(self.name, EventRestCall(call))
+        result: bytes = call.result(REST_WAIT_S)
+        return result
+
+    # --- stopping ------------------------------------------------------------------------------------
+
+    def _stop_signal(self, signum: int, frame: object) -> None:
+        """Only counts: under eventlet a signal handler may run inside any green thread."""
+        self._stop_signals += 1
+        if self._stop_signals > 1:
+            os._exit(128 + signum)  # a second signal: the orderly stop is stuck, so do not wait for it
+
+    def _stopper(self) -> None:
+        """On a stop signal: stop every app in order, then end the process (os-ken's threads cannot be killed)."""
+        while not self._stop_signals:
+            hub.sleep(STOP_POLL_S)
+        LOG.info("ryu_nat: stopping")
+        app_manager.AppManager.get_instance().close()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     @contextlib.contextmanager
     def _guard(self, event_name: str, dp: Datapath) -> Iterator[None]:

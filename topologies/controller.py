@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-RYU_MANAGER = REPO / ".venv" / "bin" / "ryu-manager"
 START_TIMEOUT_S = 30.0
 
 
@@ -52,15 +50,17 @@ def start_listening(command: Sequence[str], port: int, timeout_s: float = START_
     """Start ``command`` (``ryu-manager ...``) and return once something listens on TCP ``port``.
 
     ``popen`` goes to :class:`subprocess.Popen` (stdout, env, cwd, ...). Raises
-    ControllerDied if the process exits first, TimeoutError if nothing listens in
-    time (the process is killed then).
+    ControllerDied if the process exits first (with the end of its output, if
+    piped), TimeoutError if nothing listens in time (the process is killed then).
     """
     process = subprocess.Popen(list(command), **popen)
     deadline = time.monotonic() + timeout_s
     while listening_address(port) is None:
         if process.poll() is not None:
+            output = process.communicate()[0] if process.stdout is not None else None
+            said = f"; its output ends:\n{output[-3000:]!s}" if output else ""
             raise ControllerDied(f"{Path(command[0]).name} exited with {process.returncode} before listening "
-                                 f"on port {port}")
+                                 f"on port {port}{said}")
         if time.monotonic() > deadline:
             process.kill()
             process.wait()

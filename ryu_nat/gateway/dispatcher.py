@@ -65,11 +65,8 @@ class Gateway:
     # --- switch events ------------------------------------------------------------------
 
     def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
-        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings.
-
-        Mappings outlive a switch reconnect: their rules are installed again
-        wherever both ends are known (the others come back with their next packet).
-        """
+        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
+        two ends are known; the others come back with their next packet)."""
         self._switch.connected(ports)
         self._guard.forget()
         plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
@@ -120,8 +117,7 @@ class Gateway:
 
     def remove_connections(self, host: IPv4Address) -> tuple[FreedPorts, Plan]:
         """mirage-nat's remove_connections: every mapping of a private host, and its rules."""
-        freed = self._nat.remove_connections(host)
-        return freed, self._finish([])
+        return self._nat.remove_connections(host), self._finish([])
 
     def reset(self) -> Plan:
         """Remove every mapping and its rules."""
@@ -133,6 +129,10 @@ class Gateway:
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         """Live mappings, optionally of one protocol and/or one private host."""
         return self._nat.mappings(proto, host)
+
+    def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
+        """The mapping that has the channel ``key`` (packed) in ``proto``'s table; a lookup, so it counts as use."""
+        return self._nat.mapping_of(proto, key)
 
     def mapping_count(self, proto: Proto) -> int:
         return self._nat.count(proto)
@@ -159,8 +159,7 @@ class Gateway:
         return self._nat.is_port_reserved(proto, public_port)
 
     def is_port_free(self, proto: Proto, remote: Endpoint, public_port: int) -> bool:
-        """True if no mapping has the channel remote -> public address:``public_port`` and no private
-        endpoint holds or reserves that port."""
+        """No mapping has remote -> public address:``public_port``, and no private endpoint holds or reserves it."""
         return self._nat.is_port_free(proto, remote, public_port)
 
     def rule_state(self, mapping: Mapping) -> RuleState | None:

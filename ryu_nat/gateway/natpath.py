@@ -139,6 +139,9 @@ class NatPath:
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         return self._nat.table.mappings(proto, host)
 
+    def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
+        return self._nat.table.lookup(proto, key)
+
     def count(self, proto: Proto) -> int:
         return self._nat.table.count(proto)
 

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from ryu.lib.packet import arp as arp_pkt
-
+from ryu_nat.backend import arp as arp_pkt
 from ryu_nat.core.addresses import Subnet
 from ryu_nat.core.neighbours import Location, Neighbours
 from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, Frame, ethernet_frame

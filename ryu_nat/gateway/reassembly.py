@@ -19,10 +19,15 @@ class Reassembly:
         self._stats = stats
         self._cache = FragmentCache()
 
-    def add(self, piece: Datagram, now: float) -> Reassembled | None:
-        """Keep ``piece``; the whole datagram once its last piece is in, else None (also when dropped)."""
+    def add(self, piece: Datagram, now: float, trusted: bool = True) -> Reassembled | None:
+        """Keep ``piece``; the whole datagram once its last piece is in, else None (also when dropped).
+
+        ``trusted``: the piece could belong to traffic the NAT expects (see
+        :meth:`~ryu_nat.core.fragments.FragmentCache.add`); untrusted pieces never
+        displace trusted ones.
+        """
         self._stats.packet_ins["fragment"] += 1
-        result = self._cache.add(piece, now)
+        result = self._cache.add(piece, now, trusted)
         if isinstance(result, FragmentError):
             self._stats.drop(DropReason.of(result))
             return None

@@ -1,7 +1,8 @@
 """The operator's REST API under ``/nat/``: routes, request validation, errors as JSON.
 
-Served by Ryu's WSGI server (``--wsapi-host``, default 127.0.0.1 for this app;
-``--wsapi-port``, default 8080). Each handler validates the request completely,
+Served by :mod:`ryu_nat.operator.server` (``--wsapi-host``, default 127.0.0.1;
+``--wsapi-port``, default 8080), on Ryu and on os-ken alike; every request
+runs on the app's event thread. Each handler validates the request completely,
 then makes one call on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes
 what it returns, so a bad request changes nothing. Every error is
 ``{"error": {"code": ..., "message": ...}}`` with its HTTP status, and is
@@ -20,16 +21,16 @@ from importlib import resources
 from ipaddress import IPv4Address
 from typing import Any
 
-from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
 from webob import Request
 
 from ryu_nat.config import RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
 from ryu_nat.operator.facade import NatFacade
+from ryu_nat.operator.server import WsgiApp
+from ryu_nat.operator.wsgi import Response, Router, route
 
 LOG = logging.getLogger(__name__)
 
-FACADE = "nat"
 JSON_TYPE = "application/json"
 REDIRECT_FIELDS = {"protocol", "public_port", "private"}
 ENDPOINT_FIELDS = {"ip", "port"}
@@ -47,10 +48,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def register(wsgi: WSGIApplication, facade: NatFacade) -> None:
-    """Serve the API on ``wsgi``; every other path under /nat/ answers a JSON 404 (or 405)."""
-    wsgi.register(NatController, {FACADE: facade})
-    wsgi.register(NatFallback)  # after NatController: routes are tried in the order they were added
+def make_wsgi_app(facade: NatFacade) -> WsgiApp:
+    """The whole API as one WSGI app over ``facade``; any other path answers a JSON 404 (or 405).
+
+    Middleware that checks every request wraps the router here.
+    """
+    return Router([NatController(facade)], not_routed)
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -81,12 +84,11 @@ def _api(handler: Handler) -> Handler:
     return guarded
 
 
-class NatController(ControllerBase):  # type: ignore[misc]
-    """Routes of the API; ``data`` is the façade given to :func:`register`."""
+class NatController:
+    """Routes of the API over one façade."""
 
-    def __init__(self, req: Request, link: Any, data: dict[str, NatFacade], **config: Any) -> None:
-        super().__init__(req, link, data, **config)
-        self.nat: NatFacade = data[FACADE]
+    def __init__(self, facade: NatFacade) -> None:
+        self.nat = facade
 
     # --- pages ----------------------------------------------------------------------------------
 
@@ -219,24 +221,15 @@ class NatController(ControllerBase):  # type: ignore[misc]
             raise ApiError(503, "no_switch", "no NAT switch is connected: its rules cannot be deleted now")
 
 
-class NatFallback(ControllerBase):  # type: ignore[misc]
-    """Any other path under /nat/: 405 if the path exists for another method, else 404."""
-
-    @route("nat_fallback", "/nat/{path:.*}")
-    def not_found(self, req: Request, **_: str) -> Response:
-        allowed = [method for method in ("GET", "POST", "DELETE")
-                   if _routed_elsewhere(self.parent, {**req.environ, "REQUEST_METHOD": method})]
-        if allowed:
-            response = error_response(405, "method_not_allowed",
-                                      f"{req.method} is not allowed on {req.path} (allowed: {', '.join(allowed)})")
-            response.allow = allowed
-            return response
-        return error_response(404, "not_found", f"no such resource: {req.path} (see /nat/openapi.json)")
-
-
-def _routed_elsewhere(wsgi: WSGIApplication, environ: dict[str, Any]) -> bool:
-    match = wsgi.mapper.match(environ=environ)
-    return bool(match) and match["controller"] is not NatFallback
+def not_routed(req: Request, allowed: list[str]) -> Response:
+    """Any other request: 405 if the path exists for other methods (``allowed``), else 404."""
+    if allowed:
+        allowed = [method for method in ("GET", "POST", "DELETE") if method in allowed]
+        response = error_response(405, "method_not_allowed",
+                                  f"{req.method} is not allowed on {req.path} (allowed: {', '.join(allowed)})")
+        response.allow = allowed
+        return response
+    return error_response(404, "not_found", f"no such resource: {req.path} (see /nat/openapi.json)")
 
 
 # --- validation of values ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address
 
-from ryu.lib.packet import ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
+from ryu_nat.backend import ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
 
 from ryu_nat.core.packet import Datagram, parse_ipv4
 
@@ -74,6 +74,15 @@ def parsed(raw: bytes) -> Datagram:
     result = parse_ipv4(raw)
     assert isinstance(result, Datagram), result
     return result
+
+
+def with_ip_checksum(raw: bytes) -> bytes:
+    """``raw`` with its IPv4 header checksum computed again (after a test changed a header field)."""
+    header_len = (raw[0] & 0xF) * 4
+    header = bytearray(raw[:header_len])
+    header[10:12] = b"\x00\x00"
+    header[10:12] = struct.pack("!H", packet_utils.checksum(bytes(header)))
+    return bytes(header) + raw[header_len:]
 
 
 def checksums_ok(raw: bytes) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ryu.app.wsgi import WSGIApplication
 from webob import Request, Response
 
 from ryu_nat.operator import rest
@@ -35,8 +34,7 @@ class Api:
         self.plans: list[Plan] = []
         self.facade = NatFacade(self.lab.gateway, self.counters, lambda: self.datapath, self._send,
                                 clock=lambda: self.lab.now)
-        self.wsgi = WSGIApplication()
-        rest.register(self.wsgi, self.facade)
+        self.wsgi = rest.make_wsgi_app(self.facade)
         self.seen: set[tuple[str, str, int]] = set()
 
     def _send(self, datapath: FakeDatapath, plan: Plan) -> None:

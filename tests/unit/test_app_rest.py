@@ -1,29 +1,26 @@
-"""The app's side of the operator interface: the REST API on its WSGI context, flow-statistics polls and
-replies through real Ryu messages, and the API's default listen address."""
+"""The app's side of the operator interface: the REST API over its gateway, flow-statistics polls and
+replies through real OpenFlow messages, and the API's default listen address."""
 
 from __future__ import annotations
 
 import json
-import pathlib
 import struct
-import subprocess
-import sys
 import time
 
 import pytest
-from ryu.app.wsgi import WSGIApplication
-from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER
-from ryu.ofproto import ofproto_parser
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import ofp_event
+from ryu_nat.backend import DEAD_DISPATCHER
+from ryu_nat.backend import ofproto_parser
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 from webob import Request
 
 from ryu_nat.operator import flowstats
 from ryu_nat.openflow import cookies
 
-from topologies.controller import free_port, listening_address, start_listening
+from topologies.controller import http_json, listening_address
 
+from . import launch
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, packet_in_event, state_change_event
 from .fakeswitch import connect
@@ -31,17 +28,17 @@ from .lab import BASE_CONFIG, H1, H1_PORT, PUBLIC, SERVER, UPLINK, arp_reply, fr
 
 
 @pytest.fixture
-def wsgi() -> WSGIApplication:
-    """The WSGI context ryu-manager would hand the app."""
-    return WSGIApplication()
+def app(make_app):
+    return make_app(BASE_CONFIG)
 
 
 @pytest.fixture
-def app(make_app, wsgi):
-    return make_app(BASE_CONFIG, wsgi=wsgi)
+def wsgi(app):
+    """The app's REST API as the WSGI app its server runs (here on the test's thread)."""
+    return app.rest_app
 
 
-def get(wsgi: WSGIApplication, path: str, method: str = "GET") -> tuple[int, dict]:
+def get(wsgi, path: str, method: str = "GET") -> tuple[int, dict]:
     response = Request.blank(path, method=method).get_response(wsgi)
     return response.status_int, json.loads(response.body)
 
@@ -75,7 +72,7 @@ def flow_stats_reply_event(dp: FakeDatapath, xid: int, entries: list[tuple[int, 
     return ofp_event.EventOFPFlowStatsReply(msg)
 
 
-def test_the_app_serves_the_api_on_its_wsgi_context(app, wsgi):
+def test_the_app_serves_the_api_over_its_gateway(app, wsgi):
     status, stats = get(wsgi, "/nat/stats")
     assert (status, stats["switch"]["connected"]) == (200, False)
     connect(app, FakeDatapath(dpid=0x1234))
@@ -144,16 +141,12 @@ def test_a_reply_from_before_a_reconnect_is_ignored(app):
 
 @pytest.mark.parametrize(("extra", "expected"), [((), "127.0.0.1"), (("--wsapi-host", "0.0.0.0"), "0.0.0.0")])
 def test_the_api_listens_on_loopback_unless_told_otherwise(tmp_path, extra, expected):
-    conf = tmp_path / "nat.conf"
-    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    of_port, api_port = free_port(), free_port()
-    exe = pathlib.Path(sys.executable).parent / "ryu-manager"
-    proc = start_listening([str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
-                            "--wsapi-port", str(api_port), *extra, "ryu_nat.app"], api_port,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    api_port = launch.free_port()
+    args = launch.command(launch.LAUNCHERS[0], launch.write_config(tmp_path / "nat.conf", BASE_CONFIG),
+                          launch.free_port(), api_port, *extra)
+    with launch.controller(args) as proc:
         assert listening_address(api_port) == expected
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+        status, stats = http_json("GET", f"http://127.0.0.1:{api_port}/nat/stats")
+        assert (status, stats["switch"]["connected"]) == (200, False)
+    output, _ = proc.communicate(timeout=10)
     assert "Traceback" not in output

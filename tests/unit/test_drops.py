@@ -13,7 +13,9 @@ from ryu_nat.core.table import AddError
 from ryu_nat.gateway.drops import DESCRIPTIONS, DropReason
 from ryu_nat.gateway.stats import DESCRIPTIONS as COUNTERS
 
-from .builders import frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes
+from ryu_nat.gateway.reassembly import Reassembly
+
+from .builders import frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes, with_ip_checksum
 from .lab import (H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab,
                   from_host)
 
@@ -39,7 +41,13 @@ def _not_ipv4(lab: Lab) -> None:
 
 def _bad_header(lab: Lab) -> None:
     raw = bytearray(udp_bytes(H1, 5000, SERVER, 53))
-    raw[0] = 0x44  # IHL 4: a 16-byte header
+    raw[2:4] = struct.pack("!H", 16)  # a total length shorter than the header itself
+    lab.apply(lab.gateway.packet_in(H1_PORT, from_host(H1, with_ip_checksum(bytes(raw))), lab.now))
+
+
+def _bad_ip_checksum(lab: Lab) -> None:
+    raw = bytearray(udp_bytes(H1, 5000, SERVER, 53))
+    raw[10] ^= 0xFF
     lab.send(H1_PORT, from_host(H1, bytes(raw)))
 
 
@@ -67,7 +75,25 @@ def _fragment_overlap(lab: Lab) -> None:
 def _fragment_too_big(lab: Lab) -> None:
     last = bytearray(_pieces(1480)[-1])
     last[6:8] = struct.pack("!H", 0x1FFF)  # offset 65,528 bytes
-    lab.send(H1_PORT, from_host(H1, bytes(last)))
+    lab.send(H1_PORT, from_host(H1, with_ip_checksum(bytes(last))))
+
+
+def _fragment_unaligned(lab: Lab) -> None:
+    more_to_come = udp_bytes(H1, 5000, SERVER, 9000, payload=bytes(4), flags=1)  # 12 bytes, not whole blocks
+    lab.send(H1_PORT, from_host(H1, more_to_come))
+
+
+def _fragment_no_room(lab: Lab) -> None:
+    # Through the fragments part itself: the gateway trusts every piece until it can tell outside pieces
+    # that cannot belong to a live mapping (issue 11), and a trusted piece always finds room.
+    part = Reassembly(lab.gateway.stats)
+    for ident in range(64):  # the cache holds 64 datagrams, each from its own source here
+        assert part.add(parsed(_pieces_from(f"198.51.100.{ident + 1}", ident)[0]), now=0.0) is None
+    part.add(parsed(_pieces_from("203.0.113.9", 99)[0]), now=0.0, trusted=False)
+
+
+def _pieces_from(src: str, ident: int) -> list[bytes]:
+    return fragment(parsed(udp_bytes(src, 53, PUBLIC, 40000, payload=bytes(3000), ident=ident)), 1480)
 
 
 def _fragment_malformed(lab: Lab) -> None:
@@ -139,11 +165,14 @@ TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.TRUNCATED: (_truncated, {}),
     DropReason.NOT_IPV4: (_not_ipv4, {}),
     DropReason.BAD_HEADER: (_bad_header, {}),
+    DropReason.BAD_IP_CHECKSUM: (_bad_ip_checksum, {}),
     DropReason.BAD_TRANSPORT: (_bad_transport, {}),
     DropReason.BAD_ARP: (_bad_arp, {}),
     DropReason.FRAGMENT_OVERLAP: (_fragment_overlap, {}),
     DropReason.FRAGMENT_TOO_BIG: (_fragment_too_big, {}),
     DropReason.FRAGMENT_MALFORMED: (_fragment_malformed, {}),
+    DropReason.FRAGMENT_UNALIGNED: (_fragment_unaligned, {}),
+    DropReason.FRAGMENT_NO_ROOM: (_fragment_no_room, {}),
     DropReason.OVERLAP: (_overlap, {"redirects": f"tcp:8080={H1}:80, tcp:8081={H1}:80"}),
     DropReason.CANNOT_NAT: (_cannot_nat, {}),
     DropReason.PORTS_EXHAUSTED: (_ports_exhausted, {"port_range": "2000-2000"}),

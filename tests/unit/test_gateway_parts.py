@@ -17,7 +17,7 @@ from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import OFPP_CONTROLLER, FlowDelete
 from ryu_nat.openflow.reasons import FlowRemovedReason, PacketInReason
 
-from .builders import frame, tcp_bytes, udp_bytes
+from .builders import frame, tcp_bytes, udp_bytes, with_ip_checksum
 from .lab import (GATEWAY, H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab,
                   arp_request, from_host)
 
@@ -119,7 +119,7 @@ def test_drop_rules_last_ten_seconds_and_only_for_tcp_and_udp():
     lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 53, PUBLIC, 40001)))
     gre = bytearray(udp_bytes(SERVER, 53, PUBLIC, 40002))
     gre[9] = 47
-    lab.send(UPLINK, from_host(SERVER, bytes(gre)))
+    lab.send(UPLINK, from_host(SERVER, with_ip_checksum(bytes(gre))))
     assert drop_rules(lab) == [40000, 40001] and lab.gateway.stats.drops["unsolicited"] == 3
     # One that reached the controller before its port's drop rule did: dropped, no second rule.
     assert lab.gateway.packet_in(UPLINK, from_host(SERVER, udp_bytes(SERVER, 53, PUBLIC, 40000)), lab.now) == []

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ryu_nat.operator import rest
+from ryu_nat.operator import rest, wsgi
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
@@ -74,11 +74,7 @@ def test_openapi_description_is_served(api):
 
 
 def test_every_route_is_described_and_every_description_is_routed(api):
-    routed = set()
-    for route in api.wsgi.mapper.matchlist:
-        if route.defaults.get("controller") is rest.NatController:
-            for method in route.conditions["method"]:
-                routed.add((route.routepath, method.lower()))
+    routed = {(path, method.lower()) for _, path, methods, _ in wsgi.routes_of(rest.NatController) for method in methods}
     described = {(path, method) for path, item in openapi_check.SPEC["paths"].items() for method in item}
     assert routed == described
 

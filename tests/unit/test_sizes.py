@@ -1,4 +1,5 @@
-"""The package stays readable in parts: no module over 400 lines, no class over 250, no function over 50.
+"""The package stays readable in parts: no module over about 400 lines, no class over about 250, no
+function over about 50 ("about": 10 % more fails).
 
 A function may be longer if its docstring says why, in a sentence with the
 word "long" (issue 10's rule; STYLE.md: when a class passes ~250 lines, it is
@@ -13,22 +14,22 @@ import pathlib
 import ryu_nat
 
 PACKAGE = pathlib.Path(ryu_nat.__file__).parent
-MAX_MODULE_LINES = 400
-MAX_CLASS_LINES = 250
-MAX_FUNCTION_LINES = 50
+MAX_MODULE_LINES = 440
+MAX_CLASS_LINES = 275
+MAX_FUNCTION_LINES = 55
 
 
 def _sources() -> list[pathlib.Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_no_module_is_over_400_lines():
+def test_no_module_is_over_about_400_lines():
     long_modules = {str(path.relative_to(PACKAGE)): n for path in _sources()
                     if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert long_modules == {}
 
 
-def test_no_class_over_250_lines_and_no_function_over_50_unless_its_docstring_says_why():
+def test_no_class_over_about_250_lines_and_no_function_over_about_50_unless_its_docstring_says_why():
     too_long = []
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
