@@ -24,13 +24,15 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_nat.openflow import encoder
-from ryu_nat.operator import rest
-from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
+from ryu_nat.operator import guard, metrics, rest
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
+                            read_token)
 from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.operator.facade import NatFacade
-from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.flowstats import FlowCounters
+from ryu_nat.operator.stats_tap import FlowStatsTap
 from ryu_nat.gateway import Gateway, PacketInReason
-from ryu_nat.openflow import cookies
+from ryu_nat.openflow import multipart
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.stats import Stats
 
@@ -43,16 +45,39 @@ CONF.register_opts([cfg.StrOpt(name, default=DEFAULTS.get(name), help=text) for 
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
+STATS_WARN_INTERVAL_S = 60.0
 
 
 class EventTick(event.EventBase):
     """Time for periodic work (expiry, ARP retries)."""
 
 
+class EventStatsDue(event.EventBase):
+    """Time to ask for the next slice of flow statistics, if one is due (see operator/flowstats.py)."""
+
+
+class EventFlowStatsPart(event.EventBase):
+    """A part of the reply to our flow-statistics request, as bytes (see operator/stats_tap.py)."""
+
+    def __init__(self, datapath: Datapath, data: bytes) -> None:
+        super().__init__()
+        self.datapath = datapath
+        self.data = data
+
+
 def load_config() -> NatConfig:
     """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value."""
     group = CONF.nat
     return parse_config({name: getattr(group, name) for name in OPTIONS})
+
+
+def api_policy(config: NatConfig, listen_host: str) -> guard.Policy:
+    """Who may use the REST API; ConfigError if it would listen beyond loopback unprotected, or if the
+    token file is wrong."""
+    check_api_exposure(listen_host, config.api)
+    token = read_token(config.api.token_file) if config.api.token_file else None
+    return guard.Policy(hosts=guard.allowed_hosts(listen_host, config.api.hosts), token=token,
+                        cors_origins=frozenset(config.api.cors_origins))
 
 
 class NatApp(app_manager.RyuApp):  # type: ignore[misc]
@@ -65,8 +90,8 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         try:
             self.config = load_config()
-        except ConfigError as exc:
-            LOG.error("%s", exc)
+            policy = api_policy(self.config, CONF.wsapi_host)
+        except ConfigError as exc:  # one line on stderr, whatever the logging set-up
             raise SystemExit(f"ryu_nat: {exc}") from None
         self.stats = Stats()
         self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
@@ -74,14 +99,22 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.encoder = encoder.Encoder()
         self.sent = encoder.SentLog()
         self.reraise = False
-        self.flow_counters = FlowCounters()
+        self.setup_latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
+        self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
+        self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
+        self.stats_tap = FlowStatsTap(self._stats_part_arrived)
+        self._stats_warned_until = float("-inf")
+        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
         wsgi = kwargs.get("wsgi")
         if isinstance(wsgi, WSGIApplication):
-            rest.register(wsgi, NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send))
+            registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency,
+                                                             self.poll_duration))
+            rest.register(wsgi, rest.api_app(self.facade, registry, policy))
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
         self.threads.append(hub.spawn(self._ticker))
+        self.threads.append(hub.spawn(self._stats_ticker))
 
     # --- events ------------------------------------------------------------------------------
 
@@ -96,6 +129,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         if not self._claim(dp):
             return
         self.flow_counters.cancel_poll()  # a poll of an earlier connection: its xid means nothing now
+        self.stats_tap.forget()
         with self._guard("switch_connected", dp):
             LOG.info("dpid=%016x: NAT switch connected, ports %s", dp.id, sorted(dp.ports))
             self._send(dp, self.gateway.switch_connected(list(dp.ports), time.monotonic()))
@@ -107,10 +141,14 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             self.stats.packet_ins["not_ours"] += 1
             return
         with self._guard("packet_in", msg.datapath):
-            plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), time.monotonic(),
+            received = time.monotonic()
+            setups = self.stats.flow_setups
+            plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), received,
                                           PacketInReason(msg.reason) if msg.reason in (0, 1, 2) else
                                           PacketInReason.NO_MATCH)
             self._send(msg.datapath, plan)
+            if self.stats.flow_setups != setups:
+                self.setup_latency.observe(time.monotonic() - received)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: ofp_event.EventOFPFlowRemoved) -> None:
@@ -140,17 +178,40 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         if dp is not None:
             with self._guard("expire", dp):
                 self._send(dp, self.gateway.expire(time.monotonic()))
-                self._poll_flow_stats(dp)
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats_reply(self, ev: ofp_event.EventOFPFlowStatsReply) -> None:
-        msg = ev.msg
-        if msg.datapath is self.datapath:
-            with self._guard("flow_stats_reply", msg.datapath):
-                rules = [RuleCounts(s.cookie, s.packet_count, s.byte_count, s.duration_sec + s.duration_nsec / 1e9)
-                         for s in msg.body]
-                more = bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE)
-                self.flow_counters.reply(msg.xid, rules, more, time.monotonic())
+    @set_ev_cls(EventStatsDue)
+    def _stats_due(self, ev: EventStatsDue) -> None:
+        """Ask for the next slice of our rules' counters, if one is due (see :mod:`ryu_nat.operator.flowstats`)."""
+        dp = self.datapath
+        if dp is None:
+            return
+        with self._guard("flow_stats_request", dp):
+            now = time.monotonic()
+            due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
+            if due is not None:
+                request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
+                dp.set_xid(request)
+                self.stats_tap.expect(dp, request.xid)
+                dp.send_msg(request)
+                self.flow_counters.slice_sent(request.xid, due, now)
+
+    @set_ev_cls(EventFlowStatsPart)
+    def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
+        """A reply part to our request: its rules' counters, read from the bytes."""
+        if ev.datapath is not self.datapath:
+            return
+        with self._guard("flow_stats_reply", ev.datapath):
+            part = multipart.decode_flow_stats(ev.data)
+            if isinstance(part, multipart.DecodeError):
+                xid = int.from_bytes(ev.data[4:8], "big")
+                self._warn_stats(ev.datapath, "dpid=%016x: flow-statistics reply xid=%d refused: %s",
+                                 ev.datapath.id, xid, part.value)
+                self.flow_counters.reply_failed(xid)
+                return
+            if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
+                return
+            if self.flow_counters.pending_xid is None:
+                self.stats_tap.forget()  # done, or given up: further parts are not ours to read
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -173,18 +234,28 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             dp.send(data)
             self.sent.record(sent)
 
-    def _poll_flow_stats(self, dp: Datapath) -> None:
-        """Ask for our rules' counters every few seconds (see :mod:`ryu_nat.operator.flowstats`)."""
+    def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
+        """From the receive loop (stats_tap): the app reads it on its own event thread."""
+        self.send_event(self.name, EventFlowStatsPart(dp, data))
+
+    def _warn_stats(self, dp: Datapath, message: str, *args: object) -> None:
+        """At most one warning per interval: a switch sending garbage must not flood the log."""
         now = time.monotonic()
-        if self.flow_counters.poll_due(now):
-            request = encoder.flow_stats_request(dp, cookies.OURS, cookies.OURS_MASK)
-            dp.send_msg(request)
-            self.flow_counters.poll_sent(request.xid, now)
+        if now >= self._stats_warned_until:
+            self._stats_warned_until = now + STATS_WARN_INTERVAL_S
+            LOG.warning(message, *args)
 
     def _ticker(self) -> None:
         while True:
             hub.sleep(TICK_S)
             self.send_event(self.name, EventTick())
+
+    def _stats_ticker(self) -> None:
+        """Wakes the event thread for flow statistics only while someone reads them."""
+        while True:
+            hub.sleep(self.flow_counters.slice_gap_s)
+            if self.datapath is not None and self.flow_counters.wanted(time.monotonic()):
+                self.send_event(self.name, EventStatsDue())
 
     @contextlib.contextmanager
     def _guard(self, event_name: str, dp: Datapath) -> Iterator[None]:

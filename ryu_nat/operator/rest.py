@@ -1,38 +1,53 @@
-"""The operator's REST API under ``/nat/``: routes, request validation, errors as JSON.
+"""The operator's REST API under ``/nat/``, and ``/metrics``: routes, request validation, errors as JSON.
 
 Served by Ryu's WSGI server (``--wsapi-host``, default 127.0.0.1 for this app;
-``--wsapi-port``, default 8080). Each handler validates the request completely,
-then makes one call on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes
-what it returns, so a bad request changes nothing. Every error is
-``{"error": {"code": ..., "message": ...}}`` with its HTTP status, and is
-logged as one line, without a traceback. ``openapi.json`` beside this module
-describes every route; ``GET /nat/openapi.json`` serves it, ``GET /nat/`` the
-live page.
+``--wsapi-port``, default 8080). :func:`api_app` puts the request guard
+(:mod:`ryu_nat.operator.guard`: Host, Origin, token, body size, content type)
+in front of the routes; :func:`register` serves that app on Ryu's WSGI context.
+Each handler validates the request completely, then makes one call on the
+:class:`~ryu_nat.operator.facade.NatFacade` and serializes what it returns, so a
+bad request changes nothing. Every error is ``{"error": {"code": ..., "message":
+...}}`` with its HTTP status, and is logged as one line, without a traceback.
+``openapi.json`` beside this module describes every route; ``GET
+/nat/openapi.json`` serves it, ``GET /nat/`` the live page, ``GET /metrics`` the
+Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
+import reprlib
 from collections.abc import Callable
 from importlib import resources
 from ipaddress import IPv4Address
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
 from webob import Request
 
 from ryu_nat.config import RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
+from ryu_nat.operator import guard, metrics, views
 from ryu_nat.operator.facade import NatFacade
 
 LOG = logging.getLogger(__name__)
 
 FACADE = "nat"
+METRICS = "metrics"
+API = "api"
 JSON_TYPE = "application/json"
 REDIRECT_FIELDS = {"protocol", "public_port", "private"}
 ENDPOINT_FIELDS = {"ip", "port"}
+PAGE_LIMIT = 1000  # mappings per page, by default and at most
+LIVE_PAGE_ROWS = 100  # mappings per page of the live page
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+_SHORT_REPR.maxlevel = 2
+_shown = _SHORT_REPR.repr  # untrusted values in messages: bounded in length and depth
 
 Handler = Callable[..., Response]
 
@@ -47,10 +62,42 @@ class ApiError(Exception):
         self.message = message
 
 
-def register(wsgi: WSGIApplication, facade: NatFacade) -> None:
-    """Serve the API on ``wsgi``; every other path under /nat/ answers a JSON 404 (or 405)."""
-    wsgi.register(NatController, {FACADE: facade})
-    wsgi.register(NatFallback)  # after NatController: routes are tried in the order they were added
+def routes(facade: NatFacade, metrics_registry: CollectorRegistry) -> WSGIApplication:
+    """The API's routes as a WSGI app; every other path under /nat/ answers a JSON 404 (or 405)."""
+    app = WSGIApplication()
+    app.register(NatController, {FACADE: facade, METRICS: metrics_registry})
+    app.register(NatFallback)  # after NatController: routes are tried in the order they were added
+    return app
+
+
+def api_app(facade: NatFacade, metrics_registry: CollectorRegistry, policy: guard.Policy) -> guard.WsgiApp:
+    """The whole API as one WSGI app: the routes, behind the request guard (the one place it is applied)."""
+    return guard.Guard(routes(facade, metrics_registry), policy)
+
+
+def register(wsgi: WSGIApplication, app: guard.WsgiApp) -> None:
+    """Serve ``app`` (see :func:`api_app`) on Ryu's WSGI context: every request under /nat and /metrics."""
+    wsgi.register(ApiEntry, {API: app})
+
+
+class ApiEntry(ControllerBase):  # type: ignore[misc]
+    """Hands every request for the API's paths, whatever its method, to the guarded API app."""
+
+    def __init__(self, req: Request, link: Any, data: dict[str, guard.WsgiApp], **config: Any) -> None:
+        super().__init__(req, link, data, **config)
+        self.app = data[API]
+
+    @route("nat_api_root", "/nat")
+    def root(self, req: Request, **_: str) -> Response:
+        return req.get_response(self.app)
+
+    @route("nat_api", "/nat/{path:.*}")
+    def nat(self, req: Request, **_: str) -> Response:
+        return req.get_response(self.app)
+
+    @route("nat_api_metrics", "/metrics")
+    def metrics_path(self, req: Request, **_: str) -> Response:
+        return req.get_response(self.app)
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -84,18 +131,29 @@ def _api(handler: Handler) -> Handler:
 class NatController(ControllerBase):  # type: ignore[misc]
     """Routes of the API; ``data`` is the façade given to :func:`register`."""
 
-    def __init__(self, req: Request, link: Any, data: dict[str, NatFacade], **config: Any) -> None:
+    def __init__(self, req: Request, link: Any, data: dict[str, Any], **config: Any) -> None:
         super().__init__(req, link, data, **config)
         self.nat: NatFacade = data[FACADE]
+        self.metrics_registry: CollectorRegistry = data[METRICS]
 
     # --- pages ----------------------------------------------------------------------------------
 
     @route("nat_page", "/nat/", methods=["GET"])
     @_api
     def page(self, req: Request, **_: str) -> Response:
-        """The live page: the mappings table and the counters, refreshed by the browser."""
+        """The live page: the mappings table (its first page already in the HTML) and the counters,
+        refreshed by the browser."""
         _no_parameters(req)
-        return Response(content_type="text/html", body=_package_file("live.html"))
+        first = self.nat.mappings_page(0, LIVE_PAGE_ROWS)
+        switch = self.nat.stats()["switch"]
+        status = f"switch {switch['dpid']}" if switch["connected"] else "no switch connected"
+        filled = {"status": status, "total": str(first.total), "rows": views.rows_html(first.rows),
+                  "page_rows": str(LIVE_PAGE_ROWS), "next_after": "" if first.next_after is None else
+                  str(first.next_after), "empty_hidden": " hidden" if first.rows else ""}
+        text = _package_file("live.html").decode()
+        for name, value in filled.items():
+            text = text.replace("{{" + name + "}}", value if name == "rows" else html.escape(value))
+        return Response(content_type="text/html", charset="utf-8", body=text.encode())
 
     @route("nat_page_no_slash", "/nat", methods=["GET"])
     @_api
@@ -113,11 +171,22 @@ class NatController(ControllerBase):  # type: ignore[misc]
     @route("nat_mappings", "/nat/mappings", methods=["GET"])
     @_api
     def mappings(self, req: Request, **_: str) -> Response:
-        params = _parameters(req, "proto", "private_ip")
+        params = _parameters(req, "proto", "private_ip", "limit", "after")
         proto = _proto(params["proto"]) if "proto" in params else None
         host = self._private_host(params["private_ip"]) if "private_ip" in params else None
-        found = self.nat.mappings(proto, host)
-        return json_response({"mappings": found, "count": len(found)})
+        limit = _count_text(params["limit"], "limit", 1, PAGE_LIMIT) if "limit" in params else PAGE_LIMIT
+        after = _count_text(params["after"], "after", 0, 2**63) if "after" in params else 0
+        page = self.nat.mappings_page(after, limit, proto, host)
+        return Response(content_type=JSON_TYPE, body=views.page_json(page))
+
+    @route("metrics", "/metrics", methods=["GET"])
+    @_api
+    def prometheus(self, req: Request, **_: str) -> Response:
+        """Prometheus metrics in the text format."""
+        _no_parameters(req)
+        response = Response(body=metrics.render(self.metrics_registry))
+        response.headers["Content-Type"] = metrics.CONTENT_TYPE
+        return response
 
     @route("nat_stats", "/nat/stats", methods=["GET"])
     @_api
@@ -224,6 +293,13 @@ class NatFallback(ControllerBase):  # type: ignore[misc]
 
     @route("nat_fallback", "/nat/{path:.*}")
     def not_found(self, req: Request, **_: str) -> Response:
+        return self._refuse(req)
+
+    @route("metrics_fallback", "/metrics")
+    def metrics_elsewhere(self, req: Request, **_: str) -> Response:
+        return self._refuse(req)
+
+    def _refuse(self, req: Request) -> Response:
         allowed = [method for method in ("GET", "POST", "DELETE")
                    if _routed_elsewhere(self.parent, {**req.environ, "REQUEST_METHOD": method})]
         if allowed:
@@ -247,7 +323,8 @@ def _parameters(req: Request, *known: str) -> dict[str, str]:
     unknown = sorted(set(req.GET.keys()) - set(known))
     if unknown:
         allowed = ", ".join(known) or "none"
-        raise ApiError(400, "unknown_parameter", f"unknown query parameter {unknown[0]!r} (allowed: {allowed})")
+        raise ApiError(400, "unknown_parameter",
+                       f"unknown query parameter {_shown(unknown[0])} (allowed: {allowed})")
     params: dict[str, str] = {}
     for name in known:
         values = req.GET.getall(name)
@@ -267,6 +344,8 @@ def _json_body(req: Request) -> object:
         return json.loads(req.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON: it is nested too deeply") from None
 
 
 def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
@@ -277,13 +356,13 @@ def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
     if missing:
         raise ApiError(400, "bad_request", f"{what}: missing {', '.join(missing)}")
     if unknown:
-        raise ApiError(400, "bad_request", f"{what}: unknown field {unknown[0]!r}")
+        raise ApiError(400, "bad_request", f"{what}: unknown field {_shown(unknown[0])}")
     return value
 
 
 def _proto(value: object) -> Proto:
     if not isinstance(value, str):
-        raise ApiError(400, "unknown_protocol", f"protocol must be a string (tcp, udp or icmp), not {value!r}")
+        raise ApiError(400, "unknown_protocol", f"protocol must be a string (tcp, udp or icmp), not {_shown(value)}")
     try:
         return Proto.from_label(value)
     except ValueError as exc:
@@ -293,7 +372,7 @@ def _proto(value: object) -> Proto:
 def _port(value: object, what: str) -> int:
     """A port number given as a JSON integer."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ApiError(400, "bad_port", f"{what} {value!r} is not a port number")
+        raise ApiError(400, "bad_port", f"{what} {_shown(value)} is not a port number")
     if not 1 <= value <= 65535:
         raise ApiError(400, "bad_port", f"{what} {value} is out of range (1..65535)")
     return value
@@ -302,8 +381,18 @@ def _port(value: object, what: str) -> int:
 def _port_text(text: str, what: str) -> int:
     """A port number given as decimal digits, in a path or a query."""
     if not (text.isascii() and text.isdigit()):
-        raise ApiError(400, "bad_port", f"{what} {text!r} is not a port number")
+        raise ApiError(400, "bad_port", f"{what} {_shown(text)} is not a port number")
     return _port(int(text), what)
+
+
+def _count_text(text: str, what: str, low: int, high: int) -> int:
+    """A whole number in ``low``..``high`` given as decimal digits in a query."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise ApiError(400, "bad_parameter", f"{what} {_shown(text)} is not a whole number")
+    value = int(text)
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{what} {value} is out of range ({low}..{high})")
+    return value
 
 
 def _address(value: object) -> IPv4Address:
@@ -312,14 +401,14 @@ def _address(value: object) -> IPv4Address:
             raise ValueError(value)
         return IPv4Address(value)
     except ValueError:
-        raise ApiError(400, "bad_address", f"{value!r} is not an IPv4 address") from None
+        raise ApiError(400, "bad_address", f"{_shown(value)} is not an IPv4 address") from None
 
 
 def _endpoint_text(text: str, what: str) -> Endpoint:
     """``ip:port``, as in ``?remote=198.51.100.10:53``."""
     ip_text, colon, port_text = text.rpartition(":")
     if not colon:
-        raise ApiError(400, "bad_address", f"{what} {text!r} is not an address and port (ip:port)")
+        raise ApiError(400, "bad_address", f"{what} {_shown(text)} is not an address and port (ip:port)")
     return Endpoint(_address(ip_text), _port_text(port_text, f"{what} port"))
 
 
