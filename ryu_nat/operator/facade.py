@@ -19,7 +19,7 @@ from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.core.table import MappingKind, RemovalReason
 from ryu_nat.operator.flowstats import FlowCounters
-from ryu_nat.operator.views import MappingPage, mapping_rows
+from ryu_nat.operator.views import MappingPage
 from ryu_nat.gateway import Gateway
 from ryu_nat.openflow.plan import Plan
 
@@ -66,8 +66,7 @@ class NatFacade:
         self._counters.want(now)
         table = self._gateway.nat.table
         page = table.page(after, limit, proto, host)
-        return MappingPage(mapping_rows(page.mappings, now, self._counters.traffic), page.next_after,
-                           table.matching(proto, host))
+        return MappingPage(page.mappings, page.next_after, table.matching(proto, host), now, self._counters.traffic)
 
     def next_counted_mapping(self, after: int) -> int | None:
         """The lowest id above ``after`` of a live mapping whose rules the switch counts (TCP, UDP)."""

@@ -147,9 +147,9 @@ class NatController(ControllerBase):  # type: ignore[misc]
         first = self.nat.mappings_page(0, LIVE_PAGE_ROWS)
         switch = self.nat.stats()["switch"]
         status = f"switch {switch['dpid']}" if switch["connected"] else "no switch connected"
-        filled = {"status": status, "total": str(first.total), "rows": views.rows_html(first.rows),
+        filled = {"status": status, "total": str(first.total), "rows": views.rows_html(first.rows()),
                   "page_rows": str(LIVE_PAGE_ROWS), "next_after": "" if first.next_after is None else
-                  str(first.next_after), "empty_hidden": " hidden" if first.rows else ""}
+                  str(first.next_after), "empty_hidden": " hidden" if first.mappings else ""}
         text = _package_file("live.html").decode()
         for name, value in filled.items():
             text = text.replace("{{" + name + "}}", value if name == "rows" else html.escape(value))
@@ -177,7 +177,7 @@ class NatController(ControllerBase):  # type: ignore[misc]
         limit = _count_text(params["limit"], "limit", 1, PAGE_LIMIT) if "limit" in params else PAGE_LIMIT
         after = _count_text(params["after"], "after", 0, 2**63) if "after" in params else 0
         page = self.nat.mappings_page(after, limit, proto, host)
-        return Response(content_type=JSON_TYPE, body=views.page_json(page))
+        return Response(content_type=JSON_TYPE, body=page.json())
 
     @route("metrics", "/metrics", methods=["GET"])
     @_api

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -22,19 +22,19 @@ from ryu_nat.core.addresses import Proto
 from ryu_nat.core.table import Mapping, MappingKind
 from ryu_nat.operator.flowstats import Traffic
 
-_LABELS = {proto: proto.label for proto in Proto}
-_KINDS = {kind: kind.value for kind in MappingKind}
+# By the members' values: a plain attribute, where hashing an Enum member is a Python call.
+_LABELS = {proto.value: proto.label for proto in Proto}
 _pack_ip = struct.Struct("!I").pack
 _JSON_ROW = ('{"id": %d, "protocol": "%s", "kind": "%s", "private": {"ip": "%s", "port": %d}, '
-             '"public": {"ip": "%s", "port": %d}, "remote": {"ip": "%s", "port": %d}, "age_s": %r, "idle_s": %r, '
-             '"packets": %s, "bytes": %s, "closing": %s}')
+             '"public": {"ip": "%s", "port": %d}, "remote": {"ip": "%s", "port": %d}, "age_s": %.1f, '
+             '"idle_s": %.1f, "packets": %s, "bytes": %s, "closing": %s}')
 _HTML_ROW = ('<tr class="%s" data-id="%d" data-private="%s:%d"><td>%s</td><td>%s</td><td class="ep">%s:%d</td>'
              '<td class="ep">%s:%d</td><td class="ep">%s:%d</td><td class="num">%.1f</td><td class="num">%.1f</td>'
              '<td class="num">%s</td><td class="num">%s</td></tr>')
 
 
 class MappingRow(NamedTuple):
-    """One mapping: endpoints as the private host sees them, ages in seconds (0.1 s), switch counters."""
+    """One mapping: endpoints as the private host sees them, ages in seconds (shown to 0.1 s), switch counters."""
 
     id: int
     protocol: str
@@ -52,19 +52,41 @@ class MappingRow(NamedTuple):
     closing: bool
 
 
+Values = tuple[int, str, str, str, int, str, int, str, int, float, float, int | None, int | None, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class MappingPage:
-    """One page of mappings, where the next starts (None: nothing follows), and how many match in all."""
+    """One page of mappings, where the next starts (None: nothing follows), and how many match in all.
 
-    rows: list[MappingRow]
+    Rows are read from ``mappings`` when asked for, with the time and the switch's
+    counters (``traffic``) given here: as JSON for the API, as :class:`MappingRow`
+    for the live page.
+    """
+
+    mappings: tuple[Mapping, ...]
     next_after: int | None
     total: int
+    now: float
+    traffic: Callable[[int], Traffic | None]
+
+    def rows(self) -> list[MappingRow]:
+        return [MappingRow._make(values) for values in _values(self.mappings, self.now, self.traffic)]
+
+    def json(self) -> bytes:
+        """The answer of ``GET /nat/mappings``: one mapping per line."""
+        lines = [_JSON_ROW % (*values[:11], "null" if values[11] is None else values[11],
+                              "null" if values[12] is None else values[12], "true" if values[13] else "false")
+                 for values in _values(self.mappings, self.now, self.traffic)]
+        mappings = "[\n " + ",\n ".join(lines) + "\n]" if lines else "[]"
+        next_after = "null" if self.next_after is None else str(self.next_after)
+        return (f'{{"mappings": {mappings}, "count": {len(lines)}, "total": {self.total}, '
+                f'"next_after": {next_after}}}\n').encode()
 
 
-def mapping_rows(mappings: Iterable[Mapping], now: float,
-                 traffic: Callable[[int], Traffic | None]) -> list[MappingRow]:
-    """Rows for ``mappings``; packets, bytes and the last use the switch saw come from ``traffic``."""
-    rows = []
+def _values(mappings: Iterable[Mapping], now: float, traffic: Callable[[int], Traffic | None]) -> Iterator[Values]:
+    """A row's values per mapping, read straight off its packed channel keys."""
+    ips: dict[int, str] = {}  # addresses repeat (the public one in every row): each is formatted once
     for mapping in mappings:
         original, reply = mapping.original, mapping.reply
         # Keys pack (src ip, dst ip, src port, dst port) as 32, 32, 16, 16 bits (core.addresses.pack_key).
@@ -83,23 +105,12 @@ def mapping_rows(mappings: Iterable[Mapping], now: float,
             packets, byte_count = counted.packets, counted.bytes
             if counted.last_active is not None and counted.last_active > last_used:
                 last_used = counted.last_active
-        rows.append(MappingRow(mapping.id, _LABELS[mapping.proto], _KINDS[mapping.kind],
-                               _ip(private), private_port, _ip(public), public_port, _ip(remote), remote_port,
-                               _seconds(now - mapping.created), _seconds(now - last_used), packets, byte_count,
-                               mapping.closing))
-    return rows
-
-
-def page_json(page: MappingPage) -> bytes:
-    """The answer of ``GET /nat/mappings``: one mapping per line."""
-    lines = [_JSON_ROW % (row.id, row.protocol, row.kind, row.private_ip, row.private_port, row.public_ip,
-                          row.public_port, row.remote_ip, row.remote_port, row.age_s, row.idle_s,
-                          _json_int(row.packets), _json_int(row.bytes), "true" if row.closing else "false")
-             for row in page.rows]
-    mappings = "[\n " + ",\n ".join(lines) + "\n]" if lines else "[]"
-    next_after = "null" if page.next_after is None else str(page.next_after)
-    return (f'{{"mappings": {mappings}, "count": {len(lines)}, "total": {page.total}, '
-            f'"next_after": {next_after}}}\n').encode()
+        age, idle = now - mapping.created, now - last_used
+        yield (mapping.id, _LABELS[mapping.proto._value_], mapping.kind._value_,
+               ips.get(private) or ips.setdefault(private, _ip(private)), private_port,
+               ips.get(public) or ips.setdefault(public, _ip(public)), public_port,
+               ips.get(remote) or ips.setdefault(remote, _ip(remote)), remote_port,
+               age if age > 0.0 else 0.0, idle if idle > 0.0 else 0.0, packets, byte_count, mapping.closing)
 
 
 def rows_html(rows: Iterable[MappingRow]) -> str:
@@ -113,14 +124,6 @@ def rows_html(rows: Iterable[MappingRow]) -> str:
 
 def _ip(value: int) -> str:
     return socket.inet_ntoa(_pack_ip(value))
-
-
-def _seconds(value: float) -> float:
-    return round(max(value, 0.0), 1)
-
-
-def _json_int(value: int | None) -> str:
-    return "null" if value is None else str(value)
 
 
 def _html_count(value: int | None) -> str:
