@@ -18,6 +18,7 @@ APP_TAG = 0x4E41
 _TAG_SHIFT = 48
 _KIND_SHIFT = 40
 _ID_MASK = (1 << _KIND_SHIFT) - 1
+ID_MASK = _ID_MASK  # a mapping rule's cookie under this mask is its mapping's id
 
 OURS = APP_TAG << _TAG_SHIFT
 OURS_MASK = 0xFFFF << _TAG_SHIFT

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.multipart import RuleCounts
@@ -35,15 +36,14 @@ from ryu_nat.openflow.multipart import RuleCounts
 POLL_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 10.0  # a slice unanswered this long is given up, and the sweep goes on
 DEMAND_S = 30.0  # sweeps go on this long after the last time someone read the counters
-SLICE_GAP_S = 0.1  # at least this long between two slice requests
+SLICE_GAP_S = 0.25  # at least this long between two slice requests
 BLOCK_BITS = 9  # a slice: the rules of 512 consecutive mapping ids, at most 1,024 rules
 
 __all__ = ["BLOCK_BITS", "DEMAND_S", "FlowCounters", "POLL_INTERVAL_S", "POLL_TIMEOUT_S", "RuleCounts",
            "SLICE_GAP_S", "Slice", "Traffic"]
 
 
-@dataclass(frozen=True, slots=True)
-class Traffic:
+class Traffic(NamedTuple):
     """What a mapping's rules carried, and the poll time at which they were last seen in use."""
 
     packets: int
@@ -83,34 +83,34 @@ class _BlockCounts:
 
     def update(self, rules: Iterable[tuple[int, RuleCounts]], now: float) -> None:
         """Every rule of this block on the switch, at ``now``: (mapping id, counts) each."""
-        current = {rule.cookie: (mapping_id, rule) for mapping_id, rule in rules}
+        before, left, active = self.rules, self.left, self.active
+        current: dict[int, tuple[int, RuleCounts]] = {}
+        for mapping_id, rule in rules:
+            current[rule.cookie] = (mapping_id, rule)
+            seen = before.get(rule.cookie)
+            if seen is None:
+                grew = rule.packets > 0  # new since the last reply
+            elif _was_replaced(seen[1], rule):
+                self._retire(mapping_id, seen[1])  # installed again: it counts from zero
+                grew = rule.packets > 0
+            else:
+                grew = rule.packets > seen[1].packets
+            if grew:
+                active[mapping_id] = now
         present = {mapping_id for mapping_id, _ in current.values()}
-        for cookie, (mapping_id, before) in self.rules.items():
-            now_there = current.get(cookie)
-            if now_there is None:
-                if mapping_id in present:
-                    self._retire(mapping_id, before)  # this rule left; its twin is still there
-            elif _was_replaced(before, now_there[1]):
-                self._retire(mapping_id, before)  # installed again: it counts from zero
-        for gone in (self.left.keys() | self.active.keys()) - present:
-            self.left.pop(gone, None)
-            self.active.pop(gone, None)
+        for cookie, (mapping_id, gone_rule) in before.items():
+            if cookie not in current and mapping_id in present:
+                self._retire(mapping_id, gone_rule)  # this rule left; its twin is still there
+        for gone in (left.keys() | active.keys()) - present:
+            left.pop(gone, None)
+            active.pop(gone, None)
         totals: dict[int, tuple[int, int]] = {}
-        for cookie, (mapping_id, rule) in current.items():
-            if rule.packets > self._packets_before(cookie, rule):
-                self.active[mapping_id] = now
-            packets, byte_count = totals.get(mapping_id) or self.left.get(mapping_id, (0, 0))
+        for mapping_id, rule in current.values():
+            packets, byte_count = totals.get(mapping_id) or left.get(mapping_id, (0, 0))
             totals[mapping_id] = (packets + rule.packets, byte_count + rule.bytes)
-        self.totals = {mapping_id: Traffic(packets, byte_count, self.active.get(mapping_id))
+        self.totals = {mapping_id: Traffic(packets, byte_count, active.get(mapping_id))
                        for mapping_id, (packets, byte_count) in totals.items()}
         self.rules = current
-
-    def _packets_before(self, cookie: int, rule: RuleCounts) -> int:
-        """The count the last reply saw for this very rule; 0 for a rule new since then."""
-        seen = self.rules.get(cookie)
-        if seen is None or _was_replaced(seen[1], rule):
-            return 0
-        return seen[1].packets
 
     def _retire(self, mapping_id: int, rule: RuleCounts) -> None:
         packets, byte_count = self.left.get(mapping_id, (0, 0))
@@ -205,17 +205,15 @@ class FlowCounters:
         pending = self._pending
         if pending is None or pending.xid != xid:
             return False
-        number = pending.slice.number
         bits = self.block_bits
+        wanted, mask = pending.slice.cookie, pending.slice.cookie_mask
         kept = pending.rules
-        for rule in rules:
-            mapping_id = cookies.mapping_id_of(rule.cookie)
-            if mapping_id is not None and mapping_id >> bits == number:
-                kept.append((mapping_id, rule))
+        kept += [(rule.cookie & cookies.ID_MASK, rule) for rule in rules if rule.cookie & mask == wanted]
         if len(kept) > 2 << bits:  # two rules per mapping: a switch that says more is not to be believed
             self._give_up(pending)
             return True
         if not more:
+            number = pending.slice.number
             self._update_block(number, kept, now)
             self._visited.add(number)
             self._cursor = (number + 1) << bits
@@ -227,19 +225,6 @@ class FlowCounters:
         """A part of the reply to ``xid`` could not be read: the slice is given up."""
         if self._pending is not None and self._pending.xid == xid:
             self._give_up(self._pending)
-
-    def update(self, rules: Iterable[RuleCounts], now: float) -> None:
-        """A whole sweep at once: every rule of ours on the switch, at ``now``."""
-        by_block: dict[int, list[tuple[int, RuleCounts]]] = {}
-        for rule in rules:
-            mapping_id = cookies.mapping_id_of(rule.cookie)
-            if mapping_id is not None:
-                by_block.setdefault(mapping_id >> self.block_bits, []).append((mapping_id, rule))
-        for number in self._blocks.keys() - by_block.keys():
-            del self._blocks[number]
-        for number, block_rules in by_block.items():
-            self._update_block(number, block_rules, now)
-        self._finish(now)
 
     def traffic(self, mapping_id: int) -> Traffic | None:
         """The totals of a mapping; None if its block's last reply had none of its rules."""
@@ -274,8 +259,5 @@ class FlowCounters:
             self._on_sweep(now - started)
         self._sweep_started = None
         self._next_sweep = started + self.interval_s
-        self._finish(now)
-
-    def _finish(self, now: float) -> None:
         self.polls += 1
         self.last_poll = now

@@ -87,7 +87,7 @@ class Guard:
         try:
             origin = self._check_host_and_origin(req)
             if origin is not None and req.method == "OPTIONS":
-                return self._preflight(origin)(environ, start_response)
+                return _answer(self._preflight(origin), environ, start_response)
             self._check_token(req)
             self._check_body(req)
         except Refused as refusal:
@@ -97,12 +97,12 @@ class Guard:
             if refusal.status == 401:
                 response.headers.add("WWW-Authenticate", _REALM)
                 response.headers.add("WWW-Authenticate", 'Bearer realm="ryu_nat"')
-            return response(environ, start_response)
+            return _answer(response, environ, start_response)
         if origin is None:
             return self.app(environ, start_response)
         response = req.get_response(self.app)
         response.headers.update(_cors(origin))
-        return response(environ, start_response)
+        return _answer(response, environ, start_response)
 
     # --- the checks ---------------------------------------------------------------------------
 
@@ -115,7 +115,7 @@ class Guard:
             raise Refused(403, "host_not_allowed",
                           f"Host {_shown(host_header)} is not a name of this API: use localhost, the address it "
                           "listens on, or a name listed in [nat] api_hosts")
-        origin = req.environ.get("HTTP_ORIGIN")
+        origin: str | None = req.environ.get("HTTP_ORIGIN")
         if origin is None or origin.lower() in (f"http://{host_header.lower()}", f"https://{host_header.lower()}"):
             return None
         if origin.lower() in self.policy.cors_origins:
@@ -159,6 +159,11 @@ class Guard:
                                  "Access-Control-Allow-Headers": CORS_HEADERS,
                                  "Access-Control-Max-Age": str(CORS_MAX_AGE_S)})
         return response
+
+
+def _answer(response: Response, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body: Iterable[bytes] = response(environ, start_response)
+    return body
 
 
 def _cors(origin: str) -> dict[str, str]:

@@ -22,10 +22,11 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes (and prometheus_client's own server says)
 # Packet-in received by the app's handler to the plan handed to the switch connection.
 SETUP_LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-# A whole flow-statistics sweep: every slice of the table, from the first request to the last reply.
+# A whole flow-statistics sweep: every slice of the table, from its first request to its end.
 POLL_DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 Stats = MappingOf[str, Any]
+Samples = int | tuple[str, MappingOf[str, int]]  # one value, or (label name, value per label value)
 
 
 class Histogram:
@@ -95,13 +96,10 @@ class NatCollector:
                                          "Duration of a whole flow-statistics sweep (first request to last reply).")
 
 
-Samples = int | tuple[str, MappingOf[str, int]]  # one value, or (label name, value per label value)
-
-
 def registry(collector: NatCollector) -> CollectorRegistry:
     """A registry of the NAT's metrics alone (not the process's default one)."""
     own = CollectorRegistry(auto_describe=False)
-    own.register(collector)  # type: ignore[arg-type]
+    own.register(collector)
     return own
 
 

@@ -16,6 +16,7 @@ from ryu_nat.openflow.plan import Plan
 from . import openapi_check
 from .fakedp import FakeDatapath
 from .lab import Lab
+from .sweeps import sweep
 
 BYTES_PER_PACKET = 100  # the simulated switch counts packets only
 
@@ -34,7 +35,7 @@ class Api:
         self.datapath: FakeDatapath | None = FakeDatapath() if connected else None
         self.setup_latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
-        self.counters = FlowCounters(on_sweep=self.poll_duration.observe)
+        self.counters = FlowCounters(interval_s=0.0, slice_gap_s=0.0, on_sweep=self.poll_duration.observe)
         self.plans: list[Plan] = []
         self.facade = NatFacade(self.lab.gateway, self.counters, lambda: self.datapath, self._send,
                                 clock=lambda: self.lab.now)
@@ -92,9 +93,9 @@ class Api:
         return str(answer["error"]["message"])
 
     def poll(self) -> None:
-        """A flow-statistics poll of the simulated switch, as the app makes every few seconds."""
+        """A whole flow-statistics sweep of the simulated switch, as the app makes every few seconds."""
         switch = self.lab.switch
-        self.counters.update([RuleCounts(e.rule.cookie, e.packets, e.packets * BYTES_PER_PACKET,
+        sweep(self.counters, [RuleCounts(e.rule.cookie, e.packets, e.packets * BYTES_PER_PACKET,
                                          switch.now - e.installed_at) for e in switch.entries()], self.lab.now)
 
     def state(self, *ports: int) -> tuple[Any, ...]:

@@ -6,6 +6,13 @@ from ryu_nat.operator.flowstats import DEMAND_S, FlowCounters, RuleCounts, Traff
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 
+from .sweeps import sweep
+
+
+def swept() -> FlowCounters:
+    """Counters that sweep whenever asked, slices back to back (see sweeps.sweep)."""
+    return FlowCounters(interval_s=0.0, slice_gap_s=0.0)
+
 
 def original(mapping_id: int, packets: int, duration_s: float, byte_count: int | None = None) -> RuleCounts:
     return RuleCounts(cookies.make(RuleKind.ORIGINAL, mapping_id), packets,
@@ -17,50 +24,50 @@ def reply(mapping_id: int, packets: int, duration_s: float) -> RuleCounts:
 
 
 def test_a_mapping_sums_its_two_rules_and_ignores_other_rules():
-    counters = FlowCounters()
-    counters.update([original(7, 3, 1.0), reply(7, 2, 1.0), original(8, 1, 1.0),
+    counters = swept()
+    sweep(counters, [original(7, 3, 1.0), reply(7, 2, 1.0), original(8, 1, 1.0),
                      RuleCounts(cookies.make(RuleKind.BASE), 99, 9900, 5.0),
-                     RuleCounts(cookies.make(RuleKind.L2), 50, 5000, 5.0)], now=10.0)
+                     RuleCounts(cookies.make(RuleKind.L2), 50, 5000, 5.0)], 10.0)
     assert counters.traffic(7) == Traffic(5, 500, 10.0)
     assert counters.traffic(8) == Traffic(1, 100, 10.0)
     assert counters.traffic(9) is None
 
 
 def test_last_active_is_the_poll_that_saw_the_count_grow():
-    counters = FlowCounters()
-    counters.update([original(7, 0, 0.5), reply(7, 0, 0.5)], now=2.0)
+    counters = swept()
+    sweep(counters, [original(7, 0, 0.5), reply(7, 0, 0.5)], 2.0)
     assert counters.traffic(7) == Traffic(0, 0, None)
-    counters.update([original(7, 4, 2.5), reply(7, 0, 2.5)], now=4.0)
-    counters.update([original(7, 4, 4.5), reply(7, 0, 4.5)], now=6.0)
+    sweep(counters, [original(7, 4, 2.5), reply(7, 0, 2.5)], 4.0)
+    sweep(counters, [original(7, 4, 4.5), reply(7, 0, 4.5)], 6.0)
     assert counters.traffic(7) == Traffic(4, 400, 4.0)
-    counters.update([original(7, 4, 6.5), reply(7, 1, 6.5)], now=8.0)
+    sweep(counters, [original(7, 4, 6.5), reply(7, 1, 6.5)], 8.0)
     assert counters.traffic(7).last_active == 8.0
 
 
 def test_a_rule_installed_again_keeps_the_mappings_total_growing():
-    counters = FlowCounters()
-    counters.update([original(7, 10, 30.0), reply(7, 5, 30.0)], now=30.0)
+    counters = swept()
+    sweep(counters, [original(7, 10, 30.0), reply(7, 5, 30.0)], 30.0)
     # The reply rule idled out and came back: younger, and counting from zero again.
-    counters.update([original(7, 12, 32.0), reply(7, 1, 0.5)], now=32.0)
+    sweep(counters, [original(7, 12, 32.0), reply(7, 1, 0.5)], 32.0)
     assert counters.traffic(7) == Traffic(12 + 5 + 1, (12 + 5 + 1) * 100, 32.0)
     # Replaced with its counters copied (more packets, but younger): the old count is not counted twice.
-    counters.update([original(7, 13, 0.2), reply(7, 1, 2.5)], now=34.0)
+    sweep(counters, [original(7, 13, 0.2), reply(7, 1, 2.5)], 34.0)
     assert counters.traffic(7).packets == 12 + 13 + 5 + 1
 
 
 def test_a_rule_that_left_while_its_twin_stays_still_counts():
-    counters = FlowCounters()
-    counters.update([original(7, 10, 30.0), reply(7, 5, 30.0)], now=30.0)
-    counters.update([original(7, 11, 32.0)], now=32.0)
+    counters = swept()
+    sweep(counters, [original(7, 10, 30.0), reply(7, 5, 30.0)], 30.0)
+    sweep(counters, [original(7, 11, 32.0)], 32.0)
     assert counters.traffic(7) == Traffic(16, 1600, 32.0)
 
 
 def test_a_mapping_whose_rules_are_all_gone_is_forgotten():
-    counters = FlowCounters()
-    counters.update([original(7, 10, 30.0), reply(7, 5, 30.0)], now=30.0)
-    counters.update([], now=32.0)
+    counters = swept()
+    sweep(counters, [original(7, 10, 30.0), reply(7, 5, 30.0)], 30.0)
+    sweep(counters, [], 32.0)
     assert counters.traffic(7) is None
-    counters.update([original(7, 1, 0.1)], now=34.0)  # ids are never reused; nothing of the old totals remains
+    sweep(counters, [original(7, 1, 0.1)], 34.0)  # ids are never reused; nothing of the old totals remains
     assert counters.traffic(7) == Traffic(1, 100, 34.0)
 
 
@@ -112,8 +119,12 @@ def test_a_slice_unanswered_for_the_timeout_is_given_up_and_the_sweep_goes_on():
 
 
 def test_a_block_without_live_mappings_is_forgotten_when_the_sweep_ends():
-    counters = FlowCounters(slice_gap_s=0.0)
-    counters.update([original(3, 1, 1.0), original(600, 1, 1.0)], now=0.0)
+    counters = swept()
+    counters.want(0.0)
+    run_slice(counters, 0.0, 1, [original(3, 1, 1.0)])
+    run_slice(counters, 0.0, 2, [original(600, 1, 1.0)])
+    run_slice(counters, 0.0, 3, [])
+    assert counters.next_slice(0.0, next_live) is None and counters.traffic(600) is not None
     LIVE.remove(600)
     LIVE.remove(601)
     try:
