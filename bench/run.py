@@ -65,8 +65,8 @@ def run_section(section: str, smoke: bool, reps: int) -> dict[str, object]:
     seconds = time.monotonic() - started
     print(f"== {section}: {seconds:.0f} s{', FAILED: ' + error if error else ''}", file=sys.stderr, flush=True)
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-            "smoke": smoke, "reps": reps, "error": error, "rows": [row.as_json() for row in rows],
-            "detail": _detail(detail)}
+            "smoke": smoke, "reps": reps, "error": error, "machine": machine_facts(),
+            "rows": [row.as_json() for row in rows], "detail": _detail(detail)}
 
 
 def _detail(detail: object) -> object:
@@ -110,6 +110,8 @@ def markdown(results: dict[str, object]) -> str:
         lines += [f"## {name}", "",
                   f"Run {section['date']}, {section['seconds']} s, {section['reps']} repetition(s)"
                   f"{' (smoke)' if section['smoke'] else ''}.", ""]
+        if section.get("machine", machine) != machine:  # sections keep the machine they ran on
+            lines += ["Machine: " + ", ".join(f"{key} {value}" for key, value in section["machine"].items()), ""]
         if section["error"]:
             lines += [f"**Failed:** {section['error']}", ""]
         lines += ["| benchmark | ours | baseline | ratio | target | met | note |",
