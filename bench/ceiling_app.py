@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import struct
 
-from ryu.base import app_manager
-from ryu.controller import ofp_event
-from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.ofproto import ofproto_protocol, ofproto_v1_3
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import (CONFIG_DISPATCHER, MAIN_DISPATCHER, BaseApp, ofp_event, ofproto_protocol, ofproto_v1_3,
+                             set_ev_cls)
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 _LENGTH_AT = 2
 _IN_PORT_AT = 12
@@ -36,7 +34,7 @@ def packet_out_head() -> bytes:
     return bytes(msg.buf)
 
 
-class CeilingApp(app_manager.RyuApp):  # type: ignore[misc]
+class CeilingApp(BaseApp):  # type: ignore[misc]
     """Answers each packet-in with the pre-built packet-out, its in_port and the packet's own bytes."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]

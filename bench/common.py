@@ -23,8 +23,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-VENV_BIN = REPO / ".venv" / "bin"
+# The environment running the benchmark holds its controller: .venv (Ryu) for `make bench`.
+VENV_BIN = Path(sys.executable).parent
 RYU_MANAGER = VENV_BIN / "ryu-manager"
+# os-ken's environment (make venvs), for ryu_nat on os-ken beside ryu_nat on Ryu.
+OSKEN_RYU_NAT = REPO / ".venv-osken" / "bin" / "ryu-nat"
 # Processes we start die with us, even if we are killed (as topologies/lab.py does).
 DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -165,13 +168,14 @@ def machine_facts() -> dict[str, object]:
         "ovs": _first_line(["ovs-vswitchd", "--version"]),
         "cpu_model": model.group(1).strip() if model else "?",
         "memory_gib": round(int(total.group(1)) / 2 ** 20, 1) if total else None,
-        "ryu": _ryu_version(),
+        "ryu": _version("ryu"),
+        "os-ken": _version("os-ken"),
     }
 
 
-def _ryu_version() -> str:
+def _version(distribution: str) -> str:
     try:
-        return importlib.metadata.version("ryu")
+        return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 

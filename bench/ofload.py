@@ -13,11 +13,19 @@ source MAC) and the packet-out carrying the packet have all arrived. ARP
 requests the controller sends for the server are answered on port 1, as the
 server would.
 
-Contenders, each a fresh ``ryu-manager`` on a free port per repetition:
+Contenders, each a fresh controller process on a free port per repetition:
 ``ryu_nat`` (2 flow-mods + 1 packet-out per set-up), Ryu's
 ``simple_switch_13`` (1 + 1), ``bench/ceiling_app.py`` (0 + 1), and an
 instant-echo controller in this file that answers like ryu_nat from byte
-templates (2 + 1): the generator's own limit.
+templates (2 + 1): the generator's own limit. Run from the Ryu environment
+with ``.venv-osken`` built, ``ryu_nat on os-ken`` (its ``ryu-nat``) runs beside
+``ryu_nat`` on Ryu. Run from the os-ken environment, the Ryu-only contenders
+(``simple_switch_13``, the ceiling app under ``ryu-manager``) are left out:
+os-ken has neither the app nor a manager command.
+
+Stress (``--stress SECONDS``): ryu_nat under churn while threads write through
+the REST API (redirects added and deleted, hosts flushed, the mappings read);
+errors are 5xx answers, failed requests, handler errors and tracebacks.
 
 Shape: ryu_nat drives exactly one NAT datapath (the first to connect), so an
 "N switches x K outstanding" load is offered to every contender as one
@@ -36,16 +44,22 @@ import asyncio
 import collections
 import socket
 import struct
+import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (BENCH, DIE_WITH_PARENT, REPO, RYU_MANAGER, Row, Summary, Target, cpu_seconds, free_port,
-                    higher, paired)
+from common import (BENCH, DIE_WITH_PARENT, OSKEN_RYU_NAT, REPO, RYU_MANAGER, VENV_BIN, Row, Summary, Target,
+                    cpu_seconds, free_port, higher, paired)
+
+from ryu_nat import backend
 
 OFP_VERSION = 4
 HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY = 0, 1, 2, 3
@@ -825,19 +839,35 @@ def echo_controller(port: int) -> None:
 # --- controllers and contenders ---------------------------------------------------------------
 
 
+NAT_APP = "ryu_nat.app"
+
+
 @dataclass(frozen=True)
 class Contender:
-    """A controller under load: ryu-manager with ``apps``, or (no apps) the echo controller."""
+    """A controller under load: ``launcher`` with ``apps``, or (no apps) the echo controller.
+
+    ``ryu-manager`` runs the apps it is given; ``ryu-nat`` runs ryu_nat.app and any others.
+    """
 
     name: str
     flow_mods_per_setup: int
     apps: tuple[str, ...] = ()
+    launcher: Path = RYU_MANAGER
 
 
-RYU_NAT = Contender("ryu_nat", 2, ("ryu_nat.app",))
+ON_RYU = backend.NAME == backend.RYU
+RYU_NAT = Contender("ryu_nat", 2, (NAT_APP,), RYU_MANAGER if ON_RYU else VENV_BIN / "ryu-nat")
+RYU_NAT_OSKEN = Contender("ryu_nat on os-ken", 2, (NAT_APP,), OSKEN_RYU_NAT)
 SIMPLE_SWITCH = Contender("simple_switch_13", 1, ("ryu.app.simple_switch_13",))
 CEILING = Contender("ceiling", 0, (str(BENCH / "ceiling_app.py"),))
 ECHO = Contender("generator alone (echo)", 2)
+
+
+def available_contenders() -> tuple[Contender, ...]:
+    """What this environment can run: the Ryu-only baselines on Ryu; os-ken's ryu_nat when .venv-osken exists."""
+    if not ON_RYU:
+        return RYU_NAT, ECHO
+    return (RYU_NAT, *((RYU_NAT_OSKEN,) if OSKEN_RYU_NAT.exists() else ()), SIMPLE_SWITCH, CEILING, ECHO)
 
 NAT_CONFIG = """[nat]
 public_ipv4 = 192.168.3.1/24
@@ -871,7 +901,7 @@ class Controller:
         self.contender = contender
         self.port = free_port()
         self.api_port = free_port()
-        self.log_path = workdir / f"{contender.name.split()[0]}-{self.port}.log"
+        self.log_path = workdir / f"{contender.name.replace(' ', '_')}-{self.port}.log"
         self.config = workdir / "nat.conf"
         self.config.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
@@ -880,7 +910,10 @@ class Controller:
     def command(self) -> list[str]:
         if not self.contender.apps:
             return [sys.executable, str(Path(__file__).resolve()), "--echo-controller", str(self.port)]
-        return [str(RYU_MANAGER), "--config-file", str(self.config), *self.contender.apps,
+        apps = self.contender.apps
+        if self.contender.launcher.name == "ryu-nat":
+            apps = tuple(app for app in apps if app != NAT_APP)
+        return [str(self.contender.launcher), "--config-file", str(self.config), *apps,
                 "--ofp-tcp-listen-port", str(self.port), "--wsapi-host", "127.0.0.1",
                 "--wsapi-port", str(self.api_port)]
 
@@ -902,7 +935,7 @@ class Controller:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()  # ryu-manager with a WSGI server ignores SIGINT
+        process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -939,7 +972,7 @@ SMOKE_PHASE_S = 0.3
 def phases_for(contender: Contender, seconds: float) -> list[Phase]:
     """The loads, each offered on one connection (one NAT datapath) with N*K outstanding."""
     phases = [Phase(name, 1, switches * per_switch, seconds) for name, switches, per_switch in (LIGHT, HEAVY)]
-    if contender is RYU_NAT:
+    if contender in (RYU_NAT, RYU_NAT_OSKEN):
         phases.append(Phase("churn", 1, HEAVY[1] * HEAVY[2], seconds, churn=True))
     return phases
 
@@ -947,8 +980,8 @@ def phases_for(contender: Contender, seconds: float) -> list[Phase]:
 Results = dict[str, dict[str, list[PhaseResult]]]  # contender -> phase -> one result per repetition
 
 
-def measure(reps: int, seconds: float, workdir: Path,
-            contenders: Sequence[Contender] = (RYU_NAT, SIMPLE_SWITCH, CEILING, ECHO)) -> Results:
+def measure(reps: int, seconds: float, workdir: Path, contenders: Sequence[Contender] | None = None) -> Results:
+    contenders = available_contenders() if contenders is None else contenders
     results: Results = {c.name: {} for c in contenders}
     for rep in range(reps):
         # Rotate the order each repetition, so no contender always runs first (or last).
@@ -981,6 +1014,14 @@ def rows(results: Results) -> list[Row]:
             if base:
                 out.append(Row("flow setup", f"set-ups/s, {load}", "/s", Summary.of(ours), Summary.of(base),
                                baseline.name, paired(ours, base, higher), target, note=note))
+        osken = _values(results, RYU_NAT_OSKEN, phase, rate)
+        if osken:
+            runs = results[RYU_NAT_OSKEN.name][phase]
+            out.append(Row("flow setup", f"set-ups/s on os-ken vs on Ryu, {load}", "/s", Summary.of(osken),
+                           Summary.of(ours), "ryu_nat on Ryu", paired(osken, ours, higher),
+                           note=f"os-ken controller CPU "
+                                f"{Summary.of([r.controller_cpu_percent for r in runs]).text('%')}, "
+                                f"lost {sum(r.tally.lost for r in runs)}"))
         fm = _values(results, RYU_NAT, phase, lambda r: r.flow_mods_per_setup)
         base_fm = _values(results, SIMPLE_SWITCH, phase, lambda r: r.flow_mods_per_setup)
         out.append(Row("flow setup", f"flow-mods per set-up, {name}", "", Summary.of(fm),
@@ -1046,6 +1087,113 @@ def shape_check(reps: int, seconds: float, workdir: Path) -> list[Row]:
     return out
 
 
+# --- stress: set-ups under concurrent REST writes ---------------------------------------------------------
+
+STRESS_WRITERS = 4
+STRESS_PHASE_S = 10.0
+SMOKE_STRESS_S = 1.0
+STRESS_REQUEST_TIMEOUT_S = 15.0
+
+
+@dataclass
+class RestTally:
+    requests: int = 0
+    errors: int = 0  # 5xx answers and failed requests
+    examples: list[str] = field(default_factory=list)  # the first few errors
+
+
+@dataclass(frozen=True)
+class StressResult:
+    contender: str
+    setups: int
+    rest_requests: int
+    rest_errors: int
+    handler_errors: int
+    log_problems: int
+    examples: tuple[str, ...]
+
+    @property
+    def errors(self) -> int:
+        return self.rest_errors + self.handler_errors + self.log_problems
+
+
+def _rest(api: str, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(api + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=STRESS_REQUEST_TIMEOUT_S) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _rest_writer(api: str, writer: int, stop: threading.Event, tally: RestTally) -> None:
+    """Writes that change the NAT's state while switch events arrive: each writer owns its public ports."""
+    i = 0
+    while not stop.is_set():
+        port = 20000 + writer * 1000 + i % 1000
+        host = f"10.0.{i % 250}.{2 + writer}"  # hosts the generator uses too
+        for method, path, body in (
+                ("POST", "/nat/redirects", {"protocol": "tcp", "public_port": port,
+                                            "private": {"ip": f"10.0.0.{10 + writer}", "port": 80}}),
+                ("GET", "/nat/mappings", None),
+                ("DELETE", f"/nat/connections/{host}", None),
+                ("DELETE", f"/nat/redirects/tcp/{port}", None),
+                ("GET", "/nat/stats", None)):
+            tally.requests += 1
+            sent = time.monotonic()
+            try:
+                status, answer = _rest(api, method, path, body)
+            except OSError as exc:
+                status, answer = 0, str(exc).encode()
+            # 503 no_switch is a right answer (before the generator connects, after it leaves); any other
+            # 5xx, or no answer, is not.
+            if status == 0 or (status >= 500 and b'"no_switch"' not in answer):
+                tally.errors += 1
+                if len(tally.examples) < 3:
+                    tally.examples.append(f"{method} {path}: {status} after {time.monotonic() - sent:.1f} s: "
+                                          f"{answer[:200]!r}")
+        i += 1
+
+
+def stress(contender: Contender, seconds: float, workdir: Path) -> StressResult:
+    """``contender`` (a ryu_nat) under churn for ``seconds`` while STRESS_WRITERS threads write through REST."""
+    with Controller(contender, workdir) as controller:
+        api = f"http://127.0.0.1:{controller.api_port}"
+        stop = threading.Event()
+        tallies = [RestTally() for _ in range(STRESS_WRITERS)]
+        writers = [threading.Thread(target=_rest_writer, args=(api, n, stop, tallies[n]), daemon=True)
+                   for n in range(STRESS_WRITERS)]
+        for thread in writers:
+            thread.start()
+        try:
+            [result] = run_load(controller.port, controller.pid, contender.flow_mods_per_setup, 1,
+                                [Phase("stress", 1, HEAVY[1] * HEAVY[2], seconds, churn=True)])
+        finally:
+            stop.set()
+            for thread in writers:
+                thread.join(STRESS_REQUEST_TIMEOUT_S * 2)
+        status, body = _rest(api, "GET", "/nat/stats")
+        handler_errors = json.loads(body)["handler_errors"] if status == 200 else -1
+    problems = controller.log_problems()
+    return StressResult(contender.name, result.tally.setups, sum(t.requests for t in tallies),
+                        sum(t.errors for t in tallies), handler_errors, len(problems),
+                        tuple(e for t in tallies for e in t.examples)[:5] + tuple(problems[:3]))
+
+
+def stress_rows(seconds: float, workdir: Path) -> list[Row]:
+    out = []
+    for contender in (c for c in available_contenders() if c in (RYU_NAT, RYU_NAT_OSKEN)):
+        result = stress(contender, seconds, workdir)
+        out.append(Row("flow setup", f"{contender.name}: errors during set-ups under concurrent REST writes", "",
+                       Summary.of([result.errors]), target=Target("==", 0.0, on="ours"),
+                       note=f"{result.setups:,} set-ups, {result.rest_requests:,} REST requests from "
+                            f"{STRESS_WRITERS} threads in {seconds:g} s; 5xx/failed {result.rest_errors}, "
+                            f"handler errors {result.handler_errors}, log problems {result.log_problems}"))
+    return out
+
+
 def profile(seconds: float, workdir: Path, top: int = 25) -> str:
     """Sample ryu_nat under the heavy load with py-spy; the functions that dominate, as text.
 
@@ -1102,7 +1250,8 @@ def _function(frame: str) -> str:
 def run(smoke: bool = False, reps: int = 3) -> tuple[list[Row], Results]:
     with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
         results = measure(reps, SMOKE_PHASE_S if smoke else PHASE_S, Path(workdir))
-    return rows(results), results
+        stressed = stress_rows(SMOKE_STRESS_S if smoke else STRESS_PHASE_S, Path(workdir))
+    return rows(results) + stressed, results
 
 
 def main() -> None:
@@ -1113,7 +1262,14 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true",
                         help="compare N connections x K with 1 x N*K for the baselines, and nothing else")
     parser.add_argument("--profile", action="store_true", help="sample ryu_nat under heavy load with py-spy")
+    parser.add_argument("--stress", type=float, metavar="SECONDS",
+                        help="only the stress run of this environment's ryu_nat; print its result as JSON")
     args = parser.parse_args()
+    if args.stress:
+        with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
+            result = stress(RYU_NAT, args.stress, Path(workdir))
+        print(json.dumps({**vars(result), "errors": result.errors}, indent=1))
+        return
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
             print(profile(SMOKE_PHASE_S * 10 if args.smoke else 10.0, Path(workdir)))

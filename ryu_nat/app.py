@@ -1,28 +1,31 @@
-"""The Ryu application: OpenFlow events in, gateway calls, plans out to the switch.
+"""The controller application: OpenFlow events in, gateway calls, plans out to the switch.
 
-Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` (or ``ryu-nat``).
+Load it with ``ryu-manager --config-file nat.conf ryu_nat.app`` or ``ryu-nat``
+(Ryu 4.34), or with ``ryu-nat`` alone (os-ken, see :mod:`ryu_nat.backend`).
 Each handler is a few lines: it turns an event into one gateway call and sends
-the plan that comes back. State changes only on this app's event thread (the
-timer merely posts an event), and in the REST API's handlers: gateway methods
-never yield, so a request cannot interleave with an event.
+the plan that comes back. State changes only on this app's event thread: the
+ticker merely posts an event, and the REST server hands each request to this
+thread and waits for the answer, so nothing interleaves with a switch event
+even where os-ken runs everything on truly parallel threads.
+
+One SIGINT or SIGTERM stops the controller, under either launcher: the apps are
+stopped in order and the process exits (``ryu-manager`` alone would not stop
+on a Ctrl-C, and os-ken's threads cannot be killed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ryu import cfg
-from ryu.app.wsgi import WSGIApplication
-from ryu.base import app_manager
-from ryu.controller import event, ofp_event
-from ryu.controller.controller import Datapath
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
-
+from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
+                             ofp_event, ofproto_v1_3, set_ev_cls)
 from ryu_nat.openflow import encoder
 from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
@@ -30,6 +33,7 @@ from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api
 from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
+from ryu_nat.operator.server import EventThreadCall, RestServer
 from ryu_nat.operator.stats_tap import FlowStatsTap
 from ryu_nat.gateway import Gateway, PacketInReason
 from ryu_nat.openflow import multipart
@@ -40,29 +44,43 @@ LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
 CONF.register_opts([cfg.StrOpt(name, default=DEFAULTS.get(name), help=text) for name, text in OPTIONS.items()],
                    group="nat")
+# ryu-manager has these options from ryu.app.wsgi; ryu-nat imports this module before it parses the command line.
+if "wsapi_host" not in CONF:
+    CONF.register_cli_opts([cfg.StrOpt("wsapi-host", help="REST API listen address (default 127.0.0.1)"),
+                            cfg.IntOpt("wsapi-port", default=8080, help="REST API listen port (default 8080)")])
 # The REST API may reset the NAT: listen on loopback unless --wsapi-host (or a config file) says otherwise.
 # ryu-manager parses its options before it imports apps, and the server reads the value after.
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
 STATS_WARN_INTERVAL_S = 60.0
+REST_WAIT_S = 10.0  # a REST request the event thread has not taken by then is answered 503
+STOP_POLL_S = 0.1  # how often the stopper looks for a stop signal
 
 
-class EventTick(event.EventBase):
+class EventTick(event.EventBase):  # type: ignore[misc]
     """Time for periodic work (expiry, ARP retries)."""
 
 
-class EventStatsDue(event.EventBase):
+class EventStatsDue(event.EventBase):  # type: ignore[misc]
     """Time to ask for the next slice of flow statistics, if one is due (see operator/flowstats.py)."""
 
 
-class EventFlowStatsPart(event.EventBase):
+class EventFlowStatsPart(event.EventBase):  # type: ignore[misc]
     """A part of the reply to our flow-statistics request, as bytes (see operator/stats_tap.py)."""
 
     def __init__(self, datapath: Datapath, data: bytes) -> None:
         super().__init__()
         self.datapath = datapath
         self.data = data
+
+
+class EventRestCall(event.EventBase):  # type: ignore[misc]
+    """A REST request, read whole by the server, to be answered on the event thread."""
+
+    def __init__(self, call: EventThreadCall) -> None:
+        super().__init__()
+        self.call = call
 
 
 def load_config() -> NatConfig:
@@ -80,11 +98,10 @@ def api_policy(config: NatConfig, listen_host: str) -> guard.Policy:
                         cors_origins=frozenset(config.api.cors_origins))
 
 
-class NatApp(app_manager.RyuApp):  # type: ignore[misc]
+class NatApp(BaseApp):  # type: ignore[misc]
     """Makes one OpenFlow 1.3 switch a NAT gateway between a private and a public network."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -105,16 +122,40 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         self.stats_tap = FlowStatsTap(self._stats_part_arrived)
         self._stats_warned_until = float("-inf")
         self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
-        wsgi = kwargs.get("wsgi")
-        if isinstance(wsgi, WSGIApplication):
-            registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency,
-                                                             self.poll_duration))
-            rest.register(wsgi, rest.api_app(self.facade, registry, policy))
+        registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
+        self.rest_app = rest.make_wsgi_app(self.facade, registry, policy)
+        self.rest_server: RestServer | None = None
+        self._stop_signals = 0
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
-        self.threads.append(hub.spawn(self._ticker))
-        self.threads.append(hub.spawn(self._stats_ticker))
+
+    def start(self) -> Any:
+        """After every app is made: the event thread, the ticker, the REST server and the stop signals."""
+        started = super().start()
+        hub.spawn(self._ticker)  # not joined at stop: it ends by itself within TICK_S
+        hub.spawn(self._stats_ticker)  # likewise, within SLICE_GAP_S
+        host, port = CONF.wsapi_host, CONF.wsapi_port
+        self.rest_server = RestServer(self.rest_app, host, port, self._on_event_thread)
+        try:
+            self.rest_server.start()
+        except OSError as exc:
+            LOG.error("ryu_nat: the REST API cannot listen on %s:%d: %s", host, port, exc)
+            raise SystemExit(f"ryu_nat: the REST API cannot listen on {host}:{port}: {exc}") from None
+        LOG.info("ryu_nat: REST API on http://%s:%d/nat/", host, port)
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._stop_signal)
+        except ValueError:  # not the main thread (an embedding): whoever started the app stops it
+            return started
+        hub.spawn(self._stopper)
+        return started
+
+    def stop(self) -> None:
+        """Stop serving REST, then the event thread; the ticker sees it and ends within TICK_S."""
+        if self.rest_server is not None:
+            self.rest_server.stop()
+        super().stop()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -204,8 +245,8 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             part = multipart.decode_flow_stats(ev.data)
             if isinstance(part, multipart.DecodeError):
                 xid = int.from_bytes(ev.data[4:8], "big")
-                self._warn_stats(ev.datapath, "dpid=%016x: flow-statistics reply xid=%d refused: %s",
-                                 ev.datapath.id, xid, part.value)
+                self._warn_stats("dpid=%016x: flow-statistics reply xid=%d refused: %s", ev.datapath.id, xid,
+                                 part.value)
                 self.flow_counters.reply_failed(xid)
                 return
             if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
@@ -238,7 +279,7 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
         """From the receive loop (stats_tap): the app reads it on its own event thread."""
         self.send_event(self.name, EventFlowStatsPart(dp, data))
 
-    def _warn_stats(self, dp: Datapath, message: str, *args: object) -> None:
+    def _warn_stats(self, message: str, *args: object) -> None:
         """At most one warning per interval: a switch sending garbage must not flood the log."""
         now = time.monotonic()
         if now >= self._stats_warned_until:
@@ -246,16 +287,47 @@ class NatApp(app_manager.RyuApp):  # type: ignore[misc]
             LOG.warning(message, *args)
 
     def _ticker(self) -> None:
-        while True:
+        while self.is_active:
             hub.sleep(TICK_S)
-            self.send_event(self.name, EventTick())
+            if self.is_active:
+                self.send_event(self.name, EventTick())
 
     def _stats_ticker(self) -> None:
         """Wakes the event thread for flow statistics only while someone reads them."""
-        while True:
+        while self.is_active:
             hub.sleep(self.flow_counters.slice_gap_s)
-            if self.datapath is not None and self.flow_counters.wanted(time.monotonic()):
+            if self.is_active and self.datapath is not None and self.flow_counters.wanted(time.monotonic()):
                 self.send_event(self.name, EventStatsDue())
+
+    @set_ev_cls(EventRestCall)
+    def _rest_call(self, ev: EventRestCall) -> None:
+        ev.call.run()
+
+    def _on_event_thread(self, work: Callable[[], bytes]) -> bytes:
+        """Run ``work`` (a REST request) on the event thread and wait for its result."""
+        call = EventThreadCall(work)
+        self.send_event(self.name, EventRestCall(call))
+        result: bytes = call.result(REST_WAIT_S)
+        return result
+
+    # --- stopping ------------------------------------------------------------------------------------
+
+    def _stop_signal(self, signum: int, frame: object) -> None:
+        """Only counts: under eventlet a signal handler may run inside any green thread."""
+        self._stop_signals += 1
+        if self._stop_signals > 1:
+            os._exit(128 + signum)  # a second signal: the orderly stop is stuck, so do not wait for it
+
+    def _stopper(self) -> None:
+        """On a stop signal: stop every app in order, then end the process (os-ken's threads cannot be killed)."""
+        while not self._stop_signals:
+            hub.sleep(STOP_POLL_S)
+        LOG.info("ryu_nat: stopping")
+        app_manager.AppManager.get_instance().close()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     @contextlib.contextmanager
     def _guard(self, event_name: str, dp: Datapath) -> Iterator[None]:

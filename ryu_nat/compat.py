@@ -1,16 +1,20 @@
-"""Lets Ryu 4.34 start on Python 3.11 with a current eventlet.
+"""Start-up shims for Ryu 4.34 on current Pythons and eventlet; ``ryu-nat`` needs only the second.
 
-``ryu/app/wsgi.py`` reads ``eventlet.wsgi.ALREADY_HANDLED`` while defining a
-class, and ``ryu-manager`` imports that module at start-up. eventlet dropped
-the name after 0.30.2, and 0.30.2 itself does not import on Python 3.11. Ryu
-uses the value only as a sentinel for websocket responses, so any unique object
-serves.
+1. ``ryu/app/wsgi.py`` reads ``eventlet.wsgi.ALREADY_HANDLED`` while defining a
+   class, and the plain ``ryu-manager`` imports that module at start-up.
+   eventlet dropped the name after 0.30.2, and 0.30.2 itself does not import on
+   Python 3.11. Ryu uses the value only as a sentinel for websocket responses,
+   so any unique object serves. :func:`install` adds the name to
+   ``eventlet.wsgi`` when that module is loaded (or at once, if it already is).
+   Where eventlet still defines it, nothing changes. ``ryu-nat`` never imports
+   ``ryu.app.wsgi`` (the app serves its API itself), so it needs no sentinel.
+2. eventlet warns at every import that it is deprecated, in nine lines. Ryu
+   cannot run without it, and the README says so once: :func:`install` drops
+   that one warning (every other warning stays).
 
-:func:`install` adds the name to ``eventlet.wsgi`` when that module is loaded
-(or at once, if it already is). Where eventlet still defines it, nothing
-changes. The virtual environment built by the Makefile imports this module from
-a ``.pth`` file, so the plain ``ryu-manager`` starts too; ``ryu-nat`` calls
-:func:`install` itself. Importing this module costs no eventlet import.
+The virtual environments the Makefile builds for Ryu call :func:`install` from
+a ``.pth`` file, so the plain ``ryu-manager`` gets both. Neither imports
+eventlet.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import importlib.abc
 import importlib.machinery
 import sys
 import types
+import warnings
 from collections.abc import Sequence
 
 _MODULE = "eventlet.wsgi"
 _NAME = "ALREADY_HANDLED"
+_DEPRECATION = r"\s*Eventlet is deprecated"
 
 
 def _add_sentinel(module: types.ModuleType) -> None:
@@ -62,14 +68,17 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def quiet_eventlet_deprecation() -> None:
+    """Drop eventlet's deprecation banner (see the module's docstring); must run before eventlet is imported."""
+    warnings.filterwarnings("ignore", message=_DEPRECATION)
+
+
 def install() -> None:
-    """Make ``eventlet.wsgi.ALREADY_HANDLED`` exist whenever eventlet.wsgi is used."""
+    """Make ``eventlet.wsgi.ALREADY_HANDLED`` exist whenever eventlet.wsgi is used, and quiet the banner."""
+    quiet_eventlet_deprecation()
     loaded = sys.modules.get(_MODULE)
     if loaded is not None:
         _add_sentinel(loaded)
         return
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
-
-
-install()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import cachetools
-from ryu.lib.packet import arp as arp_pkt
+from ryu_nat.backend import arp as arp_pkt
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core import icmp

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ryu_nat import backend
 from topologies import two_networks as topo
 
 REPO = Path(__file__).resolve().parent.parent
-RYU_MANAGER = REPO / ".venv" / "bin" / "ryu-manager"
+# The environment that runs us holds the controller too: .venv (Ryu), .venv-osken (os-ken).
+VENV_BIN = Path(sys.executable).parent
 NETPROBE = REPO / "topologies" / "netprobe.py"
 HOST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
@@ -188,7 +190,11 @@ class Controller:
 
     @property
     def command(self) -> list[str]:
-        return [str(RYU_MANAGER), "--config-file", str(self.config), *self.apps,
+        if backend.NAME == backend.RYU:
+            launcher = [str(VENV_BIN / "ryu-manager"), *self.apps]
+        else:  # os-ken has no manager command
+            launcher = [str(VENV_BIN / "ryu-nat"), *(app for app in self.apps if app != NAT_APP)]
+        return [*launcher, "--config-file", str(self.config),
                 "--ofp-tcp-listen-port", str(self.of_port),
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.wsapi_port)]
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import struct
 
-from ryu.lib.packet.packet_utils import checksum as _ryu_checksum
+from ryu_nat.backend import packet_utils
 
 
 def checksum(data: bytes) -> int:
     """The Internet checksum of ``data`` (ready to store in the header)."""
-    return int(_ryu_checksum(bytes(data)))
+    return int(packet_utils.checksum(bytes(data)))
 
 
 def _fold(value: int) -> int:

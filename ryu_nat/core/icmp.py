@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ryu.lib.packet import icmp, ipv4
+from ryu_nat.backend import icmp, ipv4
 
 from ryu_nat.core.addresses import Proto
 from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, ICMP_ERROR_TYPES, Datagram

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
+from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
 
 from ryu_nat.core import checksum
 from ryu_nat.core.addresses import Channel, Proto, pack_key

@@ -1,7 +1,7 @@
-"""Plan items -> Ryu OpenFlow 1.3 messages, serialized for one write to the switch.
+"""Plan items -> OpenFlow 1.3 messages (Ryu's or os-ken's parser), serialized for one write to the switch.
 
-The only module that imports ``ryu.ofproto.ofproto_v1_3_parser``: the core and the
-plan know nothing of Ryu, and :mod:`ryu_nat.app` sends what this module builds.
+The only module that uses ``ofproto_v1_3_parser`` (from :mod:`ryu_nat.backend`): the core and the
+plan know nothing of it, and :mod:`ryu_nat.app` sends what this module builds.
 No decisions are made here: each plan item maps to fixed messages, so what the
 gateway planned is what the switch receives. No I/O: the adapter writes the bytes.
 """
@@ -11,17 +11,25 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from types import ModuleType
-from typing import Any, Protocol, assert_never
+from typing import Any, NoReturn, Protocol
 
-from ryu.ofproto import ofproto_protocol
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import ofproto_protocol
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.openflow.plan import (Action, Barrier, DecTtl, FlowDelete, FlowRule, Message, Output, PacketOut,
                                    SetField, SwitchSetup)
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:
+    def assert_never(value: NoReturn) -> NoReturn:
+        """typing.assert_never, new in Python 3.11: a case the type checker proved unreachable."""
+        raise AssertionError(f"unhandled value: {value!r}")
 
 MsgBase = Any  # ryu.ofproto.ofproto_parser.MsgBase; Ryu ships no type information
 

@@ -14,13 +14,13 @@ nothing, and is logged as one line:
 3. **Token**: with ``[nat] api_token_file``, every request needs
    ``Authorization: Bearer <token>`` (or HTTP Basic with the token as password,
    which is how a browser sends it after asking once). Otherwise 401 ``unauthorized``.
-4. **Body size**: a body longer than ``max_body_bytes`` gets 413 ``body_too_large``
-   before it is read; a chunked body (length unknown) gets 411 ``length_required``.
-5. **Content type**: requests that change state (POST, PUT, PATCH, DELETE) must say
+4. **Content type**: requests that change state (POST, PUT, PATCH, DELETE) must say
    ``Content-Type: application/json``: the types a page on another site may send
    without a preflight (``text/plain``, forms) get 415 ``unsupported_media_type``.
 
-It knows nothing of the routes behind it: wrap any WSGI app.
+It knows nothing of the routes behind it: wrap any WSGI app. The size of a
+request, its body's included, and the time it may take to arrive are the
+server's to bound (:mod:`ryu_nat.operator.server`), before this runs.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from typing import Any
 
 from webob import Request, Response
 
+from ryu_nat.operator.server import WsgiApp
+
 LOG = logging.getLogger(__name__)
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-MAX_BODY_BYTES = 64 * 1024
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 CORS_METHODS = "GET, POST, DELETE"
@@ -62,7 +62,6 @@ class Policy:
     hosts: frozenset[str] = field(default_factory=frozenset)
     token: str | None = None
     cors_origins: frozenset[str] = field(default_factory=frozenset)
-    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class Refused(Exception):
@@ -89,7 +88,7 @@ class Guard:
             if origin is not None and req.method == "OPTIONS":
                 return _answer(self._preflight(origin), environ, start_response)
             self._check_token(req)
-            self._check_body(req)
+            self._check_content_type(req)
         except Refused as refusal:
             LOG.info("REST %s %s: %d %s: %s", _cut(req.method, 20), _cut(req.path_qs, 200), refusal.status,
                      refusal.code, refusal.message)
@@ -140,13 +139,7 @@ class Guard:
             raise Refused(401, "unauthorized", "this API needs its token: Authorization: Bearer <token> "
                                                "(the file named by [nat] api_token_file)")
 
-    def _check_body(self, req: Request) -> None:
-        if "chunked" in req.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            raise Refused(411, "length_required", "send the body with a Content-Length, not chunked")
-        length = _content_length(req.environ)
-        if length > self.policy.max_body_bytes:
-            raise Refused(413, "body_too_large",
-                          f"the body is {length} bytes; at most {self.policy.max_body_bytes} are read")
+    def _check_content_type(self, req: Request) -> None:
         if req.method in CHANGING_METHODS and req.content_type.lower() != "application/json":
             raise Refused(415, "unsupported_media_type",
                           f"{req.method} takes Content-Type: application/json, not {_shown(req.content_type)}")
@@ -182,13 +175,6 @@ def _host_name(header: str) -> str | None:
         if colon and not port.isdigit():
             return None
     return name.rstrip(".") or None
-
-
-def _content_length(environ: dict[str, Any]) -> int:
-    text = environ.get("CONTENT_LENGTH") or "0"
-    if not (text.isascii() and text.isdigit()):
-        raise Refused(400, "bad_request", f"Content-Length {_shown(text)} is not a number of bytes")
-    return int(text)
 
 
 def _credential(header: str) -> str | None:

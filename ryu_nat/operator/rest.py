@@ -1,16 +1,16 @@
 """The operator's REST API under ``/nat/``, and ``/metrics``: routes, request validation, errors as JSON.
 
-Served by Ryu's WSGI server (``--wsapi-host``, default 127.0.0.1 for this app;
-``--wsapi-port``, default 8080). :func:`api_app` puts the request guard
-(:mod:`ryu_nat.operator.guard`: Host, Origin, token, body size, content type)
-in front of the routes; :func:`register` serves that app on Ryu's WSGI context.
-Each handler validates the request completely, then makes one call on the
-:class:`~ryu_nat.operator.facade.NatFacade` and serializes what it returns, so a
-bad request changes nothing. Every error is ``{"error": {"code": ..., "message":
-...}}`` with its HTTP status, and is logged as one line, without a traceback.
-``openapi.json`` beside this module describes every route; ``GET
-/nat/openapi.json`` serves it, ``GET /nat/`` the live page, ``GET /metrics`` the
-Prometheus metrics.
+Served by :mod:`ryu_nat.operator.server` (``--wsapi-host``, default 127.0.0.1;
+``--wsapi-port``, default 8080), on Ryu and on os-ken alike; every request
+runs on the app's event thread. :func:`make_wsgi_app` puts the request guard
+(:mod:`ryu_nat.operator.guard`: Host, Origin, token, content type) in front of
+the routes. Each handler validates the request completely, then makes one call
+on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes what it
+returns, so a bad request changes nothing. Every error is ``{"error": {"code":
+..., "message": ...}}`` with its HTTP status, and is logged as one line,
+without a traceback. ``openapi.json`` beside this module describes every route;
+``GET /nat/openapi.json`` serves it, ``GET /nat/`` the live page, ``GET
+/metrics`` the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -26,19 +26,17 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
 from webob import Request
 
 from ryu_nat.config import RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.operator import guard, metrics, views
 from ryu_nat.operator.facade import NatFacade
+from ryu_nat.operator.server import WsgiApp
+from ryu_nat.operator.wsgi import Response, Router, route
 
 LOG = logging.getLogger(__name__)
 
-FACADE = "nat"
-METRICS = "metrics"
-API = "api"
 JSON_TYPE = "application/json"
 REDIRECT_FIELDS = {"protocol", "public_port", "private"}
 ENDPOINT_FIELDS = {"ip", "port"}
@@ -62,42 +60,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def routes(facade: NatFacade, metrics_registry: CollectorRegistry) -> WSGIApplication:
-    """The API's routes as a WSGI app; every other path under /nat/ answers a JSON 404 (or 405)."""
-    app = WSGIApplication()
-    app.register(NatController, {FACADE: facade, METRICS: metrics_registry})
-    app.register(NatFallback)  # after NatController: routes are tried in the order they were added
-    return app
+def make_wsgi_app(facade: NatFacade, metrics_registry: CollectorRegistry, policy: guard.Policy) -> WsgiApp:
+    """The whole API as one WSGI app over ``facade``; any other path answers a JSON 404 (or 405).
 
-
-def api_app(facade: NatFacade, metrics_registry: CollectorRegistry, policy: guard.Policy) -> guard.WsgiApp:
-    """The whole API as one WSGI app: the routes, behind the request guard (the one place it is applied)."""
-    return guard.Guard(routes(facade, metrics_registry), policy)
-
-
-def register(wsgi: WSGIApplication, app: guard.WsgiApp) -> None:
-    """Serve ``app`` (see :func:`api_app`) on Ryu's WSGI context: every request under /nat and /metrics."""
-    wsgi.register(ApiEntry, {API: app})
-
-
-class ApiEntry(ControllerBase):  # type: ignore[misc]
-    """Hands every request for the API's paths, whatever its method, to the guarded API app."""
-
-    def __init__(self, req: Request, link: Any, data: dict[str, guard.WsgiApp], **config: Any) -> None:
-        super().__init__(req, link, data, **config)
-        self.app = data[API]
-
-    @route("nat_api_root", "/nat")
-    def root(self, req: Request, **_: str) -> Response:
-        return req.get_response(self.app)
-
-    @route("nat_api", "/nat/{path:.*}")
-    def nat(self, req: Request, **_: str) -> Response:
-        return req.get_response(self.app)
-
-    @route("nat_api_metrics", "/metrics")
-    def metrics_path(self, req: Request, **_: str) -> Response:
-        return req.get_response(self.app)
+    The request guard, which checks every request against ``policy``, wraps the router here.
+    """
+    return guard.Guard(Router([NatController(facade, metrics_registry)], not_routed), policy)
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -128,13 +96,12 @@ def _api(handler: Handler) -> Handler:
     return guarded
 
 
-class NatController(ControllerBase):  # type: ignore[misc]
-    """Routes of the API; ``data`` is the façade given to :func:`register`."""
+class NatController:
+    """Routes of the API over one façade (and the registry of its metrics)."""
 
-    def __init__(self, req: Request, link: Any, data: dict[str, Any], **config: Any) -> None:
-        super().__init__(req, link, data, **config)
-        self.nat: NatFacade = data[FACADE]
-        self.metrics_registry: CollectorRegistry = data[METRICS]
+    def __init__(self, facade: NatFacade, metrics_registry: CollectorRegistry) -> None:
+        self.nat = facade
+        self.metrics_registry = metrics_registry
 
     # --- pages ----------------------------------------------------------------------------------
 
@@ -153,7 +120,7 @@ class NatController(ControllerBase):  # type: ignore[misc]
         text = _package_file("live.html").decode()
         for name, value in filled.items():
             text = text.replace("{{" + name + "}}", value if name == "rows" else html.escape(value))
-        return Response(content_type="text/html", charset="utf-8", body=text.encode())
+        return Response(content_type="text/html", body=text.encode())
 
     @route("nat_page_no_slash", "/nat", methods=["GET"])
     @_api
@@ -288,31 +255,15 @@ class NatController(ControllerBase):  # type: ignore[misc]
             raise ApiError(503, "no_switch", "no NAT switch is connected: its rules cannot be deleted now")
 
 
-class NatFallback(ControllerBase):  # type: ignore[misc]
-    """Any other path under /nat/: 405 if the path exists for another method, else 404."""
-
-    @route("nat_fallback", "/nat/{path:.*}")
-    def not_found(self, req: Request, **_: str) -> Response:
-        return self._refuse(req)
-
-    @route("metrics_fallback", "/metrics")
-    def metrics_elsewhere(self, req: Request, **_: str) -> Response:
-        return self._refuse(req)
-
-    def _refuse(self, req: Request) -> Response:
-        allowed = [method for method in ("GET", "POST", "DELETE")
-                   if _routed_elsewhere(self.parent, {**req.environ, "REQUEST_METHOD": method})]
-        if allowed:
-            response = error_response(405, "method_not_allowed",
-                                      f"{req.method} is not allowed on {req.path} (allowed: {', '.join(allowed)})")
-            response.allow = allowed
-            return response
-        return error_response(404, "not_found", f"no such resource: {req.path} (see /nat/openapi.json)")
-
-
-def _routed_elsewhere(wsgi: WSGIApplication, environ: dict[str, Any]) -> bool:
-    match = wsgi.mapper.match(environ=environ)
-    return bool(match) and match["controller"] is not NatFallback
+def not_routed(req: Request, allowed: list[str]) -> Response:
+    """Any other request: 405 if the path exists for other methods (``allowed``), else 404."""
+    if allowed:
+        allowed = [method for method in ("GET", "POST", "DELETE") if method in allowed]
+        response = error_response(405, "method_not_allowed",
+                                  f"{req.method} is not allowed on {req.path} (allowed: {', '.join(allowed)})")
+        response.allow = allowed
+        return response
+    return error_response(404, "not_found", f"no such resource: {req.path} (see /nat/openapi.json)")
 
 
 # --- validation of values ---------------------------------------------------------------------------

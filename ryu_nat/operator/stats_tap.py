@@ -1,6 +1,6 @@
 """Replies to the app's own flow-statistics requests, taken off Ryu's receive path as bytes.
 
-Ryu parses every message from the switch before any app sees it; for a
+Ryu (and os-ken) parses every message from the switch before any app sees it; for a
 flow-statistics reply that means an ``OFPFlowStats`` object, with its match and
 instructions, per rule, when the NAT wants only cookies and counters
 (:mod:`ryu_nat.openflow.multipart` reads those from the bytes). A
@@ -20,9 +20,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
-
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 from ryu_nat.openflow import multipart
 
 Datapath = Any  # ryu.controller.controller.Datapath, or a test fake

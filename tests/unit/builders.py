@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address
 
-from ryu.lib.packet import ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
+from ryu_nat.backend import ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
 
 from ryu_nat.core.packet import Datagram, parse_ipv4
 

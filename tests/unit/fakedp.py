@@ -14,10 +14,10 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ryu.controller import ofp_event
-from ryu.ofproto import ofproto_parser, ofproto_protocol
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import ofp_event
+from ryu_nat.backend import ofproto_parser, ofproto_protocol
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 MsgBase = Any  # Ryu ships no type information
 

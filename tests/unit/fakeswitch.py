@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, NamedTuple
 
-from ryu.controller.handler import MAIN_DISPATCHER
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, tcp, udp
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import MAIN_DISPATCHER
+from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Action, Barrier, DecTtl,
                                    FlowDelete, FlowRule, Match, Message, Output, PacketOut, Plan, SetField,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from ryu.lib.packet import arp
+from ryu_nat.backend import arp
 
 from ryu_nat.config import parse_config
 from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame

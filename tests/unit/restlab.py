@@ -41,8 +41,7 @@ class Api:
                                 clock=lambda: self.lab.now)
         self.registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency,
                                                               self.poll_duration))
-        self.routes = rest.routes(self.facade, self.registry)
-        self.wsgi = rest.api_app(self.facade, self.registry, policy or guard.Policy())
+        self.wsgi = rest.make_wsgi_app(self.facade, self.registry, policy or guard.Policy())
         self.seen: set[tuple[str, str, int]] = set()
 
     def _send(self, datapath: FakeDatapath, plan: Plan) -> None:

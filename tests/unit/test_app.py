@@ -1,26 +1,31 @@
-"""The Ryu adapter, driven with real events and a fake datapath; what it sends is replayed into
+"""The app (on Ryu or os-ken), driven with real events and a fake datapath; what it sends is replayed into
 the simulated switch."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
+import threading
 import sys
+import time
 
 import pytest
-from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
-from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofp_event
+from ryu_nat.backend import DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu_nat.backend import ofproto_v1_3 as ofp
 
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 
+from . import launch
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
 from .fakeswitch import connect
 from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host
 
 NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
+STOP_WITHIN_S = 2.0
 
 
 @pytest.fixture
@@ -88,7 +93,7 @@ def test_a_handler_bug_is_logged_and_counted_not_fatal(app, caplog, monkeypatch)
 
 
 def test_openflow_errors_are_logged_beside_the_message_they_answer(app, caplog):
-    from ryu.ofproto import ofproto_v1_3_parser as parser
+    from ryu_nat.backend import ofproto_v1_3_parser as parser
 
     dp = FakeDatapath()
     connect(app, dp)
@@ -113,34 +118,53 @@ def test_bad_config_stops_start_up_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["ryu-manager", "ryu-nat"])
-def test_both_commands_start_the_app_and_listen(tmp_path, command):
-    import pathlib
-    import socket
-    import time
-
-    conf = tmp_path / "nat.conf"
-    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    exe = pathlib.Path(sys.executable).parent / command
-    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port)]
-    if command == "ryu-manager":
-        args.append("ryu_nat.app")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        listening = False
-        while time.monotonic() < deadline and proc.poll() is None and not listening:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                listening = True
-            except OSError:
-                time.sleep(0.2)
-        assert listening, f"{command} did not listen on {port}"
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+@pytest.mark.parametrize("launcher", launch.LAUNCHERS)
+def test_each_launcher_starts_the_app_and_listens(tmp_path, launcher):
+    of_port = launch.free_port()
+    args = launch.command(launcher, launch.write_config(tmp_path / "nat.conf", BASE_CONFIG), of_port,
+                          launch.free_port())
+    with launch.controller(args) as proc:
+        assert launch.is_listening(of_port)
+    output, _ = proc.communicate(timeout=10)
     assert "instantiating app ryu_nat.app of NatApp" in output
     assert "Traceback" not in output
+    assert "Eventlet is deprecated" not in output  # compat drops the banner (README, Installing)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("launcher", launch.LAUNCHERS)
+def test_one_signal_stops_the_controller_within_two_seconds(tmp_path, launcher, signum):
+    """Issue 15: the ticker thread kept the process alive, and a Ctrl-C did nothing."""
+    api_port = launch.free_port()
+    args = launch.command(launcher, launch.write_config(tmp_path / "nat.conf", BASE_CONFIG), launch.free_port(),
+                          api_port)
+    with launch.controller(args) as proc:
+        time.sleep(1.5)  # at least one tick, so the ticker is in its loop
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=STOP_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{launcher} still runs {STOP_WITHIN_S} s after {signal.Signals(signum).name}")
+        took = time.monotonic() - sent
+    output, _ = proc.communicate(timeout=10)
+    assert took < STOP_WITHIN_S and proc.returncode == 0, output[-2000:]
+    assert "ryu_nat: stopping" in output and "Traceback" not in output
+    assert not launch.is_listening(api_port)
+
+
+def test_the_ticker_ends_once_the_app_stops(app, monkeypatch):
+    """Issue 15: it looped for ever, and stopping the app waited for it."""
+    from ryu_nat import app as app_module
+
+    monkeypatch.setattr(app_module, "TICK_S", 0.02)
+    ticks = []
+    monkeypatch.setattr(app, "send_event", lambda name, ev: ticks.append(type(ev).__name__))
+    ticker = threading.Thread(target=app._ticker, daemon=True)
+    ticker.start()
+    deadline = time.monotonic() + 5
+    while not ticks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    app.is_active = False  # what stop() does first
+    ticker.join(1)
+    assert not ticker.is_alive() and ticks[0] == "EventTick"

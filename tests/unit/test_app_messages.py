@@ -7,10 +7,10 @@ decodes what the app wrote, as the switch would.
 from __future__ import annotations
 
 import pytest
-from ryu.controller.handler import MAIN_DISPATCHER
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import MAIN_DISPATCHER
+from ryu_nat.backend import arp, ethernet, icmp, ipv4, packet
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies

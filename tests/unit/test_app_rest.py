@@ -1,6 +1,6 @@
-"""The app's side of the operator interface: the REST API on its WSGI context, flow-statistics slices
-requested and their replies taken off Ryu's receive path as bytes, the set-up latency, and the API's
-listen address and start-up checks."""
+"""The app's side of the operator interface: the REST API over its gateway, flow-statistics slices
+requested and their replies taken off the framework's receive path as bytes, the set-up latency, and the
+API's listen address and start-up checks."""
 
 from __future__ import annotations
 
@@ -10,23 +10,22 @@ import pathlib
 import socket
 import struct
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from ryu.app.wsgi import WSGIApplication
-from ryu.controller.handler import DEAD_DISPATCHER
-from ryu.ofproto import ofproto_parser
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import DEAD_DISPATCHER
+from ryu_nat.backend import ofproto_parser
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 from webob import Request
 
 from ryu_nat.app import EventFlowStatsPart
 from ryu_nat.operator import flowstats
 from ryu_nat.openflow import cookies
 
+from . import launch
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, packet_in_event, state_change_event
 from .fakeswitch import connect
@@ -34,17 +33,17 @@ from .lab import BASE_CONFIG, H1, H1_PORT, PUBLIC, SERVER, UPLINK, arp_reply, fr
 
 
 @pytest.fixture
-def wsgi() -> WSGIApplication:
-    """The WSGI context ryu-manager would hand the app."""
-    return WSGIApplication()
+def app(make_app):
+    return make_app(BASE_CONFIG)
 
 
 @pytest.fixture
-def app(make_app, wsgi):
-    return make_app(BASE_CONFIG, wsgi=wsgi)
+def wsgi(app):
+    """The app's REST API as the WSGI app its server runs (here on the test's thread)."""
+    return app.rest_app
 
 
-def get(wsgi: WSGIApplication, path: str, method: str = "GET") -> tuple[int, dict]:
+def get(wsgi, path: str, method: str = "GET") -> tuple[int, dict]:
     response = Request.blank(path, method=method, content_type="application/json").get_response(wsgi)
     return response.status_int, json.loads(response.body)
 
@@ -93,7 +92,7 @@ def requests_sent(dp: FakeDatapath) -> list:
     return [m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]
 
 
-def test_the_app_serves_the_api_on_its_wsgi_context(app, wsgi):
+def test_the_app_serves_the_api_over_its_gateway(app, wsgi):
     status, stats = get(wsgi, "/nat/stats")
     assert (status, stats["switch"]["connected"]) == (200, False)
     connect(app, FakeDatapath(dpid=0x1234))
@@ -213,53 +212,29 @@ def _listening_address(port: int) -> str | None:
     return None
 
 
-def start_manager(tmp_path: pathlib.Path, options: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], int]:
-    """ryu-manager with ryu_nat.app and ``[nat]`` = BASE_CONFIG + ``options``, on free ports; (process, API port)."""
-    conf = tmp_path / "nat.conf"
-    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in {**BASE_CONFIG, **options}.items()))
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    of_port, api_port = ports
-    exe = pathlib.Path(sys.executable).parent / "ryu-manager"
-    proc = subprocess.Popen([str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
-                             "--wsapi-port", str(api_port), *extra, "ryu_nat.app"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return proc, api_port
-
-
-def wait_listening(proc: subprocess.Popen[str], port: int) -> str | None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None and _listening_address(port) is None:
-        time.sleep(0.2)
-    return _listening_address(port)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
-    output, _ = proc.communicate(timeout=10)
-    return output
-
-
 @pytest.mark.parametrize(("extra", "options", "expected"), [
     ((), {}, "127.0.0.1"),
     (("--wsapi-host", "0.0.0.0"), {"api_insecure": "true"}, "0.0.0.0"),
 ])
 def test_the_api_listens_on_loopback_unless_told_otherwise(tmp_path, extra, options, expected):
-    proc, api_port = start_manager(tmp_path, options, *extra)
-    try:
-        assert wait_listening(proc, api_port) == expected
-    finally:
-        output = stop(proc)
+    api_port = launch.free_port()
+    args = launch.command(launch.LAUNCHERS[0], launch.write_config(tmp_path / "nat.conf", {**BASE_CONFIG, **options}),
+                          launch.free_port(), api_port, *extra)
+    with launch.controller(args) as proc:
+        assert _listening_address(api_port) == expected
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/nat/stats", timeout=10) as answer:
+            assert json.loads(answer.read())["switch"]["connected"] is False
+    output, _ = proc.communicate(timeout=10)
     assert "Traceback" not in output
 
 
-def test_the_api_beyond_loopback_without_a_token_refuses_to_start_with_one_line(tmp_path):
-    proc, _ = start_manager(tmp_path, {}, "--wsapi-host", "0.0.0.0")
+@pytest.mark.parametrize("launcher", launch.LAUNCHERS)
+def test_the_api_beyond_loopback_without_a_token_refuses_to_start_with_one_line(tmp_path, launcher):
+    args = launch.command(launcher, launch.write_config(tmp_path / "nat.conf", BASE_CONFIG), launch.free_port(),
+                          launch.free_port(), "--wsapi-host", "0.0.0.0")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        output, _ = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=launch.START_TIMEOUT_S)
     finally:
         proc.kill()
     assert proc.returncode != 0 and "Traceback" not in output
@@ -271,9 +246,10 @@ def test_the_api_beyond_loopback_without_a_token_refuses_to_start_with_one_line(
 def test_with_a_token_file_the_served_api_wants_the_token(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("tok-0123456789abcdef\n")
-    proc, api_port = start_manager(tmp_path, {"api_token_file": str(token_file)}, "--wsapi-host", "0.0.0.0")
-    try:
-        assert wait_listening(proc, api_port) == "0.0.0.0"
+    api_port = launch.free_port()
+    config = launch.write_config(tmp_path / "nat.conf", {**BASE_CONFIG, "api_token_file": str(token_file)})
+    args = launch.command(launch.LAUNCHERS[0], config, launch.free_port(), api_port, "--wsapi-host", "0.0.0.0")
+    with launch.controller(args) as proc:
         url = f"http://127.0.0.1:{api_port}/nat/stats"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=30)
@@ -281,6 +257,5 @@ def test_with_a_token_file_the_served_api_wants_the_token(tmp_path):
         request = urllib.request.Request(url, headers={"Authorization": "Bearer tok-0123456789abcdef"})
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert json.loads(answer.read())["switch"]["connected"] is False
-    finally:
-        output = stop(proc)
+    output, _ = proc.communicate(timeout=10)
     assert "Traceback" not in output

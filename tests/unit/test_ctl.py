@@ -1,22 +1,21 @@
-"""``ryu-nat-ctl`` against real HTTP servers: the API over a simulated NAT served by wsgiref, and a real
-``ryu-manager``; tables, ``--json``, errors and exit codes."""
+"""``ryu-nat-ctl`` against real HTTP servers: the API over a simulated NAT on the API's own server, and a real
+controller; tables, ``--json``, errors and exit codes."""
 
 from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from contextlib import contextmanager
 
 import pytest
 
 from ryu_nat.operator import ctl, guard
+from ryu_nat.operator.server import RestServer, WsgiApp
 
+from . import launch
 from .builders import tcp_bytes, udp_bytes
 from .lab import BASE_CONFIG, H1, H1_PORT, H2, H2_PORT, PUBLIC, SERVER, UPLINK, from_host
 from .restlab import Api
@@ -24,36 +23,29 @@ from .restlab import Api
 CTL = pathlib.Path(sys.executable).parent / "ryu-nat-ctl"
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        """No access log on the test's stderr."""
+@contextmanager
+def serving(wsgi_app: WsgiApp) -> Iterator[str]:
+    """``wsgi_app`` on the API's own HTTP server on 127.0.0.1 (answering on the server's threads); its URL."""
+    server = RestServer(wsgi_app, "127.0.0.1", 0)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.address[1]}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[Api, str]]:
-    """The API of a simulated NAT on an HTTP server on 127.0.0.1; (api, its URL). Indirect parameter: a token."""
-    token = getattr(request, "param", None)
-    api = Api(policy=guard.Policy(token=token))
-    server = make_server("127.0.0.1", 0, api.wsgi, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield api, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The API of a simulated NAT on its HTTP server; (api, its URL). Indirect parameter: a token."""
+    api = Api(policy=guard.Policy(token=getattr(request, "param", None)))
+    with serving(api.wsgi) as url:
+        yield api, url
 
 
 def run_ctl(capsys, *args: str) -> tuple[int, str, str]:
     code = ctl.main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_mappings_table(served, capsys):
@@ -194,7 +186,7 @@ def test_flush_reset_and_port(served, capsys):
 
 
 def test_unreachable_controller_is_one_line_and_exit_3(capsys):
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{launch.free_port()}"
     code, text, err = run_ctl(capsys, "--url", url, "stats")
     assert (code, text) == (ctl.EXIT_UNREACHABLE, "")
     assert err == f"ryu-nat-ctl: cannot reach the controller at {url}: Connection refused\n"
@@ -210,41 +202,26 @@ def test_something_that_is_not_the_api_is_reported(capsys):
         start_response("200 OK", [("Content-Type", "text/html")])
         return [b"<html>hello</html>"]
 
-    server = make_server("127.0.0.1", 0, not_json, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.handle_request, daemon=True)
-    thread.start()
-    try:
-        code, _, err = run_ctl(capsys, "--url", f"http://127.0.0.1:{server.server_port}", "stats")
-    finally:
-        thread.join(5)
-        server.server_close()
+    with serving(not_json) as url:
+        code, _, err = run_ctl(capsys, "--url", url, "stats")
     assert code == ctl.EXIT_API_ERROR and "is not JSON: is it ryu_nat?" in err
 
 
 def test_the_console_script_against_a_real_controller(tmp_path):
-    """``ryu-manager ryu_nat.app`` with no switch: reading works, flushing says why it cannot."""
-    conf = tmp_path / "nat.conf"
-    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    api_port = free_port()
+    """The controller with no switch: reading works, flushing says why it cannot."""
+    api_port = launch.free_port()
     url = f"http://127.0.0.1:{api_port}"
-    manager = pathlib.Path(sys.executable).parent / "ryu-manager"
-    proc = subprocess.Popen([str(manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(free_port()),
-                             "--wsapi-port", str(api_port), "ryu_nat.app"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = launch.command(launch.LAUNCHERS[0], launch.write_config(tmp_path / "nat.conf", BASE_CONFIG),
+                          launch.free_port(), api_port)
 
     def ctl_run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(CTL), "--url", url, *args], capture_output=True, text=True, timeout=30)
 
-    try:
-        deadline = time.monotonic() + 30
-        while ctl_run("stats").returncode == ctl.EXIT_UNREACHABLE and time.monotonic() < deadline:
-            time.sleep(0.2)
+    with launch.controller(args) as proc:
         stats = ctl_run("stats")
         listed = ctl_run("--json", "redirect", "list")
         flushed = ctl_run("flush", H1)
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+    output, _ = proc.communicate(timeout=10)
     assert stats.returncode == 0 and "switch        not connected" in stats.stdout
     assert [r["rule"] for r in json.loads(listed.stdout)["redirects"]] == [f"tcp:8080={H1}:80", f"udp:5353={H2}:53"]
     assert flushed.returncode == 1 and flushed.stderr == (

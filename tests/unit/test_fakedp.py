@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3 as ofp
 
 from ryu_nat.openflow import encoder
 from ryu_nat.openflow.plan import OFPP_TABLE, Barrier, FlowDelete, Output, PacketOut, SwitchSetup

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import pytest
-from ryu.lib.packet import arp, ethernet, packet
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_nat.backend import arp, ethernet, packet
+from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.openflow import encoder
 from ryu_nat.openflow import cookies

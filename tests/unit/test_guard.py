@@ -147,19 +147,7 @@ def test_the_token_as_bearer_or_as_a_browsers_basic_password_is_let_through(lock
     assert status == 201 and redirected_with_token(locked)
 
 
-# --- bodies ------------------------------------------------------------------------------------------------
-
-
-def test_a_huge_body_is_refused_unread(api):
-    huge = json.dumps({**REDIRECT, "pad": "x" * guard.MAX_BODY_BYTES}).encode()
-    message = api.error("POST", "/nat/redirects", 413, "body_too_large", raw=huge)
-    assert message == f"the body is {len(huge)} bytes; at most {guard.MAX_BODY_BYTES} are read"
-    api.error("GET", "/nat/stats", 413, "body_too_large", raw=huge)
-
-
-def test_a_chunked_body_is_refused(api):
-    api.error("POST", "/nat/redirects", 411, "length_required", REDIRECT, headers={"Transfer-Encoding": "chunked"})
-    assert not redirected(api)
+# --- refusals ---------------------------------------------------------------------------------------------------
 
 
 def test_refusals_are_one_log_line_with_untrusted_text_cut(api, caplog):

@@ -9,9 +9,10 @@ import sys
 
 import ryu_nat
 
-# ryu.lib.packet itself imports socket (for address conversion), so socket is
-# checked in our own sources rather than in sys.modules.
-FORBIDDEN_LOADED = ("ryu.base", "ryu.controller", "eventlet", "ryu.app", "ryu.ofproto")
+# The packet library itself imports socket (for address conversion), so socket is
+# checked in our own sources rather than in sys.modules. Ryu or os-ken: ryu_nat.backend.
+FORBIDDEN_LOADED = ("eventlet", *(f"{framework}.{part}" for framework in ("ryu", "os_ken")
+                                  for part in ("base", "controller", "app", "ofproto")))
 FORBIDDEN_IMPORTED = ("socket", "time", "threading", "select", "asyncio", *FORBIDDEN_LOADED)
 PURE_PACKAGES = ("core",)
 

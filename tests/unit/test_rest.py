@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ryu_nat.operator import guard, rest
+from ryu_nat.operator import guard, rest, wsgi
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
@@ -103,11 +103,7 @@ def test_openapi_description_is_served(api):
 
 
 def test_every_route_is_described_and_every_description_is_routed(api):
-    routed = set()
-    for route in api.routes.mapper.matchlist:
-        if route.defaults.get("controller") is rest.NatController:
-            for method in route.conditions["method"]:
-                routed.add((route.routepath, method.lower()))
+    routed = {(path, method.lower()) for _, path, methods, _ in wsgi.routes_of(rest.NatController) for method in methods}
     described = {(path, method) for path, item in openapi_check.SPEC["paths"].items() for method in item}
     assert routed == described
 
@@ -559,7 +555,6 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
         api.request(method, path, body)
     api.request("GET", "/metrics")
     api.request("GET", "/metrics?x")
-    api.request("GET", "/nat", headers={"Content-Length": "many"})
     offline = Api(connected=False)
     offline.request("DELETE", f"/nat/connections/{H1}")
     offline.request("DELETE", "/nat/mappings")
@@ -570,8 +565,6 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
         for method in (m.upper() for m in item):
             guarded.request(method, path)
             api.request(method, path, headers={"Host": "nat.example"})
-            api.request(method, path, headers={"Transfer-Encoding": "chunked"})
-            api.request(method, path, raw=b" " * (guard.MAX_BODY_BYTES + 1))
             if method in guard.CHANGING_METHODS:
                 api.request(method, path, content_type="text/plain")
     documented = {(method.upper(), path, int(status)) for path, item in openapi_check.SPEC["paths"].items()
