@@ -41,6 +41,7 @@ JSON_TYPE = "application/json"
 REDIRECT_FIELDS = {"protocol", "public_port", "private"}
 ENDPOINT_FIELDS = {"ip", "port"}
 PAGE_LIMIT = 1000  # mappings per page, by default and at most
+MAX_JSON_DEPTH = 8  # a body nests two levels (a redirect's private endpoint); a little room, then no further
 LIVE_PAGE_ROWS = 100  # mappings per page of the live page
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
@@ -291,12 +292,30 @@ def _no_parameters(req: Request) -> None:
 
 
 def _json_body(req: Request) -> object:
+    """The body's JSON; 400 if it is not JSON, or nests deeper than MAX_JSON_DEPTH (which interpreters
+    differ on parsing: 3.11 gives up at 1,000 levels, 3.13 at 20,000)."""
+    too_deep = ApiError(400, "bad_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(req.body.decode("utf-8"))
+        value = json.loads(req.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ApiError(400, "bad_json", "the body is not valid JSON: it is nested too deeply") from None
+        raise too_deep from None
+    if _nests_deeper(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _nests_deeper(value: object, levels: int) -> bool:
+    """True if arrays and objects in ``value`` nest more than ``levels`` deep (no recursion; stops early)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth > levels:
+                return True
+            pending += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return False
 
 
 def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
