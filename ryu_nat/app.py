@@ -224,17 +224,9 @@ class NatApp(BaseApp):  # type: ignore[misc]
     def _stats_due(self, ev: EventStatsDue) -> None:
         """Ask for the next slice of our rules' counters, if one is due (see :mod:`ryu_nat.operator.flowstats`)."""
         dp = self.datapath
-        if dp is None:
-            return
-        with self._guard("flow_stats_request", dp):
-            now = time.monotonic()
-            due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
-            if due is not None:
-                request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
-                dp.set_xid(request)
-                self.stats_tap.expect(dp, request.xid)
-                dp.send_msg(request)
-                self.flow_counters.slice_sent(request.xid, due, now)
+        if dp is not None:
+            with self._guard("flow_stats_request", dp):
+                self._ask_next_slice(dp)
 
     @set_ev_cls(EventFlowStatsPart)
     def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
@@ -253,6 +245,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
                 return
             if self.flow_counters.pending_xid is None:
                 self.stats_tap.forget()  # done, or given up: further parts are not ours to read
+                self._ask_next_slice(ev.datapath)  # or end the sweep, if no block is left
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -274,6 +267,16 @@ class NatApp(BaseApp):  # type: ignore[misc]
             data, sent = self.encoder.encode(dp, plan)
             dp.send(data)
             self.sent.record(sent)
+
+    def _ask_next_slice(self, dp: Datapath) -> None:
+        now = time.monotonic()
+        due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
+        if due is not None:
+            request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
+            dp.set_xid(request)
+            self.stats_tap.expect(dp, request.xid)
+            dp.send_msg(request)
+            self.flow_counters.slice_sent(request.xid, due, now)
 
     def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
         """From the receive loop (stats_tap): the app reads it on its own event thread."""

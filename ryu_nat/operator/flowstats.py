@@ -161,9 +161,10 @@ class FlowCounters:
 
     def next_slice(self, now: float, next_mapping_id: Callable[[int], int | None]) -> Slice | None:
         """The slice to request now, if any: someone wants the counters, none is outstanding (or the
-        outstanding one went unanswered for ``timeout_s``: it is given up), ``slice_gap_s`` passed since
-        the last request, and a sweep is under way or due. ``next_mapping_id(after)`` is the lowest id
-        above ``after`` of a live mapping whose rules the switch counts, or None."""
+        outstanding one went unanswered for ``timeout_s``: it is given up), a sweep is under way or due,
+        and ``slice_gap_s`` passed since the last request. A sweep with no block left ends here, gap or
+        not. ``next_mapping_id(after)`` is the lowest id above ``after`` of a live mapping whose rules the
+        switch counts, or None."""
         if not self.wanted(now):
             return None
         pending = self._pending
@@ -171,8 +172,6 @@ class FlowCounters:
             if now - pending.sent_at < self.timeout_s:
                 return None
             self._give_up(pending)
-        if now < self._next_slice:
-            return None
         if self._sweep_started is None:
             if now < self._next_sweep:
                 return None
@@ -180,6 +179,8 @@ class FlowCounters:
         first = next_mapping_id(self._cursor - 1)
         if first is None:
             self._end_sweep(now)
+            return None
+        if now < self._next_slice:
             return None
         number = first >> self.block_bits
         cookie, mask = cookies.mapping_block(number, self.block_bits)

@@ -100,8 +100,8 @@ def test_a_sweep_asks_for_each_block_with_live_mappings_once_and_skips_empty_one
     assert run_slice(counters, 0.1, 2, [original(600, 1, 1.0), reply(601, 1, 1.0)]) == 1
     assert run_slice(counters, 0.2, 3, [original(5000, 4, 1.0)]) == 9
     assert counters.polls == 0 and counters.slices == 3
-    assert counters.next_slice(0.35, next_live) is None  # nothing after block 9: the sweep is done
-    assert (counters.polls, counters.last_poll, swept) == (1, 0.35, [0.35])
+    assert counters.next_slice(0.2, next_live) is None  # nothing after block 9: the sweep ends, gap or not
+    assert (counters.polls, counters.last_poll, swept) == (1, 0.2, [0.2])
     assert counters.traffic(3) == Traffic(2, 200, 0.05) and counters.traffic(5000) == Traffic(4, 400, 0.2)
     assert counters.next_slice(1.9, next_live) is None  # the next sweep starts interval_s after the last began
     assert counters.next_slice(2.0, next_live).number == 0
