@@ -23,7 +23,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes (and prom
 # Packet-in received by the app's handler to the plan handed to the switch connection.
 SETUP_LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 # A whole flow-statistics sweep: every slice of the table, from its first request to its last reply.
-POLL_DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+POLL_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 Stats = MappingOf[str, Any]
 Samples = int | tuple[str, MappingOf[str, int]]  # one value, or (label name, value per label value)
