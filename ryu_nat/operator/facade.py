@@ -3,7 +3,8 @@
 Each method that changes something calls one gateway method and sends the plan
 it returns with the app's own send; none validates its arguments
 (:mod:`ryu_nat.operator.rest` does that first), and every method returns plain data,
-ready for JSON. Methods run in a WSGI green thread: gateway methods never
+ready for JSON, but :meth:`NatFacade.mappings_page`, whose page of mappings
+:mod:`ryu_nat.operator.views` writes out. Methods run in a WSGI green thread: gateway methods never
 yield, so a call cannot interleave with a switch event, and its plan goes to the
 switch as one write.
 """
