@@ -18,7 +18,7 @@ from ryu_nat.openflow.cookies import RuleKind
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
 from .fakeswitch import connect
-from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host
+from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host, readme_nat_conf
 
 NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
 
@@ -120,12 +120,15 @@ def test_both_commands_start_the_app_and_listen(tmp_path, command):
     import time
 
     conf = tmp_path / "nat.conf"
-    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    conf.write_text(readme_nat_conf())  # the README's sample, comments and all, starts as written
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    port, api_port = ports
     exe = pathlib.Path(sys.executable).parent / command
-    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port)]
+    args = [str(exe), "--config-file", str(conf), "--ofp-tcp-listen-port", str(port), "--wsapi-port", str(api_port)]
     if command == "ryu-manager":
         args.append("ryu_nat.app")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -143,4 +146,64 @@ def test_both_commands_start_the_app_and_listen(tmp_path, command):
         proc.terminate()
         output, _ = proc.communicate(timeout=10)
     assert "instantiating app ryu_nat.app of NatApp" in output
+    assert ("ryu_nat: public 192.168.3.1/24 (gateway 192.168.3.254, uplink port 1), private 10.0.0.1/24, "
+            "redirects: tcp:8080=10.0.0.2:80, udp:5353=10.0.0.3:53") in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "cannot read the config file {path}: No such file or directory"),
+    (b"public_ipv4 = 192.168.3.1/24\n", "{path}: public_ipv4 comes before any section header"),
+    (b"\xff\xfe\x00garbage\x00", "{path} is not a text file"),
+])
+def test_ryu_nat_says_in_one_line_what_is_wrong_with_a_file(tmp_path, content, message):
+    conf = tmp_path / "nat.conf"
+    if content is not None:
+        conf.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "ryu_nat.cli", "--config-file", str(conf)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("ryu_nat: " + message.format(path=conf)), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["ryu-manager", "ryu-nat"])
+def test_an_unknown_option_stops_either_command_with_one_line(tmp_path, command):
+    import pathlib
+
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE_CONFIG.items()) + "pubic_port = 2\n")
+    args = [str(pathlib.Path(sys.executable).parent / command), "--config-file", str(conf)]
+    if command == "ryu-manager":
+        args.append("ryu_nat.app")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line = f"ryu_nat: {conf}: [nat] pubic_port is not an option: did you mean public_port?"
+    assert result.stderr.count(line) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_timeout_below_the_rfc_starts_with_one_warning(make_app, caplog):
+    with caplog.at_level(logging.WARNING, logger="ryu_nat"):
+        make_app({**BASE_CONFIG, "udp_idle_timeout": "1"})
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("ryu_nat: [nat] udp_idle_timeout = 1 is below the 120 s that "
+                                          "RFC 4787 REQ-5 requires")
+
+
+def test_ticks_reach_the_app_without_a_log_line_each(make_app, monkeypatch, caplog):
+    from ryu.lib import hub
+
+    from ryu_nat import app as app_module
+
+    monkeypatch.setattr(app_module, "TICK_S", 0.01)
+    nat_app = make_app(BASE_CONFIG)
+    with caplog.at_level(logging.DEBUG):
+        hub.sleep(0.2)
+    ticks = 0
+    while not nat_app.events.empty():
+        event, _ = nat_app.events.get()
+        ticks += isinstance(event, app_module.EventTick)
+    assert ticks >= 3
+    assert "EventTick" not in caplog.text
