@@ -1,15 +1,15 @@
-# ryu_nat: `make demo` and `make test` work from a fresh clone on Debian 12 as root.
-# Both install what is missing (Debian packages, the .venv) and are safe to run again.
+# ryu_nat: `make demo`, `make lab` and `make test` work from a fresh clone on Debian 12 as root.
+# All install what is missing (Debian packages, the .venv) and are safe to run again.
 
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := openvswitch-switch mininet iproute2 iputils-ping ethtool iperf3 \
-	tcpdump netcat-openbsd traceroute curl procps psmisc chromium
+	tcpdump netcat-openbsd traceroute curl procps psmisc chromium tmux
 PYTEST_ARGS ?=
 
-.PHONY: all venv system-deps test unit e2e demo bench bench-smoke clean
+.PHONY: all venv system-deps test unit e2e demo lab bench bench-smoke clean
 
 all: test
 
@@ -45,6 +45,10 @@ test: system-deps $(STAMP)
 
 demo: system-deps $(STAMP)
 	$(VPY) mininet/demo.py
+
+# The lab's two terminals (mininet/LAB.md) in one tmux window: the controller above, Mininet below.
+lab: system-deps $(STAMP)
+	mininet/lab.sh
 
 # The Linux NAT baseline needs nftables; the rest of what the benchmarks use is in APT_PACKAGES.
 bench: system-deps $(STAMP)
