@@ -16,6 +16,18 @@ listening() {
     ss -Hltn "( sport = :$1 )" | grep -q .
 }
 
+type_into() {  # pane $1 gets lines $2.. typed, once its shell shows a prompt (else they echo twice)
+    local pane=$1
+    shift
+    for _ in $(seq 50); do
+        [ "$(tmux display -p -t "$pane" '#{cursor_x}')" -gt 0 ] && break
+        sleep 0.1
+    done
+    for line in "$@"; do
+        tmux send-keys -t "$pane" "$line" Enter
+    done
+}
+
 if tmux has-session -t "$SESSION" 2>/dev/null; then
     echo "lab: already running"
 else
@@ -25,21 +37,25 @@ else
             exit 1
         fi
     done
-    # A crashed earlier lab may have left its switches and links; remove those, nothing else (not mn -c).
-    .venv/bin/python -c 'from topologies.two_networks import sweep; sweep()' 2>/dev/null || true
+    if ovs-vsctl --timeout=5 br-exists nat 2>/dev/null; then
+        if pgrep -x mn > /dev/null || pgrep -f mininet/demo.py > /dev/null; then
+            echo "lab: Mininet runs already (make demo, or mn): exit it first" >&2
+            exit 1
+        fi
+        # A crashed earlier lab left its switches and links: remove those, nothing else (not mn -c).
+        .venv/bin/python -c 'from topologies.two_networks import sweep; sweep()'
+    fi
     tmux new-session -d -s "$SESSION" -n lab -x 200 -y 50 -c "$PWD"
     tmux set-option -t "$SESSION" mouse on > /dev/null
     tmux split-window -t "$SESSION:lab" -v -c "$PWD"
-    while IFS= read -r line; do
-        tmux send-keys -t "$SESSION:lab.0" "$line" Enter
-    done < <(setup_lines 'A\$')
-    for _ in $(seq 300); do
+    mapfile -t terminal_a < <(setup_lines 'A\$')
+    mapfile -t terminal_b < <(setup_lines 'B\$')
+    type_into "$SESSION:lab.0" "${terminal_a[@]}"
+    for _ in $(seq 300); do  # the switch connects at once to a controller that listens
         listening 6653 && break
         sleep 0.1
     done
-    while IFS= read -r line; do
-        tmux send-keys -t "$SESSION:lab.1" "$line" Enter
-    done < <(setup_lines 'B\$')
+    type_into "$SESSION:lab.1" "${terminal_b[@]}"
 fi
 if [ -t 0 ] && [ -t 1 ]; then
     exec tmux attach -t "$SESSION"
