@@ -167,6 +167,16 @@ def test_ryu_nat_says_in_one_line_what_is_wrong_with_a_file(tmp_path, content, m
     assert result.stderr.count("\n") == 1
 
 
+def test_ryu_nat_finds_the_files_oslo_config_will_read():
+    from ryu_nat.cli import config_files
+
+    args = ["--config-file", "a.conf", "--ofp-tcp-listen-port", "6653", "--config-dir=lab", "--config-file=b.conf",
+            "ryu_nat.app"]
+    assert config_files(args) == (["a.conf", "b.conf"], ["lab"])
+    assert config_files(["--config-f", "a.conf"]) == ([], [])  # abbreviations are left to ryu-manager
+    assert config_files(["ryu_nat.app", "--config-file"]) == ([], [])  # so is a missing file name
+
+
 @pytest.mark.parametrize("command", ["ryu-manager", "ryu-nat"])
 def test_an_unknown_option_stops_either_command_with_one_line(tmp_path, command):
     import pathlib

@@ -99,7 +99,8 @@ def test_the_readme_sample_starts_as_written(tmp_path):
 @pytest.mark.parametrize("text,expected", [
     ("30   # seconds", "30"),
     ("30\t; seconds", "30"),
-    ("tcp:8080=10.0.0.2:80,   # web\n# dns, next line\nudp:5353=10.0.0.3:53  # dns", "tcp:8080=10.0.0.2:80,udp:5353=10.0.0.3:53"),
+    ("tcp:8080=10.0.0.2:80,   # web\n# dns, next line\nudp:5353=10.0.0.3:53  # dns",
+     "tcp:8080=10.0.0.2:80,udp:5353=10.0.0.3:53"),
 ])
 def test_inline_comments_are_comments(text, expected):
     option = "redirects" if "tcp" in text else "udp_idle_timeout"
@@ -161,7 +162,8 @@ def test_other_sections_are_not_ours_to_check(tmp_path):
 
 @pytest.mark.parametrize("content,message", [
     (None, "cannot read the config file {path}: No such file or directory"),
-    (b"public_ipv4 = 192.168.3.1/24\n[nat]\n", "{path}: public_ipv4 comes before any section header (start the file with [nat])"),
+    (b"public_ipv4 = 192.168.3.1/24\n[nat]\n",
+     "{path}: public_ipv4 comes before any section header (start the file with [nat])"),
     (b"[nat]\npublic_ipv4\n", "{path} line 2: No ':' or '=' found in assignment: 'public_ipv4'"),
     (b"[nat\n", "{path} line 1: Invalid section (must end with ]): '[nat'"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "{path} is not a text file (byte 0x89 at offset 0 is not UTF-8)"),
