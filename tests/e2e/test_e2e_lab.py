@@ -323,9 +323,9 @@ class LabRun:
             self._wait_connected()
 
     def _wait_connected(self) -> None:
-        assert self.controller is not None
-        self.controller.wait_for(lambda: CONNECTED in self.controller.screen(),
-                                 f"'{CONNECTED}' in terminal A", timeout_s=20)
+        controller = self.controller
+        assert controller is not None
+        controller.wait_for(lambda: CONNECTED in controller.screen(), f"'{CONNECTED}' in terminal A", timeout_s=20)
 
     def close(self) -> None:
         try:
