@@ -315,17 +315,24 @@ class LabRun:
 
     def _mininet(self, line: str) -> None:
         assert self.mininet is not None, "a mininet> command before Mininet started"
+        connections = self._connections()
         output = self.mininet.run(line, timeout_s=90)
         self.transcript.append(Entry("mininet", line, output))
         if line.endswith("&"):
             time.sleep(1)
         if "set-controller" in line:
-            self._wait_connected()
+            self._wait_connected(connections)
 
-    def _wait_connected(self) -> None:
-        controller = self.controller
-        assert controller is not None
-        controller.wait_for(lambda: CONNECTED in controller.screen(), f"'{CONNECTED}' in terminal A", timeout_s=20)
+    def _connections(self) -> int:
+        """How often terminal A has said the switch connected, in this run of the controller."""
+        alive = self.controller is not None and self.controller.process.poll() is None
+        return self.screen().count(CONNECTED) if alive else 0
+
+    def _wait_connected(self, before: int = 0) -> None:
+        """Until terminal A says the switch connected (once more than ``before`` times)."""
+        assert self.controller is not None
+        self.controller.wait_for(lambda: self._connections() > before, f"a new '{CONNECTED}' in terminal A",
+                                 timeout_s=20)
 
     def close(self) -> None:
         try:
@@ -495,7 +502,7 @@ def _icmp_through_controller(run: LabRun) -> None:
 @check("mappings-counters")
 def _mappings_counters(run: LabRun) -> None:
     first = mapping_rows(run.output("sh ryu-nat-ctl mappings"))
-    later = mapping_rows(run.output("sh sleep 2; ryu-nat-ctl mappings"))
+    later = mapping_rows(run.output("sh sleep 3; ryu-nat-ctl mappings"))
     assert [row[0] for row in first] == [row[0] for row in later] == ["udp", "icmp"], (first, later)
     assert [row[7:] for row in first] == [["-", "-"], ["-", "-"]]
     outbound, inbound = mapping_flows(run.output("--no-names dump-flows nat | grep udp"))
@@ -547,7 +554,7 @@ def _tcp_fin_shortens(run: LabRun) -> None:
 
 @check("tcp-mapping-expired")
 def _tcp_mapping_expired(run: LabRun) -> None:
-    assert run.output("sh sleep 12; ovs-ofctl -O OpenFlow13 dump-flows nat | grep -c priority=200").strip() == "0"
+    assert run.output("sh sleep 15; ovs-ofctl -O OpenFlow13 dump-flows nat | grep -c priority=200").strip() == "0"
 
 
 @check("three-clients-answered")
