@@ -177,9 +177,10 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
 def rfc_warnings(config: NatConfig) -> list[str]:
     """One line for each timeout below the minimum its RFC sets (the NAT still starts)."""
     effective = config.as_dict()
-    return [f"[nat] {name} = {effective[name]} is below the {minimum} s that {rfc} requires; fine for a lab, "
+    return [f"[nat] {name} = {seconds} is below the {minimum} s that {rfc} requires; fine for a lab, "
             f"but hosts behind the NAT lose idle connections sooner than they expect"
-            for name, (minimum, rfc) in RFC_MINIMUM_S.items() if int(str(effective[name])) < minimum]
+            for name, (minimum, rfc) in RFC_MINIMUM_S.items()
+            if isinstance(seconds := effective[name], int) and seconds < minimum]
 
 
 def check_names(names: Iterable[str], where: str = "") -> None:
