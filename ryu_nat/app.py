@@ -28,7 +28,7 @@ from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath
                              ofp_event, ofproto_v1_3, set_ev_cls)
 from ryu_nat.openflow import encoder
 from ryu_nat.operator import rest
-from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
+from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, check_files, parse_config, rfc_warnings
 from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
@@ -68,7 +68,12 @@ class EventRestCall(event.EventBase):  # type: ignore[misc]
 
 
 def load_config() -> NatConfig:
-    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value."""
+    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value.
+
+    The files CONF was read from are checked too, for what oslo.config lets
+    pass: an unknown option (a typo would leave its default in force) or one set twice.
+    """
+    check_files(getattr(CONF, "config_file", None) or [], CONF.config_dirs)  # unset until CONF() parsed a command line
     group = CONF.nat
     return parse_config({name: getattr(group, name) for name in OPTIONS})
 
@@ -83,8 +88,10 @@ class NatApp(BaseApp):  # type: ignore[misc]
         try:
             self.config = load_config()
         except ConfigError as exc:
-            LOG.error("%s", exc)
-            raise SystemExit(f"ryu_nat: {exc}") from None
+            LOG.error("ryu_nat: %s", exc)  # to stderr, or wherever --log-file sends it: one line either way
+            raise SystemExit(1) from None
+        for warning in rfc_warnings(self.config):
+            LOG.warning("ryu_nat: %s", warning)
         self.stats = Stats()
         self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
         self.datapath: Datapath | None = None
@@ -228,7 +235,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         while self.is_active:
             hub.sleep(TICK_S)
             if self.is_active:
-                self.send_event(self.name, EventTick())
+                # Straight onto our own queue: send_event would log every tick at --verbose, one line a second.
+                self._send_event(EventTick(), None)
 
     @set_ev_cls(EventRestCall)
     def _rest_call(self, ev: EventRestCall) -> None:
