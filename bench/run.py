@@ -4,7 +4,7 @@
     bench/run.py --only table,memory   some of them; other sections keep their last results
     bench/run.py --smoke               tiny sizes, no Mininet, seconds: keeps the code from rotting
 
-Sections: table, memory, ofload, fulltable (pure Python or a local ryu-manager), and
+Sections: table, memory, parsing, ofload, fulltable (pure Python or a local ryu-manager), and
 dataplane, connections, scale (Mininet and Open vSwitch; they wait while
 end-to-end tests use Open vSwitch, since Mininet's clean-up removes every
 bridge). Each section's rows replace that section's earlier rows in
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import BENCH, Row, Summary, Target, dump_json, machine_facts
 
-SECTIONS = ("table", "memory", "ofload", "fulltable", "dataplane", "connections", "scale")
+SECTIONS = ("table", "memory", "parsing", "ofload", "fulltable", "dataplane", "connections", "scale")
 NEEDS_MININET = frozenset({"dataplane", "connections", "scale"})
 
 
@@ -40,6 +40,10 @@ def _runner(section: str) -> Callable[[bool, int], tuple[list[Row], object]]:
         import memory
 
         return lambda smoke, reps: (memory.run(smoke, reps), None)
+    if section == "parsing":
+        import parsing
+
+        return lambda smoke, reps: (parsing.run(smoke, reps), None)
     if section == "ofload":
         import ofload
 

@@ -28,8 +28,8 @@ from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath
                              ofp_event, ofproto_v1_3, set_ev_cls)
 from ryu_nat.openflow import encoder
 from ryu_nat.operator import guard, metrics, rest
-from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
-                            read_token)
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, check_files,
+                            parse_config, read_token, rfc_warnings)
 from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
@@ -84,7 +84,12 @@ class EventRestCall(event.EventBase):  # type: ignore[misc]
 
 
 def load_config() -> NatConfig:
-    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value."""
+    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value.
+
+    The files CONF was read from are checked too, for what oslo.config lets
+    pass: an unknown option (a typo would leave its default in force) or one set twice.
+    """
+    check_files(getattr(CONF, "config_file", None) or [], CONF.config_dirs)  # unset until CONF() parsed a command line
     group = CONF.nat
     return parse_config({name: getattr(group, name) for name in OPTIONS})
 
@@ -108,8 +113,11 @@ class NatApp(BaseApp):  # type: ignore[misc]
         try:
             self.config = load_config()
             policy = api_policy(self.config, CONF.wsapi_host)
-        except ConfigError as exc:  # one line on stderr, whatever the logging set-up
-            raise SystemExit(f"ryu_nat: {exc}") from None
+        except ConfigError as exc:
+            LOG.error("ryu_nat: %s", exc)  # to stderr, or wherever --log-file sends it: one line either way
+            raise SystemExit(1) from None
+        for warning in rfc_warnings(self.config):
+            LOG.warning("ryu_nat: %s", warning)
         self.stats = Stats()
         self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
         self.datapath: Datapath | None = None
@@ -280,7 +288,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
 
     def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
         """From the receive loop (stats_tap): the app reads it on its own event thread."""
-        self.send_event(self.name, EventFlowStatsPart(dp, data))
+        self._send_event(EventFlowStatsPart(dp, data), None)
 
     def _warn_stats(self, message: str, *args: object) -> None:
         """At most one warning per interval: a switch sending garbage must not flood the log."""
@@ -293,14 +301,15 @@ class NatApp(BaseApp):  # type: ignore[misc]
         while self.is_active:
             hub.sleep(TICK_S)
             if self.is_active:
-                self.send_event(self.name, EventTick())
+                # Straight onto our own queue: send_event would log every tick at --verbose, one line a second.
+                self._send_event(EventTick(), None)
 
     def _stats_ticker(self) -> None:
         """Wakes the event thread for flow statistics only while someone reads them."""
         while self.is_active:
             hub.sleep(self.flow_counters.slice_gap_s)
             if self.is_active and self.datapath is not None and self.flow_counters.wanted(time.monotonic()):
-                self.send_event(self.name, EventStatsDue())
+                self._send_event(EventStatsDue(), None)  # as the ticker does: no log line per wake-up
 
     @set_ev_cls(EventRestCall)
     def _rest_call(self, ev: EventRestCall) -> None:

@@ -2,15 +2,25 @@
 
 Every option is read as a string and parsed here, so a wrong value stops the
 controller with one line naming the option and the value (:class:`ConfigError`).
+The files themselves are read with oslo.config's own parser (the one
+``ryu-manager`` uses), so :func:`check_files` sees what the controller will see,
+and refuses, also in one line, what oslo.config would ignore or turn into a
+traceback: an unreadable file, a syntax error, an unknown or repeated option.
 """
 
 from __future__ import annotations
 
+import difflib
+import glob
 import ipaddress
+import os
 import re
+from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from oslo_config import cfg as oslo_cfg
 
 from ryu_nat.core.addresses import Endpoint, Proto, is_nattable
 from ryu_nat.core.nat import Timeouts
@@ -23,6 +33,10 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# oslo.config keeps "value  # note" whole; INI users expect the note to be a comment. A '#' or ';'
+# at the start of a (continuation) line or after a blank starts one: no option's value holds either.
+_INLINE_COMMENT = re.compile(r"(?:^|[ \t]+)[#;].*$", re.MULTILINE)
+SECTION = "nat"
 
 DEFAULTS: dict[str, str] = {
     "public_port": "1",
@@ -64,6 +78,14 @@ OPTIONS: dict[str, str] = {
     "api_cors_origins": "Origins (http://host:port) of other pages allowed to call the REST API from a browser, "
                         "comma separated; none by default, and no CORS headers are sent.",
     "api_insecure": "true to serve the REST API on a non-loopback address without a token.",
+}
+
+# Timeouts below these break what hosts behind a NAT rely on; labs shorten them on purpose, so a warning.
+RFC_MINIMUM_S: dict[str, tuple[int, str]] = {
+    "tcp_idle_timeout": (7440, "RFC 5382 REQ-5"),
+    "tcp_transitory_timeout": (240, "RFC 5382 REQ-5"),
+    "udp_idle_timeout": (120, "RFC 4787 REQ-5"),
+    "icmp_idle_timeout": (60, "RFC 5508 REQ-1"),
 }
 
 
@@ -146,8 +168,10 @@ class NatConfig:
 def parse_config(raw: MappingOf[str, object]) -> NatConfig:
     """Validate raw option strings (missing ones take their defaults) into a NatConfig.
 
-    Raises ConfigError naming the first wrong option and its value.
+    Raises ConfigError naming the first wrong option and its value, or the
+    first name that is no option (and the option it most resembles).
     """
+    check_names(raw)
     values = {name: _text(DEFAULTS.get(name) if raw.get(name) is None else raw.get(name)) for name in OPTIONS}
     public = _interface("public_ipv4", values["public_ipv4"])
     private = _interface("private_ipv4", values["private_ipv4"])
@@ -209,6 +233,84 @@ def check_api_exposure(listen_host: str, api: ApiConfig) -> None:
                       "reaches it could reset the NAT; set [nat] api_token_file, or api_insecure = true")
 
 
+def rfc_warnings(config: NatConfig) -> list[str]:
+    """One line for each timeout below the minimum its RFC sets (the NAT still starts)."""
+    effective = config.as_dict()
+    return [f"[nat] {name} = {seconds} is below the {minimum} s that {rfc} requires; fine for a lab, "
+            f"but hosts behind the NAT lose idle connections sooner than they expect"
+            for name, (minimum, rfc) in RFC_MINIMUM_S.items()
+            if isinstance(seconds := effective[name], int) and seconds < minimum]
+
+
+def check_names(names: Iterable[str], where: str = "") -> None:
+    """ConfigError for the first name that is not a ``[nat]`` option, naming the closest one.
+
+    The known names are those of :data:`OPTIONS`, so a new option is known as soon as it is declared.
+    """
+    for name in names:
+        if name not in OPTIONS:
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the options are {', '.join(OPTIONS)}"
+            raise ConfigError(f"{where}[nat] {name} is not an option: {hint}")
+
+
+def check_files(files: Sequence[str], dirs: Sequence[str] = ()) -> None:
+    """Read the config files (each ``*.conf`` of ``dirs`` after them) as oslo.config does, and check them.
+
+    Raises ConfigError (one line naming the file) for a file that cannot be
+    read, is not UTF-8 text, or breaks INI syntax (an option before any
+    section header, a line without ``=``), for a directory that does not exist,
+    and for a ``[nat]`` option that is unknown or set twice in one file.
+    A later file may set an option again: it overrides, as in oslo.config.
+    """
+    for directory in dirs:
+        if not os.path.isdir(os.path.expanduser(directory)):
+            raise ConfigError(f"config directory {directory} does not exist")
+    in_dirs = [path for directory in dirs for path in sorted(glob.glob(os.path.join(os.path.expanduser(directory),
+                                                                                    "*.conf")))]
+    for path in [*files, *in_dirs]:
+        options = read_section(path)
+        check_names(options, where=f"{path}: ")
+        for name, values in options.items():
+            if len(values) > 1:
+                raise ConfigError(f"{path}: [nat] {name} is set {len(values)} times: keep one")
+
+
+def read_section(path: str, section: str = SECTION) -> dict[str, list[str]]:
+    """Every value each option of ``[section]`` has in the file at ``path``, in file order.
+
+    Section names match as in oslo.config (``[NAT]`` is ``[nat]``). Raises
+    ConfigError for a file that cannot be read, is not text, or has an INI syntax error.
+    """
+    sections: dict[str, dict[str, list[str]]] = {}
+    try:
+        _SectionReader(os.path.expanduser(path), sections).parse()
+    except oslo_cfg.ParseError as exc:
+        line = repr(exc.line)
+        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}"
+                          + (f": {line if len(line) <= 60 else line[:56] + '...'}" if exc.line else "")) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                          f"is not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    found: dict[str, list[str]] = {}
+    for name, options in sections.items():
+        if name.lower() == section:
+            for option, values in options.items():
+                found.setdefault(option, []).extend(values)
+    return found
+
+
+class _SectionReader(oslo_cfg.ConfigParser):
+    """oslo.config's own file parser, with a message a newcomer understands for its commonest error."""
+
+    def assignment(self, key: str, value: list[str]) -> None:
+        if not self.section:  # oslo.config would say "Section must be started before assignment"
+            raise ConfigError(f"{self.filename}: {key} comes before any section header (start the file with [nat])")
+        super().assignment(key, value)
+
+
 def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> RedirectRule:
     """'tcp:8080=10.0.0.2:80' -> RedirectRule(Proto.TCP, 8080, Endpoint(10.0.0.2, 80))."""
     bad = f"[nat] redirects: bad rule {text.strip()!r}"
@@ -239,11 +341,12 @@ def parse_redirects(text: str, private_net: IPv4Network, private_ip: IPv4Address
 
 
 def _text(value: object) -> str:
+    """The option's text without inline comments (``30  # seconds`` is 30)."""
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value).strip()
+        return ",".join(_text(v) for v in value)
+    return _INLINE_COMMENT.sub("", str(value)).strip()
 
 
 def _interface(name: str, text: str) -> IPv4Interface:

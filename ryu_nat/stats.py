@@ -17,7 +17,8 @@ DESCRIPTIONS: dict[str, str] = {
     "mappings_created": "Mappings added, by kind: nat, redirect, hairpin.",
     "mappings_removed": "Mappings removed, by reason: evicted, expired, deleted, host_removed, reset.",
     "flow_setups": "Mappings whose two rewrite rules were sent to the switch (reinstalls included).",
-    "drops": "Packets dropped, by reason: parse errors (truncated, not_ipv4, bad_header, bad_transport), "
+    "drops": "Packets dropped, by reason: parse errors (truncated, not_ipv4, bad_header, bad_ip_checksum, "
+             "bad_transport), "
              "unsolicited (inbound with no mapping and no redirect), untranslated_icmp_error, add errors "
              "(overlap, cannot_nat, ports_exhausted), not_for_us, private_destination, local (to the NAT "
              "itself, not an echo request), fragment errors, arp_timeout (waiting for a next hop), "

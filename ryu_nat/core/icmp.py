@@ -1,7 +1,7 @@
 """ICMP messages the NAT itself sends: time exceeded, and echo replies for its own addresses.
 
-Built with ``ryu.lib.packet``; the quoted packet follows RFC 792 (IP header plus
-the first 8 bytes of its payload). No I/O.
+Built with ``ryu.lib.packet``, which never parses what arrived; the quoted
+packet follows RFC 792 (IP header plus the first 8 bytes of its payload). No I/O.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 
 from ryu_nat.backend import icmp, ipv4
 
+from ryu_nat.core import checksum
 from ryu_nat.core.addresses import Proto
 from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, ICMP_ERROR_TYPES, Datagram
 
@@ -41,10 +42,14 @@ def time_exceeded(d: Datagram, from_ip: IPv4Address) -> bytes:
 
 
 def echo_reply(d: Datagram) -> bytes | None:
-    """The echo reply to an echo request addressed to the NAT itself (None if ``d`` is not one)."""
+    """The echo reply to an echo request addressed to the NAT itself (None if ``d`` is not one).
+
+    The request's bytes are reused at fixed offsets (parsing checked that its
+    8-byte header is there): type and code become 0, id, sequence and data stay.
+    """
     if d.proto != Proto.ICMP or d.icmp_type != ICMP_ECHO_REQUEST or d.is_fragment:
         return None
-    request, _, _ = icmp.icmp.parser(d.raw[d.header_len:])
-    echo = request.data
-    reply = icmp.icmp(ICMP_ECHO_REPLY, 0, 0, data=icmp.echo(echo.id, echo.seq, echo.data))
-    return _ipv4_packet(IPv4Address(d.dst), IPv4Address(d.src), bytes(reply.serialize(b"", None)))
+    reply = bytearray(d.raw[d.header_len:])
+    reply[0:4] = bytes((ICMP_ECHO_REPLY, 0, 0, 0))
+    reply[2:4] = checksum.checksum(bytes(reply)).to_bytes(2, "big")
+    return _ipv4_packet(IPv4Address(d.dst), IPv4Address(d.src), bytes(reply))

@@ -1,11 +1,16 @@
 """IPv4 datagrams parsed far enough to translate them, and their rewrite.
 
-Parsing uses ``ryu.lib.packet`` and returns a :class:`ParseError` for anything
-truncated or malformed; no exception escapes. A rewrite works on the bytes and
-adjusts every checksum incrementally (RFC 1624), as Linux's NAT does: what the
-sender checksummed stays checked end to end, a first fragment's transport
-checksum stays right for the whole datagram, and options and payload are kept
-byte for byte. No I/O.
+Every byte here may come from a stranger, so parsing reads fixed offsets with
+``struct`` and checks each length against the frame before it reads: it cannot
+loop and allocates at most one copy of the datagram. TCP options are never
+parsed (the NAT needs none; Ryu 4.34's option parser loops forever on some).
+Anything truncated or malformed is a :class:`ParseError`; no exception escapes.
+``ryu.lib.packet`` is used only to build frames.
+
+A rewrite works on the bytes and adjusts every checksum incrementally
+(RFC 1624), as Linux's NAT does: what the sender checksummed stays checked end
+to end, a first fragment's transport checksum stays right for the whole
+datagram, and options and payload are kept byte for byte. No I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +20,8 @@ import enum
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
-from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
+from ryu_nat.backend import ethernet
 
 from ryu_nat.core import checksum
 from ryu_nat.core.addresses import Channel, Proto, pack_key
@@ -26,13 +30,17 @@ ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_HEADER_LEN = 14
 IPV4_MIN_HEADER_LEN = 20
+TCP_MIN_HEADER_LEN = 20
+UDP_HEADER_LEN = 8
 ICMP_HEADER_LEN = 8
+ARP_IPV4_LEN = 28  # Ethernet/IPv4 ARP: the fixed fields every ARP packet is read as
 EMBEDDED_TRANSPORT_LEN = 8  # RFC 792: an ICMP error carries the IP header + 8 bytes
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04
 TCP_ACK = 0x10
+_TCP_FLAGS = 0x3F  # FIN..URG, as ryu.lib.packet.tcp reads them
 
 # ICMP query types (request -> reply) whose id the NAT translates.
 ICMP_QUERY_REPLIES = {8: 0, 13: 14, 15: 16}
@@ -42,7 +50,16 @@ ICMP_QUERY_TYPES = frozenset(ICMP_QUERY_REPLIES) | frozenset(ICMP_QUERY_REPLIES.
 ICMP_ERROR_TYPES = frozenset({3, 11, 12})
 
 _ETH_HEADER = struct.Struct("!6s6sH")
-_RYU_ERRORS = (struct.error, ValueError, IndexError, AssertionError, TypeError, KeyError)
+# version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol, checksum, src, dst
+_IPV4_HEADER = struct.Struct("!BxHHHBBxxII")
+_PORTS = struct.Struct("!HH")
+_TCP_OFFSET_FLAGS = struct.Struct("!BB")  # at offset 12 of the TCP header
+_UDP_LENGTH = struct.Struct("!H")  # at offset 4 of the UDP header
+_ICMP_TYPE_CODE = struct.Struct("!BB")
+_ICMP_QUERY_ID = struct.Struct("!H")  # at offset 4: echo, timestamp and information share id, seq
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+_IP_FLAG_MF = 0x2000
+_IP_OFFSET_MASK = 0x1FFF
 _PORTED_PROTOS = (Proto.TCP, Proto.UDP)
 
 
@@ -52,6 +69,7 @@ class ParseError(enum.Enum):
     TRUNCATED = "truncated"  # shorter than its headers say
     NOT_IPV4 = "not_ipv4"  # another ethertype or IP version
     BAD_HEADER = "bad_header"  # inconsistent IPv4 header (length fields)
+    BAD_IP_CHECKSUM = "bad_ip_checksum"  # the IPv4 header checksum is wrong (RFC 1812 5.2.2)
     BAD_TRANSPORT = "bad_transport"  # TCP/UDP/ICMP header missing or inconsistent
 
 
@@ -119,137 +137,166 @@ class Datagram:
 
 
 @dataclass(frozen=True, slots=True)
+class ArpPacket:
+    """An ARP packet's fixed fields, named as ``ryu.lib.packet.arp.arp`` names them.
+
+    Read as Ethernet/IPv4 ARP whatever ``hlen`` and ``plen`` say: a caller that
+    wants only that checks them.
+    """
+
+    hwtype: int
+    proto: int
+    hlen: int
+    plen: int
+    opcode: int
+    src_mac: str
+    src_ip: str
+    dst_mac: str
+    dst_ip: str
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """An Ethernet frame: its addresses and either a datagram, an ARP packet or neither."""
+    """An Ethernet frame: its addresses and either a datagram, an ARP packet or neither.
+
+    Only untagged IPv4 and ARP are parsed: VLAN and QinQ tags, IPv6 and any
+    other ethertype leave ``datagram`` and ``arp`` empty.
+    """
 
     eth_dst: str
     eth_src: str
     ethertype: int
     datagram: Datagram | None = None
-    arp: arp.arp | None = None
+    arp: ArpPacket | None = None
 
 
 def parse_frame(data: bytes) -> Frame | ParseError:
     """Parse an Ethernet frame; IPv4 and ARP payloads are parsed too.
 
-    The Ethernet header is read with ``struct`` and the addresses written with
-    ``bytes.hex``: ``ryu.lib.packet.ethernet`` converts them through netaddr,
-    which measured 10 us of a 26 us parse of a TCP SYN, on every new flow.
+    The addresses are written with ``bytes.hex``: ``ryu.lib.packet.ethernet``
+    converts them through netaddr, which measured 10 us of a 26 us parse of a
+    TCP SYN, on every new flow.
     """
     data = bytes(data)
     if len(data) < ETH_HEADER_LEN:
         return ParseError.TRUNCATED
     dst, src, ethertype = _ETH_HEADER.unpack_from(data)
     eth_dst, eth_src = dst.hex(":"), src.hex(":")
-    rest = data[ETH_HEADER_LEN:]
     if ethertype == ETH_TYPE_IPV4:
-        datagram = parse_ipv4(rest)
+        datagram = parse_ipv4(data[ETH_HEADER_LEN:])
         if isinstance(datagram, ParseError):
             return datagram
-        return Frame(eth_dst, eth_src, ethertype, datagram=datagram)
+        return Frame(eth_dst, eth_src, ethertype, datagram)
     if ethertype == ETH_TYPE_ARP:
-        try:
-            packet, _, _ = arp.arp.parser(rest)
-        except _RYU_ERRORS:
+        packet = _parse_arp(data)
+        if packet is None:
             return ParseError.TRUNCATED
-        return Frame(eth_dst, eth_src, ethertype, arp=packet)
+        return Frame(eth_dst, eth_src, ethertype, None, packet)
     return Frame(eth_dst, eth_src, ethertype)
 
 
+def _parse_arp(data: bytes) -> ArpPacket | None:
+    """The ARP packet after the Ethernet header, or None if it is too short."""
+    if len(data) < ETH_HEADER_LEN + ARP_IPV4_LEN:
+        return None
+    hwtype, proto, hlen, plen, opcode, src_mac, src_ip, dst_mac, dst_ip = _ARP.unpack_from(data, ETH_HEADER_LEN)
+    return ArpPacket(hwtype, proto, hlen, plen, opcode, src_mac.hex(":"), str(IPv4Address(src_ip)),
+                     dst_mac.hex(":"), str(IPv4Address(dst_ip)))
+
+
 def parse_ipv4(data: bytes) -> Datagram | ParseError:
-    """Parse an IPv4 datagram (trailing link-layer padding is dropped)."""
+    """Parse an IPv4 datagram (trailing link-layer padding is dropped).
+
+    Checked in this order: length of the fixed header (TRUNCATED), version
+    (NOT_IPV4), header and total length fields (BAD_HEADER), the bytes present
+    (TRUNCATED), the header checksum (BAD_IP_CHECKSUM), then, on a datagram or
+    first fragment, the transport header (BAD_TRANSPORT).
+    """
     data = bytes(data)
-    try:
-        ip, _, _ = ipv4.ipv4.parser(data)
-    except _RYU_ERRORS:
-        return ParseError.TRUNCATED if len(data) < IPV4_MIN_HEADER_LEN else ParseError.BAD_HEADER
-    if ip.version != 4:
-        return ParseError.NOT_IPV4
-    header_len = ip.header_length * 4
-    if header_len < IPV4_MIN_HEADER_LEN or ip.total_length < header_len:
-        return ParseError.BAD_HEADER
-    if len(data) < ip.total_length:
+    if len(data) < IPV4_MIN_HEADER_LEN:
         return ParseError.TRUNCATED
-    raw = data[: ip.total_length]
-    fields = _transport_fields(ip.proto, raw[header_len:], bool(ip.flags & 0x1)) if ip.offset == 0 else {}
-    if isinstance(fields, ParseError):
-        return fields
-    return Datagram(
-        raw=raw,
-        header_len=header_len,
-        proto=ip.proto,
-        src=int.from_bytes(raw[12:16], "big"),
-        dst=int.from_bytes(raw[16:20], "big"),
-        ttl=ip.ttl,
-        ident=ip.identification,
-        more_fragments=bool(ip.flags & 0x1),
-        frag_offset=ip.offset * 8,
-        **fields,
-    )
+    version_ihl, total_length, ident, flags_offset, ttl, proto, src, dst = _IPV4_HEADER.unpack_from(data)
+    if version_ihl >> 4 != 4:
+        return ParseError.NOT_IPV4
+    header_len = (version_ihl & 0xF) * 4
+    if header_len < IPV4_MIN_HEADER_LEN or total_length < header_len:
+        return ParseError.BAD_HEADER
+    if len(data) < total_length:
+        return ParseError.TRUNCATED
+    # The one's-complement sum of a correct header is 0xFFFF, and 2**16 = 1 mod 0xFFFF:
+    # the header read as one big number is then a multiple of 0xFFFF (never 0: version is 4).
+    if int.from_bytes(data[:header_len], "big") % 0xFFFF:
+        return ParseError.BAD_IP_CHECKSUM
+    raw = data[:total_length] if len(data) > total_length else data
+    more_fragments = bool(flags_offset & _IP_FLAG_MF)
+    frag_offset = (flags_offset & _IP_OFFSET_MASK) * 8
+    if frag_offset:
+        return Datagram(raw, header_len, proto, src, dst, ttl, ident, more_fragments, frag_offset)
+    l4_len = total_length - header_len
+    if proto == Proto.TCP:
+        if l4_len < TCP_MIN_HEADER_LEN:
+            return ParseError.BAD_TRANSPORT
+        src_port, dst_port = _PORTS.unpack_from(raw, header_len)
+        offset_byte, flags = _TCP_OFFSET_FLAGS.unpack_from(raw, header_len + 12)
+        tcp_header_len = (offset_byte >> 4) * 4
+        if tcp_header_len < TCP_MIN_HEADER_LEN or (tcp_header_len > l4_len and not more_fragments):
+            return ParseError.BAD_TRANSPORT
+        return Datagram(raw, header_len, proto, src, dst, ttl, ident, more_fragments, 0,
+                        src_port, dst_port, flags & _TCP_FLAGS)
+    if proto == Proto.UDP:
+        if l4_len < UDP_HEADER_LEN:
+            return ParseError.BAD_TRANSPORT
+        src_port, dst_port = _PORTS.unpack_from(raw, header_len)
+        (udp_length,) = _UDP_LENGTH.unpack_from(raw, header_len + 4)
+        if udp_length < UDP_HEADER_LEN or (udp_length > l4_len and not more_fragments):
+            return ParseError.BAD_TRANSPORT
+        return Datagram(raw, header_len, proto, src, dst, ttl, ident, more_fragments, 0, src_port, dst_port)
+    if proto == Proto.ICMP:
+        return _parse_icmp(raw, header_len, l4_len, proto, src, dst, ttl, ident, more_fragments)
+    return Datagram(raw, header_len, proto, src, dst, ttl, ident, more_fragments, 0)
 
 
-def _transport_fields(proto: int, l4: bytes, more_fragments: bool) -> dict[str, Any] | ParseError:
-    """Ports, flags and ICMP fields of a datagram's (first fragment's) transport header."""
-    try:
-        if proto == Proto.TCP:
-            segment, _, _ = tcp.tcp.parser(l4)
-            if segment.offset * 4 < 20 or (segment.offset * 4 > len(l4) and not more_fragments):
-                return ParseError.BAD_TRANSPORT
-            return {"src_port": segment.src_port, "dst_port": segment.dst_port, "tcp_flags": segment.bits}
-        if proto == Proto.UDP:
-            header, _, _ = udp.udp.parser(l4)
-            if header.total_length < 8 or (header.total_length > len(l4) and not more_fragments):
-                return ParseError.BAD_TRANSPORT
-            return {"src_port": header.src_port, "dst_port": header.dst_port}
-        if proto == Proto.ICMP:
-            return _icmp_fields(l4, more_fragments)
-    except _RYU_ERRORS:
+def _parse_icmp(raw: bytes, header_len: int, l4_len: int, proto: int, src: int, dst: int, ttl: int, ident: int,
+                more_fragments: bool) -> Datagram | ParseError:
+    """An ICMP datagram: query id of a query, the embedded packet of an error."""
+    if l4_len < ICMP_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
-    return {}
-
-
-def _icmp_fields(l4: bytes, more_fragments: bool) -> dict[str, Any] | ParseError:
-    if len(l4) < ICMP_HEADER_LEN:
-        return ParseError.BAD_TRANSPORT
-    message, _, _ = icmp.icmp.parser(l4[:4])
-    fields: dict[str, Any] = {"icmp_type": message.type, "icmp_code": message.code}
-    if message.type in ICMP_QUERY_TYPES:
-        query = icmp.echo.parser(l4, 4)  # echo, timestamp and information share id, seq
-        fields["src_port"] = fields["dst_port"] = query.id
-    elif message.type in ICMP_ERROR_TYPES and not more_fragments:
-        embedded = _parse_embedded(l4[ICMP_HEADER_LEN:])
-        if isinstance(embedded, ParseError):
-            return embedded
-        fields["embedded"] = embedded
-    return fields
+    icmp_type, icmp_code = _ICMP_TYPE_CODE.unpack_from(raw, header_len)
+    query_id = 0
+    embedded = None
+    if icmp_type in ICMP_QUERY_TYPES:
+        (query_id,) = _ICMP_QUERY_ID.unpack_from(raw, header_len + 4)
+    elif icmp_type in ICMP_ERROR_TYPES and not more_fragments:
+        parsed = _parse_embedded(raw[header_len + ICMP_HEADER_LEN:])
+        if isinstance(parsed, ParseError):
+            return parsed
+        embedded = parsed
+    return Datagram(raw, header_len, proto, src, dst, ttl, ident, more_fragments, 0,
+                    query_id, query_id, 0, icmp_type, icmp_code, embedded)
 
 
 def _parse_embedded(data: bytes) -> Embedded | ParseError:
-    """The IP header + first 8 bytes inside an ICMP error (more may follow)."""
-    try:
-        ip, _, _ = ipv4.ipv4.parser(data)
-    except _RYU_ERRORS:
+    """The IP header + first 8 bytes inside an ICMP error (more may follow).
+
+    Its lengths and checksums are not checked: routers may quote a packet they
+    changed or cut (RFC 1812 4.3.2.3), and only the header and ports are read.
+    """
+    if len(data) < IPV4_MIN_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
-    header_len = ip.header_length * 4
-    if ip.version != 4 or header_len < IPV4_MIN_HEADER_LEN:
+    version_ihl, _, _, flags_offset, _, proto, src, dst = _IPV4_HEADER.unpack_from(data)
+    header_len = (version_ihl & 0xF) * 4
+    if version_ihl >> 4 != 4 or header_len < IPV4_MIN_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
     if len(data) < header_len + EMBEDDED_TRANSPORT_LEN:
         return ParseError.TRUNCATED
     src_port = dst_port = 0
-    l4 = data[header_len:]
-    if ip.proto in _PORTED_PROTOS and ip.offset == 0:
-        src_port, dst_port = struct.unpack_from("!HH", l4)
-    elif ip.proto == Proto.ICMP and ip.offset == 0 and l4[0] in ICMP_QUERY_TYPES:
-        src_port = dst_port = icmp.echo.parser(l4, 4).id
-    return Embedded(
-        raw=data,
-        header_len=header_len,
-        proto=ip.proto,
-        src=int.from_bytes(data[12:16], "big"),
-        dst=int.from_bytes(data[16:20], "big"),
-        src_port=src_port,
-        dst_port=dst_port,
-    )
+    first_piece = flags_offset & _IP_OFFSET_MASK == 0
+    if proto in _PORTED_PROTOS and first_piece:
+        src_port, dst_port = _PORTS.unpack_from(data, header_len)
+    elif proto == Proto.ICMP and first_piece and data[header_len] in ICMP_QUERY_TYPES:
+        (src_port,) = _ICMP_QUERY_ID.unpack_from(data, header_len + 4)
+        dst_port = src_port
+    return Embedded(data, header_len, proto, src, dst, src_port, dst_port)
 
 
 # --- rewrite -------------------------------------------------------------------

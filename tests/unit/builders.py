@@ -76,6 +76,15 @@ def parsed(raw: bytes) -> Datagram:
     return result
 
 
+def with_ip_checksum(raw: bytes) -> bytes:
+    """``raw`` with its IPv4 header checksum computed again (after a test changed a header field)."""
+    header_len = (raw[0] & 0xF) * 4
+    header = bytearray(raw[:header_len])
+    header[10:12] = b"\x00\x00"
+    header[10:12] = struct.pack("!H", packet_utils.checksum(bytes(header)))
+    return bytes(header) + raw[header_len:]
+
+
 def checksums_ok(raw: bytes) -> bool:
     """Recompute every checksum of an unfragmented datagram from scratch and compare."""
     header_len = (raw[0] & 0xF) * 4

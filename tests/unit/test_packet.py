@@ -8,10 +8,14 @@ from ipaddress import IPv4Address
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
 from ryu_nat.core import checksum
+from ryu_nat.core.icmp import echo_reply
 from ryu_nat.core.packet import (Datagram, Frame, ParseError, parse_frame, parse_ipv4, rewrite)
 
-from .builders import checksums_ok, echo_bytes, frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes
+from .builders import (checksums_ok, echo_bytes, frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes,
+                       with_ip_checksum)
+from .hostile import Watchdog
 
 H1, SERVER, PUBLIC = "10.0.0.2", "192.168.3.10", "192.168.3.1"
 
@@ -53,12 +57,12 @@ def test_truncated_and_malformed_inputs_are_typed_errors():
     short_udp = bytearray(good)
     short_udp[24:26] = struct.pack("!H", 4)  # UDP length below its header
     assert parse_ipv4(bytes(short_udp)) is ParseError.BAD_TRANSPORT
-    assert parse_ipv4(good[:20] [:2] + struct.pack("!H", 22) + good[4:22]) is ParseError.BAD_TRANSPORT
+    assert parse_ipv4(with_ip_checksum(good[:2] + struct.pack("!H", 22) + good[4:22])) is ParseError.BAD_TRANSPORT
     assert parse_frame(b"\x00" * 5) is ParseError.TRUNCATED
     truncated_error = icmp_error_bytes(SERVER, PUBLIC, good)[:-3]
     fixed = bytearray(truncated_error)
     fixed[2:4] = struct.pack("!H", len(fixed))
-    assert parse_ipv4(bytes(fixed)) is ParseError.TRUNCATED
+    assert parse_ipv4(with_ip_checksum(bytes(fixed))) is ParseError.TRUNCATED
 
 
 @given(st.binary(max_size=200))
@@ -107,3 +111,85 @@ def test_incremental_adjust_matches_full_recompute():
     new[2:4] = b"\xff\xff"
     adjusted = checksum.adjust(csum, (0x5678,), (0xFFFF,))
     assert adjusted == checksum.checksum(bytes(new))
+
+
+def test_a_bad_ip_header_checksum_is_its_own_error():
+    good = tcp_bytes(H1, 5000, SERVER, 80)
+    bad = bytearray(good)
+    bad[10] ^= 0x01
+    assert parse_ipv4(bytes(bad)) is ParseError.BAD_IP_CHECKSUM
+    assert ParseError.BAD_IP_CHECKSUM.value == "bad_ip_checksum"  # its counter name
+    # Either form of zero in the checksum field is correct (RFC 1624 section 3), and IP options are summed.
+    assert isinstance(parse_ipv4(with_ip_checksum(good[:20] + good[20:])), Datagram)
+    with_options = bytearray(b"\x46" + good[1:20] + b"\x01\x01\x01\x00" + good[20:])
+    with_options[2:4] = struct.pack("!H", len(with_options))
+    assert isinstance(parse_ipv4(with_ip_checksum(bytes(with_options))), Datagram)
+    with_options[21] ^= 0x10  # an option byte changed after the checksum was made
+    assert parse_ipv4(bytes(with_options)) is ParseError.BAD_IP_CHECKSUM
+
+
+def test_tcp_options_are_never_read():
+    # 40 bytes of options that no parser could make sense of: the ports and flags are still right.
+    for options in (b"\x05\x00\x01\x01" * 10, b"\x1d\x00" * 20, b"\xfe\x00" * 20, b"\x02\xff" * 20):
+        raw = bytearray(tcp_bytes(H1, 5000, SERVER, 80, bits=0x12))
+        raw[32] = 0xF0  # data offset 15 words: the 40 option bytes follow the header
+        raw[2:4] = struct.pack("!H", 80)
+        with Watchdog(2.0) as watchdog:  # Ryu 4.34's option parser never returned on these
+            d = watchdog.run(parse_ipv4, with_ip_checksum(bytes(raw[:40]) + options))
+        assert isinstance(d, Datagram) and (d.src_port, d.dst_port, d.tcp_flags) == (5000, 80, 0x12)
+
+
+def test_untagged_ipv4_and_arp_are_parsed_and_other_ethertypes_only_named():
+    raw = udp_bytes(H1, 5000, SERVER, 53)
+    for ethertype, inner in ((0x8100, b"\x00\x05\x08\x00" + raw), (0x88A8, b"\x00\x05\x81\x00\x00\x06\x08\x00" + raw),
+                             (0x86DD, b"\x60" + bytes(39)), (0x05DC, raw)):
+        result = parse_frame(frame("00:00:00:00:00:01", "02:00:00:00:00:02", inner, ethertype))
+        assert isinstance(result, Frame)
+        assert (result.ethertype, result.datagram, result.arp) == (ethertype, None, None)
+    assert parse_frame(frame("00:00:00:00:00:01", "02:00:00:00:00:02", b"\x60" + raw[1:])) is ParseError.NOT_IPV4
+
+
+def test_arp_fields_read_at_fixed_offsets_as_ryu_names_them():
+    request = arp.arp_ip(arp.ARP_REQUEST, "00:00:00:00:00:02", H1, "00:00:00:00:00:00", "10.0.0.1")
+    body = bytes(request.serialize(b"", None))
+    result = parse_frame(frame("00:00:00:00:00:02", "ff:ff:ff:ff:ff:ff", body, 0x0806))
+    assert isinstance(result, Frame) and result.arp is not None
+    a = result.arp
+    assert (a.hwtype, a.proto, a.hlen, a.plen, a.opcode) == (1, 0x0800, 6, 4, arp.ARP_REQUEST)
+    assert (a.src_mac, a.src_ip, a.dst_mac, a.dst_ip) == ("00:00:00:00:00:02", H1, "00:00:00:00:00:00", "10.0.0.1")
+    odd = bytearray(body)
+    odd[4:6] = b"\xff\x00"  # hlen 255, plen 0: still only the fixed 28 bytes are read
+    result = parse_frame(frame("00:00:00:00:00:02", "ff:ff:ff:ff:ff:ff", bytes(odd), 0x0806))
+    assert isinstance(result, Frame) and result.arp is not None and (result.arp.hlen, result.arp.plen) == (255, 0)
+    for cut in range(28):
+        data = frame("00:00:00:00:00:02", "ff:ff:ff:ff:ff:ff", body, 0x0806)[: 14 + cut]
+        assert parse_frame(data) is ParseError.TRUNCATED, cut
+
+
+def test_parsing_calls_no_ryu_parser(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the framework's packet parser was called on received bytes")
+
+    for cls in (ethernet.ethernet, ipv4.ipv4, tcp.tcp, tcp.TCPOption, udp.udp, icmp.icmp, icmp.echo,
+                icmp.dest_unreach, icmp.TimeExceeded, arp.arp):
+        monkeypatch.setattr(cls, "parser", classmethod(refuse))
+    about = udp_bytes(PUBLIC, 4000, SERVER, 53)
+    request = bytes(arp.arp_ip(arp.ARP_REQUEST, "00:00:00:00:00:02", H1, "00:00:00:00:00:00", PUBLIC)
+                    .serialize(b"", None))
+    for data in (tcp_bytes(H1, 5000, SERVER, 80), udp_bytes(H1, 5000, SERVER, 53), echo_bytes(H1, SERVER, 7),
+                 icmp_error_bytes(SERVER, PUBLIC, about), icmp_error_bytes(SERVER, PUBLIC, echo_bytes(PUBLIC, SERVER, 9))):
+        result = parse_frame(frame("00:00:00:00:00:01", "02:00:00:00:00:02", data))
+        assert isinstance(result, Frame) and result.datagram is not None
+    assert isinstance(parse_frame(frame("00:00:00:00:00:02", "ff:ff:ff:ff:ff:ff", request, 0x0806)), Frame)
+    reply = echo_reply(parsed(echo_bytes(SERVER, PUBLIC, 7)))
+    assert reply is not None
+
+
+def test_the_echo_reply_keeps_id_sequence_and_data():
+    request = parsed(echo_bytes(SERVER, PUBLIC, 4242, seq=17, payload=b"0123456789abcdef!"))
+    reply = echo_reply(request)
+    assert reply is not None and checksums_ok(reply)
+    answer = parsed(reply)
+    assert (answer.icmp_type, answer.icmp_code, answer.src_port) == (0, 0, 4242)
+    assert (IPv4Address(answer.src), IPv4Address(answer.dst)) == (IPv4Address(PUBLIC), IPv4Address(SERVER))
+    assert answer.raw[answer.header_len + 4:] == request.raw[request.header_len + 4:]  # id, sequence, data
