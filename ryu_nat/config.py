@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,10 @@ from ryu_nat.core.ports import PortRange
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
 MAX_SWITCH_PORT = 0xFFFFFF00  # OFPP_MAX
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # oslo.config keeps "value  # note" whole; INI users expect the note to be a comment. A '#' or ';'
 # at the start of a (continuation) line or after a blank starts one: no option's value holds either.
 _INLINE_COMMENT = re.compile(r"(?:^|[ \t]+)[#;].*$", re.MULTILINE)
@@ -46,6 +51,10 @@ DEFAULTS: dict[str, str] = {
     "icmp_idle_timeout": "60",
     "dpid": "",
     "router_mac": "02:4e:41:54:00:01",
+    "api_token_file": "",
+    "api_hosts": "",
+    "api_cors_origins": "",
+    "api_insecure": "false",
 }
 OPTIONS: dict[str, str] = {
     "public_ipv4": "The NAT's public address and prefix, e.g. 192.168.3.1/24.",
@@ -63,6 +72,12 @@ OPTIONS: dict[str, str] = {
     "icmp_idle_timeout": "Seconds an ICMP query mapping lives idle (RFC 5508: 60).",
     "dpid": "Datapath id of the NAT switch (decimal or 0x hex); empty: the first switch to connect.",
     "router_mac": "Ethernet address the NAT uses on both sides.",
+    "api_token_file": "File holding the REST API's token; every request then needs Authorization: Bearer <token>.",
+    "api_hosts": "Further names (or addresses) of the REST API that a request's Host header may carry, comma "
+                 "separated; localhost and the listening address are always allowed.",
+    "api_cors_origins": "Origins (http://host:port) of other pages allowed to call the REST API from a browser, "
+                        "comma separated; none by default, and no CORS headers are sent.",
+    "api_insecure": "true to serve the REST API on a non-loopback address without a token.",
 }
 
 # Timeouts below these break what hosts behind a NAT rely on; labs shorten them on purpose, so a warning.
@@ -91,6 +106,16 @@ class RedirectRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """Who may use the REST API (see :mod:`ryu_nat.operator.guard`); the token stays in its file."""
+
+    token_file: str = ""
+    hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NatConfig:
     """The validated configuration of one NAT gateway."""
 
@@ -105,6 +130,7 @@ class NatConfig:
     timeouts: Timeouts = Timeouts()
     dpid: int | None = None
     router_mac: str = DEFAULTS["router_mac"]
+    api: ApiConfig = ApiConfig()
 
     @property
     def public_ip(self) -> IPv4Address:
@@ -132,6 +158,10 @@ class NatConfig:
             "icmp_idle_timeout": int(self.timeouts.icmp_s),
             "dpid": self.dpid,
             "router_mac": self.router_mac,
+            "api_token_file": self.api.token_file,
+            "api_hosts": list(self.api.hosts),
+            "api_cors_origins": list(self.api.cors_origins),
+            "api_insecure": self.api.insecure,
         }
 
 
@@ -171,7 +201,36 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         ),
         dpid=_dpid(values["dpid"]),
         router_mac=_mac("router_mac", values["router_mac"]),
+        api=ApiConfig(token_file=values["api_token_file"], hosts=_api_hosts(values["api_hosts"]),
+                      cors_origins=_origins(values["api_cors_origins"]),
+                      insecure=_bool("api_insecure", values["api_insecure"])),
     )
+
+
+def read_token(path: str) -> str:
+    """The REST API's token from ``path`` (surrounding white space dropped); ConfigError if the file
+    cannot be read or does not hold 16 to 4096 printable characters without spaces."""
+    try:
+        with open(path, "rb") as token_file:
+            raw = token_file.read(8193)
+    except OSError as exc:
+        raise ConfigError(f"[nat] api_token_file = {path!r} cannot be read: {exc.strerror or exc}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not _TOKEN.match(token):
+        raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
+                          "characters without spaces (e.g. from: openssl rand -hex 32)")
+    return token
+
+
+def check_api_exposure(listen_host: str, api: ApiConfig) -> None:
+    """ConfigError if the API would listen beyond loopback with no token, and ``api_insecure`` is not set."""
+    if api.token_file or api.insecure or _is_loopback(listen_host):
+        return
+    raise ConfigError(f"the REST API would listen on {listen_host} (--wsapi-host) with no token: anyone who "
+                      "reaches it could reset the NAT; set [nat] api_token_file, or api_insecure = true")
 
 
 def rfc_warnings(config: NatConfig) -> list[str]:
@@ -351,6 +410,44 @@ def _dpid(text: str) -> int | None:
     if not text:
         return None
     return _int("dpid", text, 0, 2**64 - 1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_hosts(text: str) -> tuple[str, ...]:
+    names = []
+    for item in (part.strip().lower().rstrip(".") for part in text.split(",") if part.strip()):
+        try:
+            names.append(str(ipaddress.ip_address(item.strip("[]"))))
+        except ValueError:
+            if not _HOST_NAME.match(item):
+                raise ConfigError(f"[nat] api_hosts: {item!r} is not a host name or address (no port, no "
+                                  "scheme: e.g. nat.example.net)") from None
+            names.append(item)
+    return tuple(names)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip().lower().rstrip("/") for part in text.split(",") if part.strip()):
+        if not _ORIGIN.match(item):
+            raise ConfigError(f"[nat] api_cors_origins: {item!r} is not an origin like http://host:port")
+        origins.append(item)
+    return tuple(origins)
+
+
+def _bool(name: str, text: str) -> bool:
+    value = text.lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"[nat] {name} = {text!r} is not true or false")
+    return value in _TRUE
 
 
 def _mac(name: str, text: str) -> str:

@@ -28,12 +28,21 @@ def operation(method: str, path: str) -> tuple[str, dict[str, Any]]:
     raise KeyError(f"{method} {path} is not in openapi.json")
 
 
+def response(answer: dict[str, Any]) -> dict[str, Any]:
+    """A response object, or the one in components/responses that it refers to."""
+    if "$ref" in answer:
+        found: dict[str, Any] = SPEC["components"]["responses"][answer["$ref"].removeprefix("#/components/responses/")]
+        return found
+    return answer
+
+
 def check_response(method: str, path: str, status: int, content_type: str, body: bytes) -> None:
     """AssertionError unless the description documents this status and the body fits its schema."""
     template, op = operation(method, path.split("?", 1)[0])
     responses = op["responses"]
     answer = responses.get(str(status)) or (responses.get("default") if status >= 500 else None)
     assert answer is not None, f"{method} {template}: status {status} is not documented"
+    answer = response(answer)
     content = answer.get("content")
     if content is None:
         return

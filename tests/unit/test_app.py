@@ -125,6 +125,11 @@ def test_each_launcher_starts_the_app_and_listens(tmp_path, launcher):
     of_port = launch.free_port()
     args = launch.command(launcher, conf, of_port, launch.free_port())
     with launch.controller(args) as proc:
+        # The REST API listens first: the OpenFlow listener follows within moments (a garbage collection
+        # between the two took 40-50 ms here).
+        deadline = time.monotonic() + 5
+        while not launch.is_listening(of_port) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert launch.is_listening(of_port)
     output, _ = proc.communicate(timeout=10)
     assert "instantiating app ryu_nat.app of NatApp" in output

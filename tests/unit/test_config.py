@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from oslo_config import cfg as oslo_cfg
 
-from ryu_nat.config import DEFAULTS, OPTIONS, RFC_MINIMUM_S, ConfigError, NatConfig, check_files, parse_config, \
-    rfc_warnings
+from ryu_nat.config import (DEFAULTS, OPTIONS, RFC_MINIMUM_S, ApiConfig, ConfigError, NatConfig,
+                            check_api_exposure, check_files, parse_config, read_token, rfc_warnings)
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.core.nat import Timeouts
 from ryu_nat.core.ports import PortRange
@@ -62,12 +62,75 @@ def test_the_seed_example():
     ({"icmp_idle_timeout": "1.5"}, "[nat] icmp_idle_timeout = '1.5' is not a whole number"),
     ({"dpid": "nat"}, "[nat] dpid = 'nat' is not a whole number"),
     ({"router_mac": "01:00:5e:00:00:01"}, "[nat] router_mac = '01:00:5e:00:00:01' is not a unicast"),
+    ({"api_hosts": "nat.example:8080"}, "[nat] api_hosts: 'nat.example:8080' is not a host name or address"),
+    ({"api_hosts": "http://nat.example"}, "[nat] api_hosts: 'http://nat.example' is not a host name"),
+    ({"api_cors_origins": "nat.example"}, "[nat] api_cors_origins: 'nat.example' is not an origin"),
+    ({"api_cors_origins": "http://a.example/page"}, "[nat] api_cors_origins: 'http://a.example/page' is not"),
+    ({"api_insecure": "maybe"}, "[nat] api_insecure = 'maybe' is not true or false"),
 ])
 def test_each_wrong_value_gets_one_line_naming_option_and_value(override, message):
     with pytest.raises(ConfigError) as error:
         parse_config({**BASE, **override})
     assert str(error.value).startswith(message), str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_api_options_default_to_no_token_no_extra_hosts_and_no_cors():
+    config = parse_config(BASE)
+    assert config.api == ApiConfig("", (), (), False)
+    assert {k: v for k, v in config.as_dict().items() if k.startswith("api_")} == {
+        "api_token_file": "", "api_hosts": [], "api_cors_origins": [], "api_insecure": False}
+
+
+def test_api_options_are_normalised():
+    api = parse_config({**BASE, "api_hosts": "NAT.example.net., 192.168.3.1, [::1]", "api_token_file": "/etc/t",
+                        "api_cors_origins": "HTTP://Dash.example:3000/", "api_insecure": "yes"}).api
+    assert api == ApiConfig("/etc/t", ("nat.example.net", "192.168.3.1", "::1"), ("http://dash.example:3000",), True)
+
+
+def test_the_token_is_read_from_its_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("  0123456789abcdef0123\n")
+    assert read_token(str(path)) == "0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"short", "must hold one token of 16 to 4096 printable ASCII characters"),
+    (b"0123456789abcdef 0123", "without spaces"),
+    (b"\xff" * 20, "must hold one token"),
+    (b"", "must hold one token"),
+])
+def test_a_token_file_without_a_good_token_stops_start_up(tmp_path, content, says):
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=says) as error:
+        read_token(str(path))
+    assert str(error.value).startswith(f"[nat] api_token_file = {str(path)!r}") and "\n" not in str(error.value)
+
+
+def test_a_missing_token_file_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read: No such file or directory"):
+        read_token(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize(("host", "api", "refused"), [
+    ("127.0.0.1", ApiConfig(), False),
+    ("localhost", ApiConfig(), False),
+    ("::1", ApiConfig(), False),
+    ("0.0.0.0", ApiConfig(), True),
+    ("192.168.3.1", ApiConfig(), True),
+    ("nat.example.net", ApiConfig(), True),
+    ("0.0.0.0", ApiConfig(token_file="/etc/token"), False),
+    ("0.0.0.0", ApiConfig(insecure=True), False),
+])
+def test_the_api_beyond_loopback_needs_a_token_or_an_explicit_insecure(host, api, refused):
+    if not refused:
+        check_api_exposure(host, api)
+        return
+    with pytest.raises(ConfigError) as error:
+        check_api_exposure(host, api)
+    assert str(error.value) == (f"the REST API would listen on {host} (--wsapi-host) with no token: anyone who "
+                                "reaches it could reset the NAT; set [nat] api_token_file, or api_insecure = true")
 
 
 # --- the files: what oslo.config reads, and what it would let pass ---------------------------------------------
