@@ -1,5 +1,5 @@
-# ryu_nat: `make demo` and `make test` work from a fresh clone on Debian 12 as root.
-# Both install what is missing (Debian packages, the .venv) and are safe to run again.
+# ryu_nat: `make demo`, `make lab` and `make test` work from a fresh clone on Debian 12 as root.
+# All install what is missing (Debian packages, the .venv) and are safe to run again.
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,10 +16,10 @@ OSKEN_E2E := tests/e2e/test_e2e_translation.py tests/e2e/test_e2e_icmp.py \
 # The newest pyenv interpreter of a minor version, e.g. $(call pyenv_python,3.12); empty if there is none.
 pyenv_python = $(shell ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev/null | sort -V | tail -n 1)
 APT_PACKAGES := openvswitch-switch mininet iproute2 iputils-ping ethtool iperf3 \
-	tcpdump netcat-openbsd traceroute curl procps psmisc chromium
+	tcpdump netcat-openbsd traceroute curl procps psmisc chromium tmux
 PYTEST_ARGS ?=
 
-.PHONY: all venv venvs system-deps test unit unit-all e2e osken demo bench bench-smoke clean \
+.PHONY: all venv venvs system-deps test unit unit-all e2e osken demo lab bench bench-smoke clean \
 	$(UNIT_PYTHONS:%=unit-%)
 
 all: test
@@ -82,6 +82,10 @@ test: system-deps unit-all e2e osken
 
 demo: system-deps $(STAMP)
 	$(VPY) mininet/demo.py
+
+# The lab's two terminals (mininet/LAB.md) in one tmux window: the controller above, Mininet below.
+lab: system-deps $(STAMP)
+	mininet/lab.sh
 
 # The Linux NAT baseline needs nftables; the rest of what the benchmarks use is in APT_PACKAGES.
 # Ryu and os-ken side by side: ryu_nat's set-ups/s on each, in one run.

@@ -437,8 +437,16 @@ def _connection_rows(runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
 
 def _flow_check(controller: lab.Controller, bridge: str) -> dict[str, int]:
     """Live mappings (REST) against the switch's mapping rules: pairs, stale rules, mappings without rules."""
-    status, body = controller.rest("/nat/mappings?proto=tcp")
-    live = {m["id"] for m in body["mappings"]} if status == 200 and isinstance(body, dict) else set()
+    live: set[int] = set()
+    after = 0
+    while True:  # a page at a time
+        status, body = controller.rest(f"/nat/mappings?proto=tcp&after={after}")
+        if status != 200 or not isinstance(body, dict):
+            break
+        live.update(m["id"] for m in body["mappings"])
+        if body["next_after"] is None:
+            break
+        after = body["next_after"]
     by_id: dict[int, int] = {}
     for flow in lab.rewrite_flows(bridge, "tcp"):
         mapping_id = flow.cookie & ((1 << 40) - 1)

@@ -70,7 +70,8 @@ FEATURES_REQUEST, FEATURES_REPLY = 5, 6
 PACKET_IN, FLOW_REMOVED, PACKET_OUT, FLOW_MOD = 10, 11, 13, 14
 MULTIPART_REQUEST, MULTIPART_REPLY = 18, 19
 BARRIER_REQUEST, BARRIER_REPLY = 20, 21
-MP_PORT_DESC = 13
+MP_FLOW, MP_PORT_DESC = 1, 13
+MPF_REPLY_MORE = 1
 FC_ADD, FC_DELETE, FC_DELETE_STRICT = 0, 3, 4
 OXM_CLASS = 0x8000
 OXM_IN_PORT, OXM_ETH_SRC, OXM_IPV4_SRC, OXM_IPV4_DST, OXM_TCP_SRC, OXM_TCP_DST = 0, 4, 11, 12, 13, 14
@@ -94,6 +95,11 @@ FLOW_TIMEOUT_S = 3.0
 CHURN_DELAY_S = 0.05  # set-up to flow-removed: a stand-in for a short idle timeout
 DRAIN_S = 5.0
 READY_TIMEOUT_S = 30.0
+
+OURS_TAG = 0x4E41  # ryu_nat's cookies (ryu_nat/openflow/cookies.py): tag | kind << 40 | mapping id
+ID_MASK = (1 << 40) - 1
+MAPPING_MASK = 0xFFFF << 48 | ID_MASK
+MAX_MESSAGE = 65535
 
 _HEADER = struct.Struct("!BBHI")
 _U16 = struct.Struct("!H")
@@ -266,6 +272,75 @@ def parse_set_fields(buf: bytes | bytearray, start: int, end: int) -> dict[int, 
     return sets
 
 
+# --- the emulated switch's flow table (for flow statistics) ------------------------------------
+
+
+class FlowTable:
+    """ryu_nat's mapping rules as the emulated switch holds them, to answer flow-statistics requests.
+
+    Each rule keeps its match and instructions as the flow-mod carried them, so a
+    reply is as long as a real switch's. Packet counts grow by one a second of a
+    rule's age, so every poll sees them move.
+    """
+
+    _ENTRY = struct.Struct("!HBxIIHHHH4xQQQ")
+
+    def __init__(self) -> None:
+        self.rules: dict[int, tuple[float, int, int, bytes]] = {}  # cookie -> (added, priority, idle, tail)
+        self.requests = 0
+        self.entries_sent = 0
+
+    def flow_mod(self, buf: bytearray, at: int, length: int, now: float) -> None:
+        cookie, cookie_mask, command, idle, _, priority = struct.unpack_from("!QQxBHHH", buf, at + 8)
+        if cookie >> 48 != OURS_TAG:
+            return
+        if command == FC_ADD:
+            self.rules[cookie] = (now, priority, idle, bytes(buf[at + 48: at + length]))
+        elif command in (FC_DELETE, FC_DELETE_STRICT):
+            if cookie_mask == MAPPING_MASK:  # both rules of one mapping
+                mapping = cookie & ID_MASK
+                for kind in (2, 3):
+                    self.rules.pop(OURS_TAG << 48 | kind << 40 | mapping, None)
+            else:
+                for doomed in [c for c in self.rules if c & cookie_mask == cookie & cookie_mask]:
+                    del self.rules[doomed]
+
+    def selected(self, cookie: int, mask: int) -> list[int]:
+        """The cookies a request selects: a block of mapping ids is looked up, anything else scanned."""
+        free = ~mask & ID_MASK
+        if mask >> 48 == 0xFFFF and free & (free + 1) == 0 and free < 1 << 16:
+            first = cookie & ID_MASK & ~free
+            wanted = cookie & mask
+            return [c for mapping in range(first, first + free + 1) for kind in (2, 3)
+                    if (c := OURS_TAG << 48 | kind << 40 | mapping) in self.rules and c & mask == wanted]
+        return [c for c in self.rules if c & mask == cookie & mask]
+
+    def reply(self, request: bytes, now: float) -> bytes:
+        """The multipart reply parts (each at most 64 KiB) to a flow-statistics request."""
+        xid = _U32.unpack_from(request, 4)[0]
+        cookie, mask = struct.unpack_from("!QQ", request, 32)
+        self.requests += 1
+        entries = []
+        for rule_cookie in self.selected(cookie, mask):
+            added, priority, idle, tail = self.rules[rule_cookie]
+            age = max(now - added, 0.0)
+            packets = int(age)
+            entries.append(self._ENTRY.pack(48 + len(tail), 0, int(age), int(age % 1 * 1e9), priority, idle, 0,
+                                            1, rule_cookie, packets, packets * 100) + tail)
+        self.entries_sent += len(entries)
+        parts: list[list[bytes]] = [[]]
+        size = 16
+        for entry in entries:
+            if size + len(entry) > MAX_MESSAGE:
+                parts.append([])
+                size = 16
+            parts[-1].append(entry)
+            size += len(entry)
+        return b"".join(message(MULTIPART_REPLY, struct.pack("!HH4x", MP_FLOW, 0 if last else MPF_REPLY_MORE)
+                                + b"".join(part), xid)
+                        for last, part in ((i == len(parts) - 1, part) for i, part in enumerate(parts)))
+
+
 # --- the generator ---------------------------------------------------------------------------
 
 
@@ -322,6 +397,7 @@ class Generator:
         self.teardown_queue: collections.deque[tuple[float, Flow]] = collections.deque()
         self.switches: list[Switch] = []
         self.settled = asyncio.Event()
+        self.flow_table: FlowTable | None = None
 
     def new_flow(self, switch: Switch, now: float) -> bytes:
         i = self.next_index
@@ -337,6 +413,8 @@ class Generator:
         return self.syn.build(i, switch.xid)
 
     def flow_mod(self, buf: bytearray, at: int, length: int, now: float) -> None:
+        if self.flow_table is not None:
+            self.flow_table.flow_mod(buf, at, length, now)
         cookie, cookie_mask, command, priority = struct.unpack_from("!QQxB4xH", buf, at + 8)
         if command in (FC_DELETE, FC_DELETE_STRICT):
             self._delete(cookie, cookie_mask)
@@ -514,6 +592,8 @@ class Switch(asyncio.Protocol):
         elif kind == MULTIPART_REQUEST and _U16.unpack_from(msg, 8)[0] == MP_PORT_DESC:
             self.send(port_desc_reply(xid, self.dpid))
             self.ready.set()
+        elif kind == MULTIPART_REQUEST and _U16.unpack_from(msg, 8)[0] == MP_FLOW and self.generator.flow_table:
+            self.send(self.generator.flow_table.reply(msg, time.perf_counter()))
         elif kind == ECHO_REQUEST:
             self.send(message(ECHO_REPLY, msg[8:], xid))
         elif kind == BARRIER_REQUEST:
@@ -817,13 +897,13 @@ udp_table_size = 16384
 class Controller:
     """One contender's process on a free port, logging to a file."""
 
-    def __init__(self, contender: Contender, workdir: Path) -> None:
+    def __init__(self, contender: Contender, workdir: Path, config: str = NAT_CONFIG) -> None:
         self.contender = contender
         self.port = free_port()
         self.api_port = free_port()
         self.log_path = workdir / f"{contender.name.replace(' ', '_')}-{self.port}.log"
         self.config = workdir / "nat.conf"
-        self.config.write_text(NAT_CONFIG)
+        self.config.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

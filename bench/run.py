@@ -5,7 +5,7 @@
     bench/run.py --smoke               tiny sizes, no Mininet, seconds: keeps the code from rotting
     bench/run.py --only ofload --before main   set-ups against ryu_nat at git revision main too, side by side
 
-Sections: table, memory, parsing, ofload (pure Python or a local ryu-manager), and
+Sections: table, memory, parsing, ofload, fulltable (pure Python or a local ryu-manager), and
 dataplane, connections, scale (Mininet and Open vSwitch; they wait while
 end-to-end tests use Open vSwitch, since Mininet's clean-up removes every
 bridge). Each section's rows replace that section's earlier rows in
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import BENCH, Row, Summary, Target, dump_json, machine_facts
 
-SECTIONS = ("table", "memory", "parsing", "ofload", "dataplane", "connections", "scale")
+SECTIONS = ("table", "memory", "parsing", "ofload", "fulltable", "dataplane", "connections", "scale")
 NEEDS_MININET = frozenset({"dataplane", "connections", "scale"})
 
 
@@ -49,6 +49,10 @@ def _runner(section: str, befores: Sequence[str] = ()) -> Callable[[bool, int], 
         import ofload
 
         return lambda smoke, reps: ofload.run(smoke, reps, befores)
+    if section == "fulltable":
+        import fulltable
+
+        return fulltable.run
     import netbench
 
     return lambda smoke, reps: (netbench.run(section, reps), None)
@@ -66,8 +70,8 @@ def run_section(section: str, smoke: bool, reps: int, befores: Sequence[str] = (
     seconds = time.monotonic() - started
     print(f"== {section}: {seconds:.0f} s{', FAILED: ' + error if error else ''}", file=sys.stderr, flush=True)
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-            "smoke": smoke, "reps": reps, "error": error, "rows": [row.as_json() for row in rows],
-            "detail": _detail(detail)}
+            "smoke": smoke, "reps": reps, "error": error, "machine": machine_facts(),
+            "rows": [row.as_json() for row in rows], "detail": _detail(detail)}
 
 
 def _detail(detail: object) -> object:
@@ -112,6 +116,8 @@ def markdown(results: dict[str, object]) -> str:
         lines += [f"## {name}", "",
                   f"Run {section['date']}, {section['seconds']} s, {section['reps']} repetition(s)"
                   f"{' (smoke)' if section['smoke'] else ''}.", ""]
+        if section.get("machine", machine) != machine:  # sections keep the machine they ran on
+            lines += ["Machine: " + ", ".join(f"{key} {value}" for key, value in section["machine"].items()), ""]
         if section["error"]:
             lines += [f"**Failed:** {section['error']}", ""]
         lines += ["| benchmark | ours | baseline | ratio | target | met | note |",

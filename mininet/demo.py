@@ -222,6 +222,8 @@ def main() -> int:
         demo = Demo(natnet, controller, workdir)
         demo.run()
         all_passed = demo.summary()
+        print("\nNext, once this demo has ended: the hands-on lab on the same network, mininet/LAB.md "
+              "(`make lab` opens its two terminals).")
         if sys.stdin.isatty():
             print("\n*** Mininet CLI. Try: h1 ping inet | h1 traceroute -n inet | "
                   f"sh ovs-ofctl -O OpenFlow13 dump-flows {NAT_SWITCH} | exit")

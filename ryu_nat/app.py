@@ -27,15 +27,18 @@ from typing import Any
 
 from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
                              ofp_event, ofproto_v1_3, set_ev_cls)
-from ryu_nat.config import DEFAULTS, OPTIONS, ConfigError, NatConfig, parse_config
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
+                            read_token, rfc_warnings)
+from ryu_nat.configfiles import check_files
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
-from ryu_nat.openflow import cookies, encoder, sentlog
+from ryu_nat.openflow import encoder, multipart, sentlog
 from ryu_nat.openflow.plan import Plan
-from ryu_nat.operator import rest
+from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
-from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
+from ryu_nat.operator.stats_tap import FlowStatsTap
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -50,12 +53,26 @@ if "wsapi_host" not in CONF:
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
+STATS_WARN_INTERVAL_S = 60.0
 REST_WAIT_S = 10.0  # a REST request the event thread has not taken by then is answered 503
 STOP_POLL_S = 0.1  # how often the stopper looks for a stop signal
 
 
 class EventTick(event.EventBase):  # type: ignore[misc]
     """Time for periodic work (expiry, ARP retries)."""
+
+
+class EventStatsDue(event.EventBase):  # type: ignore[misc]
+    """Time to ask for the next slice of flow statistics, if one is due (see operator/flowstats.py)."""
+
+
+class EventFlowStatsPart(event.EventBase):  # type: ignore[misc]
+    """A part of the reply to our flow-statistics request, as bytes (see operator/stats_tap.py)."""
+
+    def __init__(self, datapath: Datapath, data: bytes) -> None:
+        super().__init__()
+        self.datapath = datapath
+        self.data = data
 
 
 class EventRestCall(event.EventBase):  # type: ignore[misc]
@@ -67,9 +84,23 @@ class EventRestCall(event.EventBase):  # type: ignore[misc]
 
 
 def load_config() -> NatConfig:
-    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value."""
+    """The ``[nat]`` group of Ryu's CONF, validated; ConfigError on a wrong value.
+
+    The files CONF was read from are checked too, for what oslo.config lets
+    pass: an unknown option (a typo would leave its default in force) or one set twice.
+    """
+    check_files(getattr(CONF, "config_file", None) or [], CONF.config_dirs)  # unset until CONF() parsed a command line
     group = CONF.nat
     return parse_config({name: getattr(group, name) for name in OPTIONS})
+
+
+def api_policy(config: NatConfig, listen_host: str) -> guard.Policy:
+    """Who may use the REST API; ConfigError if it would listen beyond loopback unprotected, or if the
+    token file is wrong."""
+    check_api_exposure(listen_host, config.api)
+    token = read_token(config.api.token_file) if config.api.token_file else None
+    return guard.Policy(hosts=guard.allowed_hosts(listen_host, config.api.hosts), token=token,
+                        cors_origins=frozenset(config.api.cors_origins))
 
 
 class NatApp(BaseApp):  # type: ignore[misc]
@@ -81,9 +112,12 @@ class NatApp(BaseApp):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         try:
             self.config = load_config()
+            policy = api_policy(self.config, CONF.wsapi_host)
         except ConfigError as exc:
-            LOG.error("%s", exc)
-            raise SystemExit(f"ryu_nat: {exc}") from None
+            LOG.error("ryu_nat: %s", exc)  # to stderr, or wherever --log-file sends it: one line either way
+            raise SystemExit(1) from None
+        for warning in rfc_warnings(self.config):
+            LOG.warning("ryu_nat: %s", warning)
         self.stats = Stats()
         # RFC 6056: public ports an off-path attacker cannot predict, so from the kernel, not a seeded PRNG.
         self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
@@ -91,9 +125,14 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self.encoder = encoder.Encoder()
         self.sent = sentlog.SentLog()
         self.reraise = False
-        self.flow_counters = FlowCounters()
-        self.rest_app = rest.make_wsgi_app(NatFacade(self.gateway, self.flow_counters, lambda: self.datapath,
-                                                     self._send))
+        self.setup_latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
+        self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
+        self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
+        self.stats_tap = FlowStatsTap(self._stats_part_arrived)
+        self._stats_warned_until = float("-inf")
+        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
+        registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
+        self.rest_app = rest.make_wsgi_app(self.facade, registry, policy)
         self.rest_server: RestServer | None = None
         self._stop_signals = 0
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
@@ -104,6 +143,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
         """After every app is made: the event thread, the ticker, the REST server and the stop signals."""
         started = super().start()
         hub.spawn(self._ticker)  # not joined at stop: it ends by itself within TICK_S
+        hub.spawn(self._stats_ticker)  # likewise, within SLICE_GAP_S
         host, port = CONF.wsapi_host, CONF.wsapi_port
         self.rest_server = RestServer(self.rest_app, host, port, self._on_event_thread)
         try:
@@ -139,6 +179,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
         if not self._claim(dp):
             return
         self.flow_counters.cancel_poll()  # a poll of an earlier connection: its xid means nothing now
+        self.stats_tap.forget()
         with self._guard("switch_connected", dp):
             LOG.info("dpid=%016x: NAT switch connected, ports %s", dp.id, sorted(dp.ports))
             self._send(dp, self.gateway.switch_connected(list(dp.ports), time.monotonic()))
@@ -150,9 +191,13 @@ class NatApp(BaseApp):  # type: ignore[misc]
             self.stats.packet_ins["not_ours"] += 1
             return
         with self._guard("packet_in", msg.datapath):
-            plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), time.monotonic(),
+            received = time.monotonic()
+            setups = self.stats.flow_setups
+            plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), received,
                                           PacketInReason.of(msg.reason))
             self._send(msg.datapath, plan)
+            if self.stats.flow_setups != setups:
+                self.setup_latency.observe(time.monotonic() - received)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: ofp_event.EventOFPFlowRemoved) -> None:
@@ -183,17 +228,33 @@ class NatApp(BaseApp):  # type: ignore[misc]
         if dp is not None:
             with self._guard("expire", dp):
                 self._send(dp, self.gateway.expire(time.monotonic()))
-                self._poll_flow_stats(dp)
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats_reply(self, ev: ofp_event.EventOFPFlowStatsReply) -> None:
-        msg = ev.msg
-        if msg.datapath is self.datapath:
-            with self._guard("flow_stats_reply", msg.datapath):
-                rules = [RuleCounts(s.cookie, s.packet_count, s.byte_count, s.duration_sec + s.duration_nsec / 1e9)
-                         for s in msg.body]
-                more = bool(msg.flags & ofproto_v1_3.OFPMPF_REPLY_MORE)
-                self.flow_counters.reply(msg.xid, rules, more, time.monotonic())
+    @set_ev_cls(EventStatsDue)
+    def _stats_due(self, ev: EventStatsDue) -> None:
+        """Ask for the next slice of our rules' counters, if one is due (see :mod:`ryu_nat.operator.flowstats`)."""
+        dp = self.datapath
+        if dp is not None:
+            with self._guard("flow_stats_request", dp):
+                self._ask_next_slice(dp)
+
+    @set_ev_cls(EventFlowStatsPart)
+    def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
+        """A reply part to our request: its rules' counters, read from the bytes."""
+        if ev.datapath is not self.datapath:
+            return
+        with self._guard("flow_stats_reply", ev.datapath):
+            part = multipart.decode_flow_stats(ev.data)
+            if isinstance(part, multipart.DecodeError):
+                xid = int.from_bytes(ev.data[4:8], "big")
+                self._warn_stats("dpid=%016x: flow-statistics reply xid=%d refused: %s", ev.datapath.id, xid,
+                                 part.value)
+                self.flow_counters.reply_failed(xid)
+                return
+            if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
+                return
+            if self.flow_counters.pending_xid is None:
+                self.stats_tap.forget()  # done, or given up: further parts are not ours to read
+                self._ask_next_slice(ev.datapath)  # or end the sweep, if no block is left
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -216,19 +277,40 @@ class NatApp(BaseApp):  # type: ignore[misc]
             dp.send(data)
             self.sent.record(sent)
 
-    def _poll_flow_stats(self, dp: Datapath) -> None:
-        """Ask for our rules' counters every few seconds (see :mod:`ryu_nat.operator.flowstats`)."""
+    def _ask_next_slice(self, dp: Datapath) -> None:
         now = time.monotonic()
-        if self.flow_counters.poll_due(now):
-            request = encoder.flow_stats_request(dp, cookies.OURS, cookies.OURS_MASK)
+        due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
+        if due is not None:
+            request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
+            dp.set_xid(request)
+            self.stats_tap.expect(dp, request.xid)
             dp.send_msg(request)
-            self.flow_counters.poll_sent(request.xid, now)
+            self.flow_counters.slice_sent(request.xid, due, now)
+
+    def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
+        """From the receive loop (stats_tap): the app reads it on its own event thread."""
+        self._send_event(EventFlowStatsPart(dp, data), None)
+
+    def _warn_stats(self, message: str, *args: object) -> None:
+        """At most one warning per interval: a switch sending garbage must not flood the log."""
+        now = time.monotonic()
+        if now >= self._stats_warned_until:
+            self._stats_warned_until = now + STATS_WARN_INTERVAL_S
+            LOG.warning(message, *args)
 
     def _ticker(self) -> None:
         while self.is_active:
             hub.sleep(TICK_S)
             if self.is_active:
-                self.send_event(self.name, EventTick())
+                # Straight onto our own queue: send_event would log every tick at --verbose, one line a second.
+                self._send_event(EventTick(), None)
+
+    def _stats_ticker(self) -> None:
+        """Wakes the event thread for flow statistics only while someone reads them."""
+        while self.is_active:
+            hub.sleep(self.flow_counters.slice_gap_s)
+            if self.is_active and self.datapath is not None and self.flow_counters.wanted(time.monotonic()):
+                self._send_event(EventStatsDue(), None)  # as the ticker does: no log line per wake-up
 
     @set_ev_cls(EventRestCall)
     def _rest_call(self, ev: EventRestCall) -> None:

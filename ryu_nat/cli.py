@@ -10,6 +10,7 @@ serves the REST API and stops the process on SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import logging
 import os
@@ -24,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``--config-file nat.conf``, ``--ofp-tcp-listen-port``, ``--wsapi-host``,
     ``--wsapi-port``, ``--verbose``, ``--log-file`` and the rest of the
-    framework's logging and OpenFlow options.
+    framework's logging and OpenFlow options. A config file that cannot be
+    read or parsed ends it with one line (exit status 1), where ``ryu-manager``
+    would stop with oslo.config's traceback.
     """
     from ryu_nat import compat
 
@@ -34,6 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:  # BackendMissing: neither framework, or not the one asked for
         print(f"ryu-nat: {exc}", file=sys.stderr)
         return 2
+    from ryu_nat.config import ConfigError  # the core it imports needs the backend
+    from ryu_nat.configfiles import check_files
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_files(*config_files(args))
+    except ConfigError as exc:
+        print(f"ryu_nat: {exc}", file=sys.stderr)
+        return 1
     # First, as ryu-manager does. Under eventlet, patch(...) patches only the modules it names as True (or, with
     # thread=False, all but threading): the two calls together patch everything. Plain threads: no-ops.
     backend.hub.patch(thread=False)
@@ -45,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     conf = backend.cfg.CONF
     conf.register_cli_opts([backend.cfg.MultiStrOpt("app", positional=True, default=[],
                                                      help="further app modules to run beside ryu_nat.app")])
-    args = list(sys.argv[1:] if argv is None else argv)
     conf(args=args, prog="ryu-nat", project=backend.NAME,
          version=f"ryu-nat {importlib.metadata.version('ryu_nat')} on {backend.NAME}")
     backend.log.init_log()
@@ -69,6 +80,18 @@ def _exit(code: object) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code if isinstance(code, int) else 1)
+
+
+def config_files(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``--config-file`` and ``--config-dir`` arguments, in order, as oslo.config will read them."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--config-file", action="append", default=[])
+    parser.add_argument("--config-dir", action="append", default=[])
+    try:
+        known, _ = parser.parse_known_args(args)
+    except argparse.ArgumentError:  # say "--config-file" without a file: ryu-manager's usage message says so
+        return [], []
+    return known.config_file, known.config_dir
 
 
 if __name__ == "__main__":

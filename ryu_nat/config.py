@@ -2,11 +2,19 @@
 
 Every option is read as a string and parsed here, so a wrong value stops the
 controller with one line naming the option and the value (:class:`ConfigError`).
+The files themselves are read with oslo.config's own parser (the one
+``ryu-manager`` uses), so :func:`ryu_nat.configfiles.check_files` sees what the
+controller will see, and refuses, also in one line, what oslo.config would
+ignore or turn into a traceback: an unreadable file, a syntax error, an unknown
+or repeated option.
 """
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
+from collections.abc import Iterable
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
@@ -18,6 +26,14 @@ from ryu_nat.openflow.plan import OFPP_MAX
 
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# oslo.config keeps "value  # note" whole; INI users expect the note to be a comment. A '#' or ';'
+# at the start of a (continuation) line or after a blank starts one: no option's value holds either.
+_INLINE_COMMENT = re.compile(r"(?:^|[ \t]+)[#;].*$", re.MULTILINE)
+SECTION = "nat"
 
 DEFAULTS: dict[str, str] = {
     "public_port": "1",
@@ -32,6 +48,10 @@ DEFAULTS: dict[str, str] = {
     "icmp_idle_timeout": "60",
     "dpid": "",
     "router_mac": "02:4e:41:54:00:01",
+    "api_token_file": "",
+    "api_hosts": "",
+    "api_cors_origins": "",
+    "api_insecure": "false",
 }
 OPTIONS: dict[str, str] = {
     "public_ipv4": "The NAT's public address and prefix, e.g. 192.168.3.1/24.",
@@ -49,6 +69,20 @@ OPTIONS: dict[str, str] = {
     "icmp_idle_timeout": "Seconds an ICMP query mapping lives idle (RFC 5508: 60).",
     "dpid": "Datapath id of the NAT switch (decimal or 0x hex); empty: the first switch to connect.",
     "router_mac": "Ethernet address the NAT uses on both sides.",
+    "api_token_file": "File holding the REST API's token; every request then needs Authorization: Bearer <token>.",
+    "api_hosts": "Further names (or addresses) of the REST API that a request's Host header may carry, comma "
+                 "separated; localhost and the listening address are always allowed.",
+    "api_cors_origins": "Origins (http://host:port) of other pages allowed to call the REST API from a browser, "
+                        "comma separated; none by default, and no CORS headers are sent.",
+    "api_insecure": "true to serve the REST API on a non-loopback address without a token.",
+}
+
+# Timeouts below these break what hosts behind a NAT rely on; labs shorten them on purpose, so a warning.
+RFC_MINIMUM_S: dict[str, tuple[int, str]] = {
+    "tcp_idle_timeout": (7440, "RFC 5382 REQ-5"),
+    "tcp_transitory_timeout": (240, "RFC 5382 REQ-5"),
+    "udp_idle_timeout": (120, "RFC 4787 REQ-5"),
+    "icmp_idle_timeout": (60, "RFC 5508 REQ-1"),
 }
 
 
@@ -69,6 +103,16 @@ class RedirectRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """Who may use the REST API (see :mod:`ryu_nat.operator.guard`); the token stays in its file."""
+
+    token_file: str = ""
+    hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NatConfig:
     """The validated configuration of one NAT gateway."""
 
@@ -83,6 +127,7 @@ class NatConfig:
     timeouts: Timeouts = Timeouts()
     dpid: int | None = None
     router_mac: str = DEFAULTS["router_mac"]
+    api: ApiConfig = ApiConfig()
 
     @property
     def public_ip(self) -> IPv4Address:
@@ -110,14 +155,20 @@ class NatConfig:
             "icmp_idle_timeout": int(self.timeouts.icmp_s),
             "dpid": self.dpid,
             "router_mac": self.router_mac,
+            "api_token_file": self.api.token_file,
+            "api_hosts": list(self.api.hosts),
+            "api_cors_origins": list(self.api.cors_origins),
+            "api_insecure": self.api.insecure,
         }
 
 
 def parse_config(raw: MappingOf[str, object]) -> NatConfig:
     """Validate raw option strings (missing ones take their defaults) into a NatConfig.
 
-    Raises ConfigError naming the first wrong option and its value.
+    Raises ConfigError naming the first wrong option and its value, or the
+    first name that is no option (and the option it most resembles).
     """
+    check_names(raw)
     values = {name: _text(DEFAULTS.get(name) if raw.get(name) is None else raw.get(name)) for name in OPTIONS}
     public = _interface("public_ipv4", values["public_ipv4"])
     private = _interface("private_ipv4", values["private_ipv4"])
@@ -146,7 +197,57 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         ),
         dpid=_dpid(values["dpid"]),
         router_mac=_mac("router_mac", values["router_mac"]),
+        api=ApiConfig(token_file=values["api_token_file"], hosts=_api_hosts(values["api_hosts"]),
+                      cors_origins=_origins(values["api_cors_origins"]),
+                      insecure=_bool("api_insecure", values["api_insecure"])),
     )
+
+
+def read_token(path: str) -> str:
+    """The REST API's token from ``path`` (surrounding white space dropped); ConfigError if the file
+    cannot be read or does not hold 16 to 4096 printable characters without spaces."""
+    try:
+        with open(path, "rb") as token_file:
+            raw = token_file.read(8193)
+    except OSError as exc:
+        raise ConfigError(f"[nat] api_token_file = {path!r} cannot be read: {exc.strerror or exc}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not _TOKEN.match(token):
+        raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
+                          "characters without spaces (e.g. from: openssl rand -hex 32)")
+    return token
+
+
+def check_api_exposure(listen_host: str, api: ApiConfig) -> None:
+    """ConfigError if the API would listen beyond loopback with no token, and ``api_insecure`` is not set."""
+    if api.token_file or api.insecure or _is_loopback(listen_host):
+        return
+    raise ConfigError(f"the REST API would listen on {listen_host} (--wsapi-host) with no token: anyone who "
+                      "reaches it could reset the NAT; set [nat] api_token_file, or api_insecure = true")
+
+
+def rfc_warnings(config: NatConfig) -> list[str]:
+    """One line for each timeout below the minimum its RFC sets (the NAT still starts)."""
+    effective = config.as_dict()
+    return [f"[nat] {name} = {seconds} is below the {minimum} s that {rfc} requires; fine for a lab, "
+            f"but hosts behind the NAT lose idle connections sooner than they expect"
+            for name, (minimum, rfc) in RFC_MINIMUM_S.items()
+            if isinstance(seconds := effective[name], int) and seconds < minimum]
+
+
+def check_names(names: Iterable[str], where: str = "") -> None:
+    """ConfigError for the first name that is not a ``[nat]`` option, naming the closest one.
+
+    The known names are those of :data:`OPTIONS`, so a new option is known as soon as it is declared.
+    """
+    for name in names:
+        if name not in OPTIONS:
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the options are {', '.join(OPTIONS)}"
+            raise ConfigError(f"{where}[nat] {name} is not an option: {hint}")
 
 
 def parse_redirect(text: str, private: IPv4Interface) -> RedirectRule:
@@ -179,11 +280,12 @@ def parse_redirects(text: str, private: IPv4Interface) -> tuple[RedirectRule, ..
 
 
 def _text(value: object) -> str:
+    """The option's text without inline comments (``30  # seconds`` is 30)."""
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value).strip()
+        return ",".join(_text(v) for v in value)
+    return _INLINE_COMMENT.sub("", str(value)).strip()
 
 
 def _interface(name: str, text: str) -> IPv4Interface:
@@ -247,6 +349,44 @@ def _dpid(text: str) -> int | None:
     if not text:
         return None
     return _int("dpid", text, 0, 2**64 - 1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_hosts(text: str) -> tuple[str, ...]:
+    names = []
+    for item in (part.strip().lower().rstrip(".") for part in text.split(",") if part.strip()):
+        try:
+            names.append(str(ipaddress.ip_address(item.strip("[]"))))
+        except ValueError:
+            if not _HOST_NAME.match(item):
+                raise ConfigError(f"[nat] api_hosts: {item!r} is not a host name or address (no port, no "
+                                  "scheme: e.g. nat.example.net)") from None
+            names.append(item)
+    return tuple(names)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip().lower().rstrip("/") for part in text.split(",") if part.strip()):
+        if not _ORIGIN.match(item):
+            raise ConfigError(f"[nat] api_cors_origins: {item!r} is not an origin like http://host:port")
+        origins.append(item)
+    return tuple(origins)
+
+
+def _bool(name: str, text: str) -> bool:
+    value = text.lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"[nat] {name} = {text!r} is not true or false")
+    return value in _TRUE
 
 
 def _mac(name: str, text: str) -> str:

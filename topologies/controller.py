@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,17 @@ def start_listening(command: Sequence[str], port: int, timeout_s: float = START_
     return process
 
 
-def http_json(method: str, url: str, body: object = None, timeout_s: float = 10) -> tuple[int, Any]:
-    """One request with an optional JSON body: (status, decoded JSON or, if it is not JSON, text).
+def http_json(method: str, url: str, body: object = None, timeout_s: float = 10,
+              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    """One request with an optional JSON body (and ``headers``): (status, decoded JSON or, if it is not
+    JSON, text).
 
     An error status is an answer, not an exception; status 0 means nothing
     answered (the text says why).
     """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status, text = response.status, response.read().decode(errors="replace")

@@ -263,24 +263,30 @@ class Controller:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def log_errors(self) -> list[str]:
-        """Excerpts that show a bug: each traceback down to its exception line, each OpenFlow error."""
-        lines = self.log_text().splitlines()
-        excerpts, index = [], 0
-        while index < len(lines):
-            line = lines[index]
-            end = index + 1
-            if TRACEBACK in line:
-                while end < len(lines) and lines[end][:1].isspace():
-                    end += 1
-                end = min(end + 1, len(lines))  # the exception line itself
-            if any(marker in line for marker in LOG_ERROR_MARKERS):
-                excerpts.append("\n".join(lines[index:end]))
-            index = end
-        return excerpts
+        """Excerpts of the log that show a bug (see :func:`log_errors`)."""
+        return log_errors(self.log_text())
 
     def rest(self, path: str, method: str = "GET", body: object = None, timeout_s: float = 10) -> tuple[int, Any]:
         """One request to the app's REST API: (status, decoded JSON or text); status 0 if unreachable."""
         return http_json(method, f"http://127.0.0.1:{self.wsapi_port}{path}", body, timeout_s)
+
+
+def log_errors(log: str) -> list[str]:
+    """Excerpts of a controller log that show a bug: each traceback down to its exception line,
+    each OpenFlow error."""
+    lines = log.splitlines()
+    excerpts, index = [], 0
+    while index < len(lines):
+        line = lines[index]
+        end = index + 1
+        if TRACEBACK in line:
+            while end < len(lines) and lines[end][:1].isspace():
+                end += 1
+            end = min(end + 1, len(lines))  # the exception line itself
+        if any(marker in line for marker in LOG_ERROR_MARKERS):
+            excerpts.append("\n".join(lines[index:end]))
+        index = end
+    return excerpts
 
 
 # Flow tables ---------------------------------------------------------------------------------
@@ -329,8 +335,13 @@ def dump_flows(bridge: str) -> str:
 
 def flows(bridge: str) -> list[Flow]:
     """The flow table of ``bridge`` (empty when the bridge is gone)."""
+    return parse_flows(dump_flows(bridge))
+
+
+def parse_flows(text: str) -> list[Flow]:
+    """The flows in ``ovs-ofctl dump-flows`` output (port names or numbers, any other lines skipped)."""
     parsed = []
-    for line in dump_flows(bridge).splitlines():
+    for line in text.splitlines():
         found = _FLOW.search(line)
         if not found:
             continue

@@ -5,17 +5,21 @@ mapping, and an LRU cache of the mappings (keyed by original channel) that keeps
 their recency and the bound. A lookup in either direction makes the mapping the
 most recently used; when the cache is full the least recently used mapping goes,
 both channels at once (mirage-nat's ``Mirage_nat_lru`` evicts entry pairs). A per-host index makes
-``remove_connections`` proportional to that host's mappings, and deadline
-buckets make ``expire`` proportional to what is due, not to the table size.
+``remove_connections`` proportional to that host's mappings, deadline
+buckets make ``expire`` proportional to what is due, and an id index makes a
+page of the table proportional to the page, none of them to the table size.
 No I/O.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
+import operator
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping as MappingOf
+from collections.abc import Callable, Iterable, Iterator, Mapping as MappingOf
 from ipaddress import IPv4Address
 from typing import Literal
 
@@ -23,9 +27,11 @@ import cachetools
 from cachetools import Cache
 
 from ryu_nat.core.addresses import Proto, pack_key, source_of
-from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, RemovalListener, RemovalReason
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalListener, RemovalReason
 
 _COMPACT_SLACK = 1024
+_ID_BLOCK_BITS = 9  # the id index keeps mappings in blocks of 512 consecutive ids
+_mapping_id = operator.attrgetter("id")
 
 
 class _MappingLRU(cachetools.Cache[int, Mapping]):
@@ -77,20 +83,69 @@ class _MappingLRU(cachetools.Cache[int, Mapping]):
         self._order.move_to_end(key)
 
 
+class _IdIndex:
+    """One protocol's live mappings in id order, to page through without sorting.
+
+    Ids only grow, so each block of 512 consecutive ids is a dict whose insertion
+    order is id order, and the numbers of the blocks in use form a sorted list
+    (appended to, bisected): adding and removing cost O(1), except when a block
+    comes or goes (a C-speed list move, once per 512 ids); finding where a page
+    starts costs a bisect and at most one block.
+    """
+
+    __slots__ = ("blocks", "numbers")
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, dict[int, Mapping]] = {}
+        self.numbers: list[int] = []
+
+    def add(self, mapping: Mapping) -> None:
+        number = mapping.id >> _ID_BLOCK_BITS
+        block = self.blocks.get(number)
+        if block is None:
+            block = self.blocks[number] = {}
+            self.numbers.append(number)  # ids grow: a new block comes after every other
+        block[mapping.id] = mapping
+
+    def discard(self, mapping: Mapping) -> None:
+        number = mapping.id >> _ID_BLOCK_BITS
+        block = self.blocks[number]
+        del block[mapping.id]
+        if not block:
+            del self.blocks[number]
+            del self.numbers[bisect.bisect_left(self.numbers, number)]
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.numbers.clear()
+
+    def after(self, after: int) -> Iterator[Mapping]:
+        """Live mappings with ids above ``after``, lowest first (the index must not change meanwhile)."""
+        first = max(after + 1, 0)
+        numbers, blocks = self.numbers, self.blocks
+        at = bisect.bisect_left(numbers, first >> _ID_BLOCK_BITS)
+        if at < len(numbers) and numbers[at] == first >> _ID_BLOCK_BITS:
+            yield from (mapping for mapping_id, mapping in blocks[numbers[at]].items() if mapping_id >= first)
+            at += 1
+        for number in itertools.islice(numbers, at, None):
+            yield from blocks[number].values()
+
+
 class _SubTable:
-    """One protocol: which mapping owns each channel, and how recently each mapping was used.
+    """One protocol: which mapping owns each channel, how recently each mapping was used, and id order.
 
     ``channels`` (a plain dict) answers every lookup, for both channels of every
     mapping; ``recency`` (the cachetools LRU, keyed by original channel) keeps the
     order and the bound. A packet in either direction makes its mapping the most
-    recently used; an eviction removes both channels at once.
+    recently used; an eviction removes both channels at once. ``ids`` pages.
     """
 
-    __slots__ = ("channels", "recency")
+    __slots__ = ("channels", "recency", "ids")
 
     def __init__(self, max_mappings: int, on_evict: Callable[[Mapping], None]) -> None:
         self.channels: dict[int, Mapping] = {}
         self.recency = _MappingLRU(max_mappings, on_evict)
+        self.ids = _IdIndex()
 
     def owns(self, mapping: Mapping) -> bool:
         """True while ``mapping`` is in this table (not one removed, nor another on its channel)."""
@@ -111,6 +166,7 @@ class LruNatTable:
         self._bucket_heap: list[int] = []
         self._bucket_entries = 0
         self._timed_mappings = 0
+        self._last_id = -1
 
     # --- the NatTable interface ---------------------------------------------------
 
@@ -127,9 +183,13 @@ class LruNatTable:
         channels = table.channels
         if original in channels or reply in channels or original == reply:
             return AddError.OVERLAP
+        if mapping.id <= self._last_id:
+            raise ValueError(f"mapping id {mapping.id} is not above {self._last_id}, the last one added")
+        self._last_id = mapping.id
         table.recency[original] = mapping  # may evict the least recently used mapping first
         channels[original] = mapping
         channels[reply] = mapping
+        table.ids.add(mapping)
         by_host = self._by_host
         for host in mapping.private_hosts:
             of_host = by_host.get(host)
@@ -149,6 +209,7 @@ class LruNatTable:
         del table.recency[mapping.original]
         del table.channels[mapping.original]
         del table.channels[mapping.reply]
+        table.ids.discard(mapping)
         self._removed(mapping, reason)
         return True
 
@@ -197,6 +258,7 @@ class LruNatTable:
         for table in self._tables.values():
             table.recency.clear()
             table.channels.clear()
+            table.ids.clear()
         self._by_host.clear()
         self._buckets.clear()
         self._bucket_heap.clear()
@@ -223,6 +285,37 @@ class LruNatTable:
     def reschedule(self, mapping: Mapping) -> None:
         if self._tables[mapping.proto].owns(mapping) and mapping.expires_by_itself:
             self._schedule(mapping)
+
+    def page(self, after: int, limit: int, proto: Proto | None = None, host: IPv4Address | None = None) -> Page:
+        if limit < 1:
+            raise ValueError(f"a page holds at least one mapping, not {limit}")
+        found: list[Mapping]
+        if host is not None:
+            # Insertion order is id order: a copy of the host's index (C speed) is sorted by id.
+            of_host = list(self._by_host.get(int(host), ()))
+            rest: Iterable[Mapping] = itertools.islice(of_host, bisect.bisect_right(of_host, after, key=_mapping_id),
+                                                       None)
+            if proto is not None:
+                rest = (mapping for mapping in rest if mapping.proto is proto)
+            found = list(itertools.islice(rest, limit + 1))
+        else:
+            protos = list(Proto) if proto is None else [proto]
+            found = [mapping for each in protos
+                     for mapping in itertools.islice(self._tables[each].ids.after(after), limit + 1)]
+            if len(protos) > 1:
+                found.sort(key=_mapping_id)  # a merge of sorted runs
+                del found[limit + 1:]
+        if len(found) > limit:
+            return Page(tuple(found[:limit]), found[limit - 1].id)
+        return Page(tuple(found), None)
+
+    def matching(self, proto: Proto | None = None, host: IPv4Address | None = None) -> int:
+        if host is None:
+            return sum(self.count(each) for each in Proto) if proto is None else self.count(proto)
+        of_host = self._by_host.get(int(host), {})
+        if proto is None:
+            return len(of_host)
+        return sum(1 for mapping in of_host if mapping.proto is proto)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -253,9 +346,10 @@ class LruNatTable:
 
     def _evicted(self, mapping: Mapping) -> None:
         """The LRU dropped ``mapping``'s original channel: its reply channel goes too."""
-        channels = self._tables[mapping.proto].channels
-        del channels[mapping.original]
-        del channels[mapping.reply]
+        table = self._tables[mapping.proto]
+        del table.channels[mapping.original]
+        del table.channels[mapping.reply]
+        table.ids.discard(mapping)
         self._removed(mapping, RemovalReason.EVICTED)
 
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:

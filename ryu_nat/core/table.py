@@ -13,7 +13,9 @@ reply channel, and a reply leaves as the reverse of the original::
                      reply     10.0.0.2:80 -> 192.168.3.1:51000
 
 Both channels are keys of one sub-table per protocol; they are added, found and
-removed together. No I/O.
+removed together. Mapping ids grow: each mapping added has a higher id than every
+one added before it, so id order is age order, and pages of the table (for the
+operator) follow it. No I/O.
 """
 
 from __future__ import annotations
@@ -164,6 +166,18 @@ class FreedPorts:
         return {Proto.TCP: self.tcp, Proto.UDP: self.udp, Proto.ICMP: self.icmp}[proto]
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Some live mappings, lowest id (oldest) first, and where the next page starts.
+
+    ``next_after`` is the id to pass as ``after`` for the next page; None when no
+    mapping that matched follows this page.
+    """
+
+    mappings: tuple[Mapping, ...]
+    next_after: int | None
+
+
 RemovalListener = Callable[[Mapping, RemovalReason], None]
 """Told once per mapping that leaves the table, with both channels in ``Mapping``.
 
@@ -183,7 +197,10 @@ class NatTable(Protocol):
         """The mapping that has ``key`` as its original or reply channel."""
 
     def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
-        """Add both channels, or neither: OVERLAP if either is taken."""
+        """Add both channels, or neither: OVERLAP if either is taken.
+
+        ValueError if ``mapping.id`` is not above the id of every mapping added before.
+        """
 
     def delete(self, mapping: Mapping, reason: RemovalReason = RemovalReason.DELETED) -> bool:
         """Remove a mapping; False if it was not (or no longer) in the table."""
@@ -213,3 +230,11 @@ class NatTable(Protocol):
 
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         """Live mappings, optionally of one protocol and/or one private host."""
+
+    def page(self, after: int, limit: int, proto: Proto | None = None, host: IPv4Address | None = None) -> Page:
+        """Up to ``limit`` live mappings with ids above ``after``, lowest first, optionally only those of
+        ``proto`` and/or of private ``host``. Costs in proportion to ``limit`` (and, with ``host``, to that
+        host's mappings), never to the table. ValueError if ``limit`` < 1."""
+
+    def matching(self, proto: Proto | None = None, host: IPv4Address | None = None) -> int:
+        """How many live mappings are of ``proto`` and/or of private ``host`` (all of them without either)."""

@@ -26,7 +26,7 @@ from ryu_nat.core.neighbours import Location
 from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
                                  parse_frame)
-from ryu_nat.core.table import FreedPorts, Mapping
+from ryu_nat.core.table import FreedPorts, Mapping, Page
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.guard import InboundGuard
 from ryu_nat.gateway.local import LocalTraffic
@@ -129,6 +129,14 @@ class Gateway:
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         """Live mappings, optionally of one protocol and/or one private host."""
         return self._nat.mappings(proto, host)
+
+    def mappings_page(self, after: int, limit: int, proto: Proto | None = None,
+                      host: IPv4Address | None = None) -> Page:
+        """Up to ``limit`` live mappings with ids above ``after``, lowest id first (see NatTable.page)."""
+        return self._nat.page(after, limit, proto, host)
+
+    def mappings_matching(self, proto: Proto | None = None, host: IPv4Address | None = None) -> int:
+        return self._nat.matching(proto, host)
 
     def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
         """The mapping that has the channel ``key`` (packed) in ``proto``'s table; a lookup, so it counts as use."""

@@ -31,7 +31,7 @@ from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator
-from ryu_nat.core.table import AddError, FreedPorts, Mapping, RemovalReason
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, Page, RemovalReason
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow.plan import ipv4_text
@@ -138,6 +138,12 @@ class NatPath:
 
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         return self._nat.table.mappings(proto, host)
+
+    def page(self, after: int, limit: int, proto: Proto | None, host: IPv4Address | None) -> Page:
+        return self._nat.table.page(after, limit, proto, host)
+
+    def matching(self, proto: Proto | None, host: IPv4Address | None) -> int:
+        return self._nat.table.matching(proto, host)
 
     def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
         return self._nat.table.lookup(proto, key)

@@ -5,7 +5,9 @@
     bits 39..0   mapping id for mapping rules, 0 otherwise
 
 A flow-removed carries the cookie, so it names its mapping; deleting by
-``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping.
+``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping;
+``mapping_block`` selects both rules of every mapping in a range of ids (the
+flow-statistics polls ask for one such slice at a time).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ APP_TAG = 0x4E41
 _TAG_SHIFT = 48
 _KIND_SHIFT = 40
 _ID_MASK = (1 << _KIND_SHIFT) - 1
+ID_MASK = _ID_MASK  # a mapping rule's cookie under this mask is its mapping's id
 
 OURS = APP_TAG << _TAG_SHIFT
 OURS_MASK = 0xFFFF << _TAG_SHIFT
@@ -41,6 +44,18 @@ def make(kind: RuleKind, mapping_id: int = 0) -> int:
 def for_mapping(mapping_id: int) -> int:
     """The cookie value that, under ``MAPPING_MASK``, selects both rules of a mapping."""
     return make(RuleKind.ORIGINAL, mapping_id) & MAPPING_MASK
+
+
+def mapping_block(number: int, bits: int) -> tuple[int, int]:
+    """(cookie, mask) selecting the ORIGINAL and REPLY rules of the mappings with ids
+    ``number << bits`` up to ``(number + 1 << bits) - 1``, and no other rule of ours."""
+    if not 0 <= bits <= _KIND_SHIFT or not 0 <= number << bits <= _ID_MASK:
+        raise ValueError(f"block {number} of 2**{bits} mapping ids does not fit in a cookie")
+    # ORIGINAL (2) and REPLY (3) differ only in the kind's lowest bit: leave it out of the mask.
+    assert RuleKind.ORIGINAL | 1 == RuleKind.REPLY
+    kind_mask = 0xFE << _KIND_SHIFT
+    id_mask = _ID_MASK & ~((1 << bits) - 1)
+    return make(RuleKind.ORIGINAL, number << bits), OURS_MASK | kind_mask | id_mask
 
 
 def is_ours(cookie: int) -> bool:

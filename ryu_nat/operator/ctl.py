@@ -1,8 +1,11 @@
 """``ryu-nat-ctl``: the operator's client of the REST API (standard library only).
 
-Tables for people by default, the API's JSON with ``--json``. Exit status: 0
-done, 1 the controller answered an error, 2 bad usage, 3 controller not
-reachable. Errors are one line on stderr.
+Tables for people by default, the API's JSON with ``--json``. With
+``--token-file`` (or ``RYU_NAT_TOKEN_FILE``) every request carries the API's
+token, read from the same file as the controller's ``[nat] api_token_file``.
+``mappings`` shows one page (``--limit``, ``--after``) or, with ``--all``, every
+page. Exit status: 0 done, 1 the controller answered an error, 2 bad usage, 3
+controller not reachable. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_FILE_VARIABLE = "RYU_NAT_TOKEN_FILE"
+MAX_TOKEN_BYTES = 4096
 EXIT_API_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 _REDIRECT = re.compile(r"^\s*(\w+):(\d+)=([\d.]+):(\d+)\s*$")
 _PUBLIC_PORT = re.compile(r"^\s*(\w+):(\d+)\s*$")
@@ -37,9 +42,10 @@ class CtlError(Exception):
 class Client:
     """JSON over HTTP to the NAT's REST API at ``base_url``."""
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.token = token
 
     def call(self, method: str, path: str, body: Json = None, query: dict[str, str] | None = None) -> Json:
         """The decoded answer; CtlError for an error answer or an unreachable controller."""
@@ -47,8 +53,10 @@ class Client:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read())
@@ -60,6 +68,20 @@ class Client:
         except ValueError:
             raise CtlError(f"{self.base_url} answered something that is not JSON: is it ryu_nat?",
                            EXIT_API_ERROR) from None
+
+
+def read_token(path: str) -> str:
+    """The token in ``path`` (the controller's ``[nat] api_token_file``); CtlError if it cannot be read."""
+    try:
+        with open(path, "rb") as token_file:
+            token = token_file.read(MAX_TOKEN_BYTES + 1).decode("ascii").strip()
+    except OSError as exc:
+        raise CtlError(f"cannot read the token file {path!r}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except UnicodeDecodeError:
+        token = ""
+    if not token or len(token) > MAX_TOKEN_BYTES or any(c.isspace() for c in token):
+        raise CtlError(f"the token file {path!r} does not hold one token", EXIT_USAGE)
+    return token
 
 
 def _reason(exc: OSError) -> str:
@@ -111,7 +133,23 @@ def format_mappings(answer: Json) -> str:
     if not rows:
         return "no mappings"
     headers = ("PROTO", "KIND", "PRIVATE", "PUBLIC", "REMOTE", "AGE_S", "IDLE_S", "PACKETS", "BYTES")
-    return table(headers, rows, numeric=(5, 6, 7, 8)) + f"\n{answer['count']} mapping(s)"
+    shown = f"{answer['count']} mapping(s)" if answer["count"] == answer["total"] else \
+        f"{answer['count']} of {answer['total']} mapping(s)"
+    if answer["next_after"] is not None:
+        shown += f"; more with --after {answer['next_after']}, or --all"
+    return table(headers, rows, numeric=(5, 6, 7, 8)) + "\n" + shown
+
+
+def all_mappings(client: Client, query: dict[str, str]) -> Json:
+    """Every page, as one answer in the API's shape (``next_after`` null)."""
+    found: list[Json] = []
+    after = query.get("after", "0")
+    while True:
+        page = client.call("GET", "/nat/mappings", query={**query, "after": after})
+        found += page["mappings"]
+        if page["next_after"] is None:
+            return {"mappings": found, "count": len(found), "total": len(found), "next_after": None}
+        after = str(page["next_after"])
 
 
 def format_stats(stats: Json) -> str:
@@ -188,8 +226,11 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Json, Callable[[Json]
     """Make the call a command stands for: (the answer, how to show it to a person)."""
     match args.command:
         case "mappings":
-            query = {name: value for name, value in (("proto", args.proto), ("private_ip", args.private_ip))
+            query = {name: str(value) for name, value in (("proto", args.proto), ("private_ip", args.private_ip),
+                                                          ("limit", args.limit), ("after", args.after))
                      if value is not None}
+            if args.all:
+                return all_mappings(client, query), format_mappings
             return client.call("GET", "/nat/mappings", query=query), format_mappings
         case "stats":
             return client.call("GET", "/nat/stats"), format_stats
@@ -224,10 +265,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--url", default=DEFAULT_URL, help=f"the controller's REST API (default {DEFAULT_URL})")
     top.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
     top.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
+    top.add_argument("--token-file", default=os.environ.get(TOKEN_FILE_VARIABLE),
+                     help=f"the API's token, as in [nat] api_token_file (default ${TOKEN_FILE_VARIABLE})")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mappings = commands.add_parser("mappings", help="live mappings")
     mappings.add_argument("--proto", help="only tcp, udp or icmp")
     mappings.add_argument("--private-ip", help="only the mappings of this private host")
+    mappings.add_argument("--limit", type=int, help="mappings per page (default and most 1000)")
+    mappings.add_argument("--after", type=int, help="only mappings with ids above this (the next page's start)")
+    mappings.add_argument("--all", action="store_true", help="every page, not only the first")
     commands.add_parser("stats", help="counters, table and port use")
     commands.add_parser("config", help="the effective [nat] configuration")
     port = commands.add_parser("port", help="is a public port free? (is_port_free)")
@@ -254,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ryu-nat-ctl: --url {args.url!r} must start with http:// (e.g. {DEFAULT_URL})", file=sys.stderr)
         return EXIT_USAGE
     try:
-        answer, show = run(args, Client(args.url, args.timeout))
+        token = None if args.token_file is None else read_token(args.token_file)
+        answer, show = run(args, Client(args.url, args.timeout, token))
     except CtlError as exc:
         print(f"ryu-nat-ctl: {exc}", file=sys.stderr)
         return exc.exit_code

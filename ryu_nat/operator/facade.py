@@ -3,7 +3,8 @@
 Each method that changes something calls one gateway method and sends the plan
 it returns with the app's own send; none validates its arguments
 (:mod:`ryu_nat.operator.rest` does that first), and every method returns plain data,
-ready for JSON. Methods run in a WSGI green thread: gateway methods never
+ready for JSON, but :meth:`NatFacade.mappings_page`, whose page of mappings
+:mod:`ryu_nat.operator.views` writes out. Methods run in a WSGI green thread: gateway methods never
 yield, so a call cannot interleave with a switch event, and its plan goes to the
 switch as one write.
 """
@@ -17,8 +18,9 @@ from typing import Any
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.core.table import Mapping, MappingKind, RemovalReason
+from ryu_nat.core.table import MappingKind, RemovalReason
 from ryu_nat.operator.flowstats import FlowCounters
+from ryu_nat.operator.views import MappingPage
 from ryu_nat.gateway import Gateway
 from ryu_nat.openflow.plan import Plan
 
@@ -56,12 +58,20 @@ class NatFacade:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> list[Json]:
-        """Live mappings, optionally of one protocol and/or one private host, oldest first."""
+    def mappings_page(self, after: int, limit: int, proto: Proto | None = None,
+                      host: IPv4Address | None = None) -> MappingPage:
+        """Up to ``limit`` live mappings with ids above ``after``, oldest first, optionally of one protocol
+        and/or one private host; reading them keeps the flow-statistics sweeps going."""
         now = self._clock()
         self._counters.want(now)
-        found = sorted(self._gateway.mappings(proto, host), key=lambda m: m.id)
-        return [self._mapping(mapping, now) for mapping in found]
+        page = self._gateway.mappings_page(after, limit, proto, host)
+        return MappingPage(page.mappings, page.next_after, self._gateway.mappings_matching(proto, host), now,
+                           self._counters.traffic)
+
+    def next_counted_mapping(self, after: int) -> int | None:
+        """The lowest id above ``after`` of a live mapping whose rules the switch counts (TCP, UDP)."""
+        pages = (self._gateway.mappings_page(after, 1, proto) for proto in (Proto.TCP, Proto.UDP))
+        return min((page.mappings[0].id for page in pages if page.mappings), default=None)
 
     def stats(self) -> Json:
         """Every counter, table and port use against their sizes, and the switch's state."""
@@ -87,7 +97,8 @@ class NatFacade:
             "ports": {proto.label: {"used": gateway.ports_in_use(proto), "size": len(self.config.port_range)}
                       for proto in Proto},
             "flow_stats": {"polls": self._counters.polls, "interval_s": self._counters.interval_s,
-                           "age_s": None if last_poll is None else _seconds(self._clock() - last_poll)},
+                           "age_s": None if last_poll is None else _seconds(self._clock() - last_poll),
+                           "slices": self._counters.slices, "abandoned": self._counters.abandoned},
         }
 
     def redirects(self) -> list[Json]:
@@ -144,25 +155,6 @@ class NatFacade:
         datapath = self._datapath()
         return {"connected": datapath is not None,
                 "dpid": None if datapath is None else f"{datapath.id:016x}"}
-
-    def _mapping(self, mapping: Mapping, now: float) -> Json:
-        traffic = self._counters.traffic(mapping.id)
-        last_used = mapping.last_used
-        if traffic is not None and traffic.last_active is not None:
-            last_used = max(last_used, traffic.last_active)
-        return {
-            "id": mapping.id,
-            "protocol": mapping.proto.label,
-            "kind": mapping.kind.value,
-            "private": _endpoint(mapping.private_endpoint),
-            "public": _endpoint(mapping.public_endpoint),
-            "remote": _endpoint(mapping.remote_endpoint),
-            "age_s": _seconds(now - mapping.created),
-            "idle_s": _seconds(now - last_used),
-            "packets": None if traffic is None else traffic.packets,
-            "bytes": None if traffic is None else traffic.bytes,
-            "closing": mapping.closing,
-        }
 
 
 def _endpoint(endpoint: Endpoint) -> Json:

@@ -1,30 +1,36 @@
-"""The operator's REST API under ``/nat/``: routes, request validation, errors as JSON.
+"""The operator's REST API under ``/nat/``, and ``/metrics``: routes, request validation, errors as JSON.
 
 Served by :mod:`ryu_nat.operator.server` (``--wsapi-host``, default 127.0.0.1;
 ``--wsapi-port``, default 8080), on Ryu and on os-ken alike; every request
-runs on the app's event thread. Each handler validates the request completely,
-then makes one call on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes
-what it returns, so a bad request changes nothing. Every error is
-``{"error": {"code": ..., "message": ...}}`` with its HTTP status, and is
-logged as one line, without a traceback. ``openapi.json`` beside this module
-describes every route; ``GET /nat/openapi.json`` serves it, ``GET /nat/`` the
-live page.
+runs on the app's event thread. :func:`make_wsgi_app` puts the request guard
+(:mod:`ryu_nat.operator.guard`: Host, Origin, token, content type) in front of
+the routes. Each handler validates the request completely, then makes one call
+on the :class:`~ryu_nat.operator.facade.NatFacade` and serializes what it
+returns, so a bad request changes nothing. Every error is ``{"error": {"code":
+..., "message": ...}}`` with its HTTP status, and is logged as one line,
+without a traceback. ``openapi.json`` beside this module describes every route;
+``GET /nat/openapi.json`` serves it, ``GET /nat/`` the live page, ``GET
+/metrics`` the Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
+import reprlib
 from collections.abc import Callable
 from importlib import resources
 from ipaddress import IPv4Address
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from webob import Request
 
 from ryu_nat.config import RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.operator import guard, metrics, views
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.server import WsgiApp
 from ryu_nat.operator.wsgi import Response, Router, route
@@ -34,6 +40,13 @@ LOG = logging.getLogger(__name__)
 JSON_TYPE = "application/json"
 REDIRECT_FIELDS = {"protocol", "public_port", "private"}
 ENDPOINT_FIELDS = {"ip", "port"}
+PAGE_LIMIT = 1000  # mappings per page, by default and at most
+MAX_JSON_DEPTH = 8  # a body nests two levels (a redirect's private endpoint); a little room, then no further
+LIVE_PAGE_ROWS = 100  # mappings per page of the live page
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+_SHORT_REPR.maxlevel = 2
+_shown = _SHORT_REPR.repr  # untrusted values in messages: bounded in length and depth
 
 Handler = Callable[..., Response]
 
@@ -48,12 +61,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def make_wsgi_app(facade: NatFacade) -> WsgiApp:
+def make_wsgi_app(facade: NatFacade, metrics_registry: CollectorRegistry, policy: guard.Policy) -> WsgiApp:
     """The whole API as one WSGI app over ``facade``; any other path answers a JSON 404 (or 405).
 
-    Middleware that checks every request wraps the router here.
+    The request guard, which checks every request against ``policy``, wraps the router here.
     """
-    return Router([NatController(facade)], not_routed)
+    return guard.Guard(Router([NatController(facade, metrics_registry)], not_routed), policy)
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -85,19 +98,30 @@ def _api(handler: Handler) -> Handler:
 
 
 class NatController:
-    """Routes of the API over one façade."""
+    """Routes of the API over one façade (and the registry of its metrics)."""
 
-    def __init__(self, facade: NatFacade) -> None:
+    def __init__(self, facade: NatFacade, metrics_registry: CollectorRegistry) -> None:
         self.nat = facade
+        self.metrics_registry = metrics_registry
 
     # --- pages ----------------------------------------------------------------------------------
 
     @route("nat_page", "/nat/", methods=["GET"])
     @_api
     def page(self, req: Request, **_: str) -> Response:
-        """The live page: the mappings table and the counters, refreshed by the browser."""
+        """The live page: the mappings table (its first page already in the HTML) and the counters,
+        refreshed by the browser."""
         _no_parameters(req)
-        return Response(content_type="text/html", body=_package_file("live.html"))
+        first = self.nat.mappings_page(0, LIVE_PAGE_ROWS)
+        switch = self.nat.stats()["switch"]
+        status = f"switch {switch['dpid']}" if switch["connected"] else "no switch connected"
+        filled = {"status": status, "total": str(first.total), "rows": views.rows_html(first.rows()),
+                  "page_rows": str(LIVE_PAGE_ROWS), "next_after": "" if first.next_after is None else
+                  str(first.next_after), "empty_hidden": " hidden" if first.mappings else ""}
+        text = _package_file("live.html").decode()
+        for name, value in filled.items():
+            text = text.replace("{{" + name + "}}", value if name == "rows" else html.escape(value))
+        return Response(content_type="text/html", body=text.encode())
 
     @route("nat_page_no_slash", "/nat", methods=["GET"])
     @_api
@@ -115,11 +139,22 @@ class NatController:
     @route("nat_mappings", "/nat/mappings", methods=["GET"])
     @_api
     def mappings(self, req: Request, **_: str) -> Response:
-        params = _parameters(req, "proto", "private_ip")
+        params = _parameters(req, "proto", "private_ip", "limit", "after")
         proto = _proto(params["proto"]) if "proto" in params else None
         host = self._private_host(params["private_ip"]) if "private_ip" in params else None
-        found = self.nat.mappings(proto, host)
-        return json_response({"mappings": found, "count": len(found)})
+        limit = _count_text(params["limit"], "limit", 1, PAGE_LIMIT) if "limit" in params else PAGE_LIMIT
+        after = _count_text(params["after"], "after", 0, 2**63) if "after" in params else 0
+        page = self.nat.mappings_page(after, limit, proto, host)
+        return Response(content_type=JSON_TYPE, body=page.json())
+
+    @route("metrics", "/metrics", methods=["GET"])
+    @_api
+    def prometheus(self, req: Request, **_: str) -> Response:
+        """Prometheus metrics in the text format."""
+        _no_parameters(req)
+        response = Response(body=metrics.render(self.metrics_registry))
+        response.headers["Content-Type"] = metrics.CONTENT_TYPE
+        return response
 
     @route("nat_stats", "/nat/stats", methods=["GET"])
     @_api
@@ -240,7 +275,8 @@ def _parameters(req: Request, *known: str) -> dict[str, str]:
     unknown = sorted(set(req.GET.keys()) - set(known))
     if unknown:
         allowed = ", ".join(known) or "none"
-        raise ApiError(400, "unknown_parameter", f"unknown query parameter {unknown[0]!r} (allowed: {allowed})")
+        raise ApiError(400, "unknown_parameter",
+                       f"unknown query parameter {_shown(unknown[0])} (allowed: {allowed})")
     params: dict[str, str] = {}
     for name in known:
         values = req.GET.getall(name)
@@ -256,10 +292,30 @@ def _no_parameters(req: Request) -> None:
 
 
 def _json_body(req: Request) -> object:
+    """The body's JSON; 400 if it is not JSON, or nests deeper than MAX_JSON_DEPTH (which interpreters
+    differ on parsing: 3.11 gives up at 1,000 levels, 3.13 at 20,000)."""
+    too_deep = ApiError(400, "bad_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(req.body.decode("utf-8"))
+        value = json.loads(req.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep from None
+    if _nests_deeper(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _nests_deeper(value: object, levels: int) -> bool:
+    """True if arrays and objects in ``value`` nest more than ``levels`` deep (no recursion; stops early)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth > levels:
+                return True
+            pending += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return False
 
 
 def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
@@ -270,13 +326,13 @@ def _object(value: object, fields: set[str], what: str) -> dict[str, Any]:
     if missing:
         raise ApiError(400, "bad_request", f"{what}: missing {', '.join(missing)}")
     if unknown:
-        raise ApiError(400, "bad_request", f"{what}: unknown field {unknown[0]!r}")
+        raise ApiError(400, "bad_request", f"{what}: unknown field {_shown(unknown[0])}")
     return value
 
 
 def _proto(value: object) -> Proto:
     if not isinstance(value, str):
-        raise ApiError(400, "unknown_protocol", f"protocol must be a string (tcp, udp or icmp), not {value!r}")
+        raise ApiError(400, "unknown_protocol", f"protocol must be a string (tcp, udp or icmp), not {_shown(value)}")
     try:
         return Proto.from_label(value)
     except ValueError as exc:
@@ -286,7 +342,7 @@ def _proto(value: object) -> Proto:
 def _port(value: object, what: str) -> int:
     """A port number given as a JSON integer."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ApiError(400, "bad_port", f"{what} {value!r} is not a port number")
+        raise ApiError(400, "bad_port", f"{what} {_shown(value)} is not a port number")
     if not 1 <= value <= 65535:
         raise ApiError(400, "bad_port", f"{what} {value} is out of range (1..65535)")
     return value
@@ -295,8 +351,18 @@ def _port(value: object, what: str) -> int:
 def _port_text(text: str, what: str) -> int:
     """A port number given as decimal digits, in a path or a query."""
     if not (text.isascii() and text.isdigit()):
-        raise ApiError(400, "bad_port", f"{what} {text!r} is not a port number")
+        raise ApiError(400, "bad_port", f"{what} {_shown(text)} is not a port number")
     return _port(int(text), what)
+
+
+def _count_text(text: str, what: str, low: int, high: int) -> int:
+    """A whole number in ``low``..``high`` given as decimal digits in a query."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise ApiError(400, "bad_parameter", f"{what} {_shown(text)} is not a whole number")
+    value = int(text)
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{what} {value} is out of range ({low}..{high})")
+    return value
 
 
 def _address(value: object) -> IPv4Address:
@@ -305,14 +371,14 @@ def _address(value: object) -> IPv4Address:
             raise ValueError(value)
         return IPv4Address(value)
     except ValueError:
-        raise ApiError(400, "bad_address", f"{value!r} is not an IPv4 address") from None
+        raise ApiError(400, "bad_address", f"{_shown(value)} is not an IPv4 address") from None
 
 
 def _endpoint_text(text: str, what: str) -> Endpoint:
     """``ip:port``, as in ``?remote=198.51.100.10:53``."""
     ip_text, colon, port_text = text.rpartition(":")
     if not colon:
-        raise ApiError(400, "bad_address", f"{what} {text!r} is not an address and port (ip:port)")
+        raise ApiError(400, "bad_address", f"{what} {_shown(text)} is not an address and port (ip:port)")
     return Endpoint(_address(ip_text), _port_text(port_text, f"{what} port"))
 
 

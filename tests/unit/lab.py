@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from ryu_nat.backend import arp
@@ -28,6 +30,15 @@ H1, H2 = "10.0.0.2", "10.0.0.3"
 MACS = {H1: "00:00:00:00:00:02", H2: "00:00:00:00:00:03", SERVER: "00:00:00:00:03:0a", GATEWAY: "00:00:00:00:03:fe"}
 BASE_CONFIG = {"public_ipv4": f"{PUBLIC}/24", "public_ipv4_gateway": GATEWAY, "private_ipv4": f"{PRIVATE}/24",
                "public_port": str(UPLINK), "redirects": f"tcp:8080={H1}:80, udp:5353={H2}:53"}
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_nat_conf() -> str:
+    """The ``nat.conf`` sample of README.md, verbatim: the ini block after the line "`nat.conf`:"."""
+    found = re.search(r"^`nat\.conf`:\n\n```ini\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert found, "README.md has no ```ini block after `nat.conf`:"
+    return found.group(1)
 
 
 @dataclass

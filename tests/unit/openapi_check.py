@@ -33,20 +33,30 @@ def operation(method: str, path: str) -> tuple[str, dict[str, Any]]:
     raise KeyError(f"{method} {path} is not in openapi.json")
 
 
+def response(answer: dict[str, Any], *where: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A response object found at the keys ``where``, or the one in components/responses that it refers
+    to; and the keys where it is."""
+    if "$ref" in answer:
+        name = answer["$ref"].removeprefix("#/components/responses/")
+        found: dict[str, Any] = SPEC["components"]["responses"][name]
+        return found, ("components", "responses", name)
+    return answer, where
+
+
 def check_response(method: str, path: str, status: int, content_type: str, body: bytes) -> None:
     """AssertionError unless the description documents this status and the body fits its schema."""
     template, op = operation(method, path.split("?", 1)[0])
     responses = op["responses"]
     answer_key = str(status) if str(status) in responses else ("default" if status >= 500 else None)
     assert answer_key in responses, f"{method} {template}: status {status} is not documented"
-    content = responses[answer_key].get("content")
+    answer, where = response(responses[answer_key], "paths", template, method.lower(), "responses", answer_key)
+    content = answer.get("content")
     if content is None:
         return
     media = content_type.split(";", 1)[0].strip()
     assert media in content, f"{method} {template} {status}: content type {media!r} is not documented"
     if media == "application/json":
-        errors = problems(json.loads(body), "paths", template, method.lower(), "responses", answer_key, "content",
-                          media, "schema")
+        errors = problems(json.loads(body), *where, "content", media, "schema")
         assert not errors, f"{method} {path} {status}: " + "; ".join(errors)
 
 

@@ -22,7 +22,7 @@ from . import launch
 from .builders import udp_bytes
 from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
 from .fakeswitch import connect
-from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host
+from .lab import BASE_CONFIG, H1, H1_PORT, SERVER, UPLINK, arp_reply, from_host, readme_nat_conf
 
 NAT_OPTIONS = {**BASE_CONFIG, "udp_table_size": "1"}
 STOP_WITHIN_S = 2.0
@@ -120,13 +120,21 @@ def test_bad_config_stops_start_up_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("launcher", launch.LAUNCHERS)
 def test_each_launcher_starts_the_app_and_listens(tmp_path, launcher):
+    conf = tmp_path / "nat.conf"
+    conf.write_text(readme_nat_conf())  # the README's sample, comments and all, starts as written
     of_port = launch.free_port()
-    args = launch.command(launcher, launch.write_config(tmp_path / "nat.conf", BASE_CONFIG), of_port,
-                          launch.free_port())
+    args = launch.command(launcher, conf, of_port, launch.free_port())
     with launch.controller(args) as proc:
+        # The REST API listens first: the OpenFlow listener follows within moments (a garbage collection
+        # between the two took 40-50 ms here).
+        deadline = time.monotonic() + 5
+        while not launch.is_listening(of_port) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert launch.is_listening(of_port)
     output, _ = proc.communicate(timeout=10)
     assert "instantiating app ryu_nat.app of NatApp" in output
+    assert ("ryu_nat: public 192.168.3.1/24 (gateway 192.168.3.254, uplink port 1), private 10.0.0.1/24, "
+            "redirects: tcp:8080=10.0.0.2:80, udp:5353=10.0.0.3:53") in output
     assert "Traceback" not in output
     assert "Eventlet is deprecated" not in output  # compat drops the banner (README, Installing)
 
@@ -159,7 +167,7 @@ def test_the_ticker_ends_once_the_app_stops(app, monkeypatch):
 
     monkeypatch.setattr(app_module, "TICK_S", 0.02)
     ticks = []
-    monkeypatch.setattr(app, "send_event", lambda name, ev: ticks.append(type(ev).__name__))
+    monkeypatch.setattr(app, "_send_event", lambda ev, state: ticks.append(type(ev).__name__))
     ticker = threading.Thread(target=app._ticker, daemon=True)
     ticker.start()
     deadline = time.monotonic() + 5
@@ -168,3 +176,69 @@ def test_the_ticker_ends_once_the_app_stops(app, monkeypatch):
     app.is_active = False  # what stop() does first
     ticker.join(1)
     assert not ticker.is_alive() and ticks[0] == "EventTick"
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "cannot read the config file {path}: No such file or directory"),
+    (b"public_ipv4 = 192.168.3.1/24\n", "{path}: public_ipv4 comes before any section header"),
+    (b"\xff\xfe\x00garbage\x00", "{path} is not a text file"),
+])
+def test_ryu_nat_says_in_one_line_what_is_wrong_with_a_file(tmp_path, content, message):
+    conf = tmp_path / "nat.conf"
+    if content is not None:
+        conf.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "ryu_nat.cli", "--config-file", str(conf)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("ryu_nat: " + message.format(path=conf)), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_ryu_nat_finds_the_files_oslo_config_will_read():
+    from ryu_nat.cli import config_files
+
+    args = ["--config-file", "a.conf", "--ofp-tcp-listen-port", "6653", "--config-dir=lab", "--config-file=b.conf",
+            "ryu_nat.app"]
+    assert config_files(args) == (["a.conf", "b.conf"], ["lab"])
+    assert config_files(["--config-f", "a.conf"]) == ([], [])  # abbreviations are left to ryu-manager
+    assert config_files(["ryu_nat.app", "--config-file"]) == ([], [])  # so is a missing file name
+
+
+@pytest.mark.parametrize("launcher", launch.LAUNCHERS)
+def test_an_unknown_option_stops_either_command_with_one_line(tmp_path, launcher):
+    conf = launch.write_config(tmp_path / "nat.conf", {**BASE_CONFIG, "pubic_port": "2"})
+    args = launch.command(launcher, conf, launch.free_port(), launch.free_port())
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line = f"ryu_nat: {conf}: [nat] pubic_port is not an option: did you mean public_port?"
+    assert result.stderr.count(line) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_timeout_below_the_rfc_starts_with_one_warning(make_app, caplog):
+    with caplog.at_level(logging.WARNING, logger="ryu_nat"):
+        make_app({**BASE_CONFIG, "udp_idle_timeout": "1"})
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("ryu_nat: [nat] udp_idle_timeout = 1 is below the 120 s that "
+                                          "RFC 4787 REQ-5 requires")
+
+
+def test_ticks_reach_the_app_without_a_log_line_each(make_app, monkeypatch, caplog):
+    from ryu_nat import app as app_module
+    from ryu_nat.backend import hub
+
+    monkeypatch.setattr(app_module, "TICK_S", 0.01)
+    nat_app = make_app(BASE_CONFIG)
+    nat_app.is_active = True  # what start() does before it spawns the ticker
+    with caplog.at_level(logging.DEBUG):
+        ticker = hub.spawn(nat_app._ticker)
+        hub.sleep(0.2)
+        nat_app.is_active = False
+        hub.joinall([ticker])
+    ticks = 0
+    while not nat_app.events.empty():
+        event, _ = nat_app.events.get()
+        ticks += isinstance(event, app_module.EventTick)
+    assert ticks >= 3
+    assert "EventTick" not in caplog.text

@@ -1,14 +1,21 @@
-"""[nat] options: defaults, and one clear message per wrong value."""
+"""[nat] options: defaults, one clear message per wrong value, and the files as oslo.config reads them."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
+from oslo_config import cfg as oslo_cfg
 
-from ryu_nat.config import ConfigError, parse_config
+from ryu_nat.config import (DEFAULTS, OPTIONS, RFC_MINIMUM_S, ApiConfig, ConfigError, NatConfig,
+                            check_api_exposure, parse_config, read_token, rfc_warnings)
+from ryu_nat.configfiles import check_files
 from ryu_nat.core.addresses import Endpoint, Proto
+from ryu_nat.core.nat import Timeouts
 from ryu_nat.core.ports import PortRange
+
+from .lab import readme_nat_conf
 
 BASE = {"public_ipv4": "192.168.3.1/24", "public_ipv4_gateway": "192.168.3.254", "private_ipv4": "10.0.0.1/24"}
 
@@ -56,9 +63,213 @@ def test_the_seed_example():
     ({"icmp_idle_timeout": "1.5"}, "[nat] icmp_idle_timeout = '1.5' is not a whole number"),
     ({"dpid": "nat"}, "[nat] dpid = 'nat' is not a whole number"),
     ({"router_mac": "01:00:5e:00:00:01"}, "[nat] router_mac = '01:00:5e:00:00:01' is not a unicast"),
+    ({"api_hosts": "nat.example:8080"}, "[nat] api_hosts: 'nat.example:8080' is not a host name or address"),
+    ({"api_hosts": "http://nat.example"}, "[nat] api_hosts: 'http://nat.example' is not a host name"),
+    ({"api_cors_origins": "nat.example"}, "[nat] api_cors_origins: 'nat.example' is not an origin"),
+    ({"api_cors_origins": "http://a.example/page"}, "[nat] api_cors_origins: 'http://a.example/page' is not"),
+    ({"api_insecure": "maybe"}, "[nat] api_insecure = 'maybe' is not true or false"),
 ])
 def test_each_wrong_value_gets_one_line_naming_option_and_value(override, message):
     with pytest.raises(ConfigError) as error:
         parse_config({**BASE, **override})
     assert str(error.value).startswith(message), str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_api_options_default_to_no_token_no_extra_hosts_and_no_cors():
+    config = parse_config(BASE)
+    assert config.api == ApiConfig("", (), (), False)
+    assert {k: v for k, v in config.as_dict().items() if k.startswith("api_")} == {
+        "api_token_file": "", "api_hosts": [], "api_cors_origins": [], "api_insecure": False}
+
+
+def test_api_options_are_normalised():
+    api = parse_config({**BASE, "api_hosts": "NAT.example.net., 192.168.3.1, [::1]", "api_token_file": "/etc/t",
+                        "api_cors_origins": "HTTP://Dash.example:3000/", "api_insecure": "yes"}).api
+    assert api == ApiConfig("/etc/t", ("nat.example.net", "192.168.3.1", "::1"), ("http://dash.example:3000",), True)
+
+
+def test_the_token_is_read_from_its_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("  0123456789abcdef0123\n")
+    assert read_token(str(path)) == "0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"short", "must hold one token of 16 to 4096 printable ASCII characters"),
+    (b"0123456789abcdef 0123", "without spaces"),
+    (b"\xff" * 20, "must hold one token"),
+    (b"", "must hold one token"),
+])
+def test_a_token_file_without_a_good_token_stops_start_up(tmp_path, content, says):
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=says) as error:
+        read_token(str(path))
+    assert str(error.value).startswith(f"[nat] api_token_file = {str(path)!r}") and "\n" not in str(error.value)
+
+
+def test_a_missing_token_file_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read: No such file or directory"):
+        read_token(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize(("host", "api", "refused"), [
+    ("127.0.0.1", ApiConfig(), False),
+    ("localhost", ApiConfig(), False),
+    ("::1", ApiConfig(), False),
+    ("0.0.0.0", ApiConfig(), True),
+    ("192.168.3.1", ApiConfig(), True),
+    ("nat.example.net", ApiConfig(), True),
+    ("0.0.0.0", ApiConfig(token_file="/etc/token"), False),
+    ("0.0.0.0", ApiConfig(insecure=True), False),
+])
+def test_the_api_beyond_loopback_needs_a_token_or_an_explicit_insecure(host, api, refused):
+    if not refused:
+        check_api_exposure(host, api)
+        return
+    with pytest.raises(ConfigError) as error:
+        check_api_exposure(host, api)
+    assert str(error.value) == (f"the REST API would listen on {host} (--wsapi-host) with no token: anyone who "
+                                "reaches it could reset the NAT; set [nat] api_token_file, or api_insecure = true")
+
+
+# --- the files: what oslo.config reads, and what it would let pass ---------------------------------------------
+
+
+def read_like_ryu_manager(*files: Path) -> NatConfig:
+    """The [nat] options through a ConfigOpts of their own, as the app registers them on Ryu's CONF."""
+    conf = oslo_cfg.ConfigOpts()
+    conf.register_opts([oslo_cfg.StrOpt(name, default=DEFAULTS.get(name)) for name in OPTIONS], group="nat")
+    conf(args=[arg for path in files for arg in ("--config-file", str(path))], default_config_files=[])
+    check_files([str(path) for path in files])
+    return parse_config({name: conf.nat[name] for name in OPTIONS})
+
+
+def test_the_readme_sample_starts_as_written(tmp_path):
+    conf = tmp_path / "nat.conf"
+    conf.write_text(readme_nat_conf())
+    config = read_like_ryu_manager(conf)
+    assert (str(config.public), str(config.public_gateway), str(config.private)) == (
+        "192.168.3.1/24", "192.168.3.254", "10.0.0.1/24")
+    assert config.public_port == 1 and config.port_range == PortRange(1024, 65535)
+    assert [str(rule) for rule in config.redirects] == ["tcp:8080=10.0.0.2:80", "udp:5353=10.0.0.3:53"]
+    assert config.table_sizes == {Proto.TCP: 16384, Proto.UDP: 16384, Proto.ICMP: 1024}
+    assert config.timeouts == Timeouts(7440, 240, 300, 60)
+    assert config.dpid is None and config.router_mac == "02:4e:41:54:00:01"
+    assert rfc_warnings(config) == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("30   # seconds", "30"),
+    ("30\t; seconds", "30"),
+    ("tcp:8080=10.0.0.2:80,   # web\n# dns, next line\nudp:5353=10.0.0.3:53  # dns",
+     "tcp:8080=10.0.0.2:80,udp:5353=10.0.0.3:53"),
+])
+def test_inline_comments_are_comments(text, expected):
+    option = "redirects" if "tcp" in text else "udp_idle_timeout"
+    effective = parse_config({**BASE, option: text}).as_dict()[option]
+    assert (",".join(effective) if isinstance(effective, list) else str(effective)) == expected
+
+
+def test_a_continued_value_keeps_its_lines_apart_from_comments(tmp_path):
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE.items())
+                    + "redirects = tcp:8080=10.0.0.2:80,    # web\n    udp:5353=10.0.0.3:53   # dns\n")
+    assert [str(r) for r in read_like_ryu_manager(conf).redirects] == ["tcp:8080=10.0.0.2:80", "udp:5353=10.0.0.3:53"]
+
+
+def test_an_unknown_option_names_the_closest_known_one(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        parse_config({**BASE, "pubic_port": "2"})
+    assert str(error.value) == "[nat] pubic_port is not an option: did you mean public_port?"
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE.items()) + "pubic_port = 2\n")
+    with pytest.raises(ConfigError) as error:
+        read_like_ryu_manager(conf)
+    assert str(error.value) == f"{conf}: [nat] pubic_port is not an option: did you mean public_port?"
+
+
+def test_an_option_like_no_other_lists_them_all():
+    with pytest.raises(ConfigError) as error:
+        parse_config({**BASE, "verbose": "1"})
+    assert str(error.value).startswith("[nat] verbose is not an option: the options are public_ipv4, ")
+    assert all(name in str(error.value) for name in OPTIONS)
+
+
+def test_every_declared_option_is_known():
+    parse_config({**BASE, **{name: value for name, value in DEFAULTS.items() if value}})
+
+
+def test_an_option_set_twice_in_one_file_is_an_error(tmp_path):
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE.items())
+                    + "udp_idle_timeout = 30\n[NAT]\nudp_idle_timeout = 60\n")
+    with pytest.raises(ConfigError) as error:
+        check_files([str(conf)])
+    assert str(error.value) == f"{conf}: [nat] udp_idle_timeout is set 2 times: keep one"
+
+
+def test_a_later_file_overrides_an_earlier_one(tmp_path):
+    base, local = tmp_path / "base.conf", tmp_path / "local.conf"
+    base.write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE.items()) + "udp_idle_timeout = 300\n")
+    local.write_text("[NAT]\nudp_idle_timeout = 600\n")
+    assert read_like_ryu_manager(base, local).timeouts.udp_s == 600
+
+
+def test_other_sections_are_not_ours_to_check(tmp_path):
+    conf = tmp_path / "nat.conf"
+    conf.write_text("[DEFAULT]\nverbose = true\nverbose = false\n[nat]\n"
+                    + "".join(f"{k} = {v}\n" for k, v in BASE.items()))
+    check_files([str(conf)])
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "cannot read the config file {path}: No such file or directory"),
+    (b"public_ipv4 = 192.168.3.1/24\n[nat]\n",
+     "{path}: public_ipv4 comes before any section header (start the file with [nat])"),
+    (b"[nat]\npublic_ipv4\n", "{path} line 2: No ':' or '=' found in assignment: 'public_ipv4'"),
+    (b"[nat\n", "{path} line 1: Invalid section (must end with ]): '[nat'"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "{path} is not a text file (byte 0x89 at offset 0 is not UTF-8)"),
+    (b"\x00" * 10_000, "{path} line 1: No ':' or '=' found in assignment: '\\x00\\x00"),
+])
+def test_an_unreadable_file_gets_one_line(tmp_path, content, message):
+    path = tmp_path / "nat.conf"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        check_files([str(path)])
+    assert str(error.value).startswith(message.format(path=path)), str(error.value)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def test_a_config_directory_is_read_like_oslo_reads_it(tmp_path):
+    (tmp_path / "10-base.conf").write_text("[nat]\n" + "".join(f"{k} = {v}\n" for k, v in BASE.items()))
+    (tmp_path / "20-typo.conf").write_text("[nat]\nudp_idle_timout = 30\n")
+    (tmp_path / "notes.txt").write_text("not a config file\n")
+    with pytest.raises(ConfigError) as error:
+        check_files([], [str(tmp_path)])
+    assert str(error.value) == (f"{tmp_path / '20-typo.conf'}: [nat] udp_idle_timout is not an option: "
+                                "did you mean udp_idle_timeout?")
+    with pytest.raises(ConfigError) as error:
+        check_files([], [str(tmp_path / "missing")])
+    assert str(error.value) == f"config directory {tmp_path / 'missing'} does not exist"
+
+
+@pytest.mark.parametrize("option,value,rfc", [
+    ("udp_idle_timeout", "1", "RFC 4787 REQ-5"),
+    ("udp_idle_timeout", "119", "RFC 4787 REQ-5"),
+    ("tcp_idle_timeout", "7439", "RFC 5382 REQ-5"),
+    ("tcp_transitory_timeout", "10", "RFC 5382 REQ-5"),
+    ("icmp_idle_timeout", "59", "RFC 5508 REQ-1"),
+])
+def test_a_timeout_below_its_rfc_minimum_starts_with_one_warning(option, value, rfc):
+    [warning] = rfc_warnings(parse_config({**BASE, option: value}))
+    assert warning.startswith(f"[nat] {option} = {value} is below the {RFC_MINIMUM_S[option][0]} s that {rfc} requires")
+    assert "\n" not in warning
+
+
+def test_timeouts_at_their_rfc_minimums_warn_of_nothing():
+    minimums = {name: str(minimum) for name, (minimum, _) in RFC_MINIMUM_S.items()}
+    assert rfc_warnings(parse_config({**BASE, **minimums})) == []
+    assert len(rfc_warnings(parse_config({**BASE, **{name: "1" for name in RFC_MINIMUM_S}}))) == len(RFC_MINIMUM_S)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ryu_nat.operator import ctl
+from ryu_nat.operator import ctl, guard
 from ryu_nat.operator.server import RestServer, WsgiApp
 
 from . import launch
@@ -35,9 +35,9 @@ def serving(wsgi_app: WsgiApp) -> Iterator[str]:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[Api, str]]:
-    """The API of a simulated NAT on its HTTP server; (api, its URL)."""
-    api = Api()
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[Api, str]]:
+    """The API of a simulated NAT on its HTTP server; (api, its URL). Indirect parameter: a token."""
+    api = Api(policy=guard.Policy(token=getattr(request, "param", None)))
     with serving(api.wsgi) as url:
         yield api, url
 
@@ -71,6 +71,46 @@ def test_mappings_filters_and_empty_table(served, capsys):
     assert code == 0 and text.splitlines()[-1] == "1 mapping(s)"
     code, text, _ = run_ctl(capsys, "--url", url, "mappings", "--private-ip", H2)
     assert (code, text) == (0, "no mappings\n")
+
+
+def test_mappings_a_page_at_a_time_or_all_of_them(served, capsys):
+    api, url = served
+    for sport in (5000, 5001, 5002):
+        api.lab.send(H1_PORT, from_host(H1, udp_bytes(H1, sport, SERVER, 53)))
+    code, text, _ = run_ctl(capsys, "--url", url, "mappings", "--limit", "2")
+    first_ids = [m["id"] for m in api.get("/nat/mappings")["mappings"]]
+    assert code == 0 and [line.split()[2] for line in text.splitlines()[1:-1]] == [f"{H1}:5000", f"{H1}:5001"]
+    assert text.splitlines()[-1] == f"2 of 3 mapping(s); more with --after {first_ids[1]}, or --all"
+    code, text, _ = run_ctl(capsys, "--url", url, "mappings", "--limit", "2", "--after", str(first_ids[1]))
+    assert code == 0 and text.splitlines()[-1] == "1 of 3 mapping(s)" and f"{H1}:5002" in text
+    code, text, _ = run_ctl(capsys, "--url", url, "--json", "mappings", "--limit", "1", "--all")
+    assert code == 0 and [m["id"] for m in json.loads(text)["mappings"]] == first_ids
+    code, text, _ = run_ctl(capsys, "--url", url, "mappings", "--all", "--limit", "2")
+    assert code == 0 and text.splitlines()[-1] == "3 mapping(s)"
+
+
+@pytest.mark.parametrize("served", ["tok-0123456789abcdef"], indirect=True)
+def test_the_token_is_read_from_the_controllers_token_file(served, capsys, tmp_path, monkeypatch):
+    _, url = served
+    code, _, err = run_ctl(capsys, "--url", url, "stats")
+    assert code == ctl.EXIT_API_ERROR and err.startswith("ryu-nat-ctl: this API needs its token")
+    assert err.endswith("(HTTP 401, unauthorized)\n")
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-0123456789abcdef\n")
+    code, text, _ = run_ctl(capsys, "--url", url, "--token-file", str(token_file), "stats")
+    assert code == 0 and "switch" in text
+    monkeypatch.setenv(ctl.TOKEN_FILE_VARIABLE, str(token_file))
+    code, text, _ = run_ctl(capsys, "--url", url, "redirect", "add", f"tcp:9090={H2}:80")
+    assert (code, text) == (0, f"added redirect tcp:9090={H2}:80\n")
+
+
+def test_a_token_file_that_cannot_be_read_is_a_usage_error(capsys, tmp_path):
+    code, _, err = run_ctl(capsys, "--token-file", str(tmp_path / "absent"), "stats")
+    assert code == ctl.EXIT_USAGE and err == (f"ryu-nat-ctl: cannot read the token file {str(tmp_path / 'absent')!r}: "
+                                              "No such file or directory\n")
+    (tmp_path / "empty").write_text("\n")
+    code, _, err = run_ctl(capsys, "--token-file", str(tmp_path / "empty"), "stats")
+    assert code == ctl.EXIT_USAGE and err.endswith("does not hold one token\n")
 
 
 def test_json_output_is_the_apis_answer(served, capsys):
@@ -142,7 +182,7 @@ def test_flush_reset_and_port(served, capsys):
     api.lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080)))
     code, text, _ = run_ctl(capsys, "--url", url, "reset")
     assert (code, text) == (0, "removed 1 mapping(s)\n")
-    assert api.get("/nat/mappings")["count"] == 0
+    assert api.get("/nat/mappings")["total"] == 0
 
 
 def test_unreachable_controller_is_one_line_and_exit_3(capsys):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 import cachetools
+import pytest
 
 from ryu_nat.core.addresses import Proto
 from ryu_nat.core.lru_table import LruNatTable, _MappingLRU
@@ -74,3 +77,81 @@ def test_overlap_on_either_channel_adds_nothing():
                     idle_timeout_s=60.0)
     assert table.insert(clash).value == "overlap"
     assert table.count(Proto.UDP) == 1 and table.lookup(Proto.UDP, 9 << 64) is None
+
+
+def of_host(i: int, host: int, proto: Proto = Proto.UDP) -> Mapping:
+    return Mapping(i, proto, original=(host << 64) | (i << 16), reply=(i << 64) | 2, kind=MappingKind.NAT,
+                   now=0.0, idle_timeout_s=60.0)
+
+
+def walk(table: LruNatTable, limit: int, **filters: object) -> list[list[int]]:
+    """Every page from the start, as lists of ids."""
+    pages, after = [], -1
+    while True:
+        page = table.page(after, limit, **filters)
+        pages.append([m.id for m in page.mappings])
+        if page.next_after is None:
+            return pages
+        after = page.next_after
+
+
+def test_pages_follow_id_order_across_protocols_blocks_and_removals():
+    table = LruNatTable({p: 5000 for p in Proto})
+    protos = [Proto.TCP, Proto.UDP, Proto.ICMP]
+    made = [of_host(i, 10, protos[i % 3]) for i in range(1, 2000)]
+    for m in made:
+        table.insert(m)
+    for m in made[::3] + made[500:1500]:  # holes, and whole blocks of 512 ids emptied
+        table.delete(m)
+    live = sorted(m.id for m in table.mappings())
+    assert sum(walk(table, 1000), []) == live and [len(p) for p in walk(table, 1000)] == [len(live)]
+    assert sum(walk(table, 7), []) == live and all(len(p) == 7 for p in walk(table, 7)[:-1])
+    assert sum(walk(table, 50, proto=Proto.ICMP), []) == [i for i in live if i % 3 == 2]
+    assert table.page(live[-1], 10).mappings == () and table.page(live[-1], 10).next_after is None
+    middle = live[len(live) // 2]
+    assert [m.id for m in table.page(middle, 3).mappings] == live[live.index(middle) + 1:][:3]
+    assert [m.id for m in table.page(1050, 2).mappings] == [i for i in live if i > 1050][:2]  # from inside a hole
+
+
+def test_a_page_of_exactly_what_is_left_says_nothing_follows():
+    table = LruNatTable({p: 10 for p in Proto})
+    for i in (1, 2, 3):
+        table.insert(of_host(i, 10))
+    first = table.page(-1, 2)
+    assert ([m.id for m in first.mappings], first.next_after) == ([1, 2], 2)
+    last = table.page(2, 1)
+    assert ([m.id for m in last.mappings], last.next_after) == ([3], None)
+
+
+def test_pages_of_one_host_and_protocol():
+    table = LruNatTable({p: 100 for p in Proto})
+    for i in range(1, 41):
+        table.insert(of_host(i, 10 + i % 2, Proto.TCP if i % 4 < 2 else Proto.UDP))
+    host = IPv4Address(10)
+    expected = [i for i in range(1, 41) if i % 2 == 0]
+    assert sum(walk(table, 3, host=host), []) == expected
+    assert sum(walk(table, 4, host=host, proto=Proto.UDP), []) == [i for i in expected if i % 4 >= 2]
+    assert table.matching(host=host) == 20 and table.matching(Proto.UDP, host) == 10
+    assert table.matching(Proto.TCP) == 20 and table.matching() == 40
+    assert table.page(-1, 5, host=IPv4Address(99)) == table.page(-1, 5, proto=Proto.ICMP)
+    assert table.page(-1, 5, proto=Proto.ICMP).mappings == ()
+
+
+def test_evicted_and_reset_mappings_leave_the_pages():
+    table = LruNatTable({Proto.TCP: 2, Proto.UDP: 3, Proto.ICMP: 1})
+    for i in range(1, 6):
+        table.insert(of_host(i, 10))
+    assert sum(walk(table, 10), []) == [3, 4, 5]
+    table.reset()
+    assert walk(table, 10) == [[]]
+    table.insert(of_host(6, 10))
+    assert walk(table, 10) == [[6]]
+
+
+def test_ids_must_grow_and_pages_hold_at_least_one():
+    table = LruNatTable({p: 10 for p in Proto})
+    table.insert(of_host(5, 10))
+    with pytest.raises(ValueError, match="mapping id 4 is not above 5"):
+        table.insert(of_host(4, 11))
+    with pytest.raises(ValueError, match="at least one"):
+        table.page(-1, 0)

@@ -125,6 +125,24 @@ class NatMachine(RuleBasedStateMachine):
             assert owners.setdefault(slot, mapping.private_endpoint) == mapping.private_endpoint
 
     @invariant()
+    def pages_of_any_size_and_filter_give_the_live_mappings_in_id_order(self):
+        table = self.nat.table
+        for proto in (None, *Proto):
+            for host in (None, PRIVATE_HOSTS[0]):
+                expected = sorted((m.id for m in table.mappings(proto, host)))
+                for limit in (1, 2, 7):
+                    walked, after = [], -1
+                    while True:
+                        page = table.page(after, limit, proto, host)
+                        assert len(page.mappings) <= limit
+                        walked += [m.id for m in page.mappings]
+                        if page.next_after is None:
+                            break
+                        after = page.next_after
+                    assert walked == expected
+                assert table.matching(proto, host) == len(expected)
+
+    @invariant()
     def both_channels_of_every_mapping_are_present(self):
         for mapping in self.nat.table.mappings():
             assert self.nat.table.lookup(mapping.proto, mapping.original) is mapping

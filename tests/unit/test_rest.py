@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ryu_nat.operator import rest, wsgi
+from ryu_nat.operator import guard, rest, wsgi
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
@@ -60,8 +60,37 @@ def test_page_is_self_contained_html_that_polls_the_api(api):
     response = api.request("GET", "/nat/")
     page = response.text
     assert response.status_int == 200 and response.content_type == "text/html"
-    assert '<table id="mappings">' in page and "/nat/mappings" in page and "/nat/stats" in page
+    assert '<table id="mappings"' in page and "/nat/mappings" in page and "/nat/stats" in page
     assert not re.search(r"""(src|href)\s*=|https?://|@import""", page)  # no external assets
+
+
+def test_page_shows_the_first_page_of_mappings_in_its_html(api):
+    public_port = udp_from_h1(api)
+    tcp_from_h2(api)
+    api.lab.now = 2.5
+    page = api.request("GET", "/nat/").text
+    assert "loading" not in page and '<div id="status">switch 0000000000000001</div>' in page
+    rows = re.findall(r'<tr class="nat" data-id="\d+" data-private="([\d.]+:\d+)">(.*?)</tr>', page)
+    assert [private for private, _ in rows] == [f"{H1}:5000", f"{H2}:6000"]
+    assert re.sub("<[^>]+>", " ", rows[0][1]).split() == ["udp", "nat", f"{H1}:5000", f"{PUBLIC}:{public_port}",
+                                                          f"{SERVER}:53", "2.5", "2.5", "-", "-"]
+    assert '<span id="count">2</span>' in page and '<p id="empty" hidden>' in page
+    assert "{{" not in page
+
+
+def test_page_of_an_empty_table_says_so_and_has_no_next_page():
+    page = Api(connected=False).request("GET", "/nat/").text
+    assert '<div id="status">no switch connected</div>' in page and '<p id="empty">no mappings</p>' in page
+    assert 'data-next-after=""' in page
+
+
+def test_page_holds_one_live_page_of_rows_and_the_cursor_of_the_next(api):
+    for sport in range(5000, 5000 + rest.LIVE_PAGE_ROWS + 1):
+        udp_from_h1(api, sport)
+    page = api.request("GET", "/nat/").text
+    rows = re.findall(r'<tr class="nat" data-id="(\d+)"', page)
+    assert len(rows) == rest.LIVE_PAGE_ROWS and f'data-next-after="{rows[-1]}"' in page
+    assert f'<span id="count">{rest.LIVE_PAGE_ROWS + 1}</span>' in page
 
 
 def test_page_without_slash_redirects_to_it(api):
@@ -83,7 +112,7 @@ def test_every_route_is_described_and_every_description_is_routed(api):
 
 
 def test_no_mappings_at_first(api):
-    assert api.get("/nat/mappings") == {"mappings": [], "count": 0}
+    assert api.get("/nat/mappings") == {"mappings": [], "count": 0, "total": 0, "next_after": None}
 
 
 def test_a_mapping_shows_its_endpoints_kind_and_age(api):
@@ -150,11 +179,54 @@ def test_mappings_filtered_by_protocol_and_private_host(api):
     (f"private_ip={SERVER}", "not_private", f"{SERVER} is not a host of the private network 10.0.0.0/24"),
     ("private_ip=10.0.0.1", "not_private", "10.0.0.1 is not a host"),
     ("private_ip=10.0.0.255", "not_private", "10.0.0.255 is not a host"),
-    ("protocol=udp", "unknown_parameter", "unknown query parameter 'protocol' (allowed: proto, private_ip)"),
+    ("protocol=udp", "unknown_parameter",
+     "unknown query parameter 'protocol' (allowed: proto, private_ip, limit, after)"),
     ("proto=udp&proto=tcp", "bad_parameter", "'proto' given 2 times"),
+    ("limit=0", "bad_parameter", "limit 0 is out of range (1..1000)"),
+    ("limit=1001", "bad_parameter", "limit 1001 is out of range (1..1000)"),
+    ("limit=ten", "bad_parameter", "limit 'ten' is not a whole number"),
+    ("limit=-1", "bad_parameter", "limit '-1' is not a whole number"),
+    ("after=1.5", "bad_parameter", "after '1.5' is not a whole number"),
+    ("after=" + "9" * 30, "bad_parameter", "after '" + "9" * 30 + "' is not a whole number"),
+    ("after=99999999999999999999", "bad_parameter", "after 99999999999999999999 is out of range"),
 ])
 def test_bad_mapping_filters_are_refused(api, query, code, says):
     assert says in api.error("GET", f"/nat/mappings?{query}", 400, code)
+
+
+def test_mappings_come_a_page_at_a_time_oldest_first(api):
+    ports = list(range(5000, 5007))
+    for sport in ports:
+        udp_from_h1(api, sport)
+    tcp_from_h2(api)
+    first = api.get("/nat/mappings?limit=3")
+    assert [m["private"]["port"] for m in first["mappings"]] == ports[:3]
+    assert (first["count"], first["total"], first["next_after"]) == (3, 8, first["mappings"][-1]["id"])
+    second = api.get(f"/nat/mappings?limit=3&after={first['next_after']}")
+    assert [m["private"]["port"] for m in second["mappings"]] == ports[3:6]
+    last = api.get(f"/nat/mappings?limit=3&after={second['next_after']}")
+    assert [m["private"]["port"] for m in last["mappings"]] == [5006, 6000] and last["next_after"] is None
+    assert [m["id"] for m in api.all_mappings("limit=2")] == [m["id"] for m in api.get("/nat/mappings")["mappings"]]
+
+
+def test_pages_can_be_filtered_and_total_counts_what_matches(api):
+    for sport in range(5000, 5005):
+        udp_from_h1(api, sport)
+    tcp_from_h2(api)
+    udp = api.get("/nat/mappings?proto=udp&limit=2")
+    assert (udp["count"], udp["total"]) == (2, 5)
+    assert [m["private"]["port"] for m in api.all_mappings("proto=udp&limit=2")] == list(range(5000, 5005))
+    assert [m["protocol"] for m in api.all_mappings(f"private_ip={H2}&limit=1")] == ["tcp"]
+    assert api.get(f"/nat/mappings?private_ip={H1}&proto=tcp")["total"] == 0
+
+
+def test_a_page_holds_at_most_a_thousand_mappings():
+    api = Api(Lab(overrides={"udp_table_size": "2000"}))
+    for sport in range(5000, 6001):
+        udp_from_h1(api, sport)
+    first = api.get("/nat/mappings")
+    assert (first["count"], first["total"], first["next_after"]) == (1000, 1001, first["mappings"][-1]["id"])
+    assert api.get(f"/nat/mappings?after={first['next_after']}")["count"] == 1
 
 
 # --- stats and config -------------------------------------------------------------------------------------
@@ -192,10 +264,14 @@ def test_stats_say_when_no_switch_is_connected():
 
 
 def test_stats_tell_the_age_of_the_last_flow_statistics_poll(api):
-    assert api.get("/nat/stats")["flow_stats"] == {"polls": 0, "interval_s": 2.0, "age_s": None}
+    interval = api.counters.interval_s
+    assert api.get("/nat/stats")["flow_stats"] == {"polls": 0, "interval_s": interval, "age_s": None, "slices": 0,
+                                                   "abandoned": 0}
+    udp_from_h1(api)
     api.poll()
     api.lab.now = 1.5
-    assert api.get("/nat/stats")["flow_stats"] == {"polls": 1, "interval_s": 2.0, "age_s": 1.5}
+    assert api.get("/nat/stats")["flow_stats"] == {"polls": 1, "interval_s": interval, "age_s": 1.5, "slices": 1,
+                                                   "abandoned": 0}
 
 
 def test_config_is_the_effective_configuration(api):
@@ -274,6 +350,24 @@ def test_malformed_json_is_refused(api, raw):
     before = api.state(9090)
     assert api.error("POST", "/nat/redirects", 400, "bad_json", raw=raw).startswith("the body is not valid JSON")
     assert api.state(9090) == before
+
+
+@pytest.mark.parametrize("raw", [b"[" * 1000 + b"]" * 1000, b"[" * 30000 + b"]" * 30000,
+                                 b'{"protocol": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                 json.dumps({**NEW_REDIRECT, "private": {"ip": H2, "port": [[[[[[[[80]]]]]]]]}}).encode()])
+def test_deeply_nested_json_is_refused(api, raw):
+    before = api.state(9090)
+    assert api.error("POST", "/nat/redirects", 400, "bad_json", raw=raw) == "the body nests deeper than 8 levels"
+    assert api.state(9090) == before
+
+
+def test_values_in_messages_are_cut_short(api):
+    deep = json.loads("[" * 6 + "]" * 6)
+    message = api.error("POST", "/nat/redirects", 400, "unknown_protocol", {**NEW_REDIRECT, "protocol": deep})
+    assert message == "protocol must be a string (tcp, udp or icmp), not [[[...]]]"
+    long_name = "x" * 10_000
+    message = api.error("POST", "/nat/redirects", 400, "bad_request", {**NEW_REDIRECT, long_name: 1})
+    assert len(message) < 100 and message.startswith("the body: unknown field 'xxx")
 
 
 def test_a_redirected_port_cannot_be_redirected_again(api):
@@ -361,14 +455,14 @@ def test_reset_removes_every_mapping_and_rule(api):
     tcp_from_h2(api)
     status, answer = api.call("DELETE", "/nat/mappings")
     assert (status, answer) == (200, {"removed": 2})
-    assert api.get("/nat/mappings")["count"] == 0 and mapping_rules(api) == []
+    assert api.get("/nat/mappings")["total"] == 0 and mapping_rules(api) == []
     assert api.get("/nat/stats")["mappings"]["removed_by_reason"]["reset"] == 2
 
 
 def test_reset_with_a_parameter_is_refused(api):
     udp_from_h1(api)
     api.error("DELETE", "/nat/mappings?proto=udp", 400, "unknown_parameter")
-    assert api.get("/nat/mappings")["count"] == 1
+    assert api.get("/nat/mappings")["total"] == 1
 
 
 # --- is_port_free ------------------------------------------------------------------------------------------------
@@ -467,12 +561,23 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
     ]
     for method, path, body in requests:
         api.request(method, path, body)
+    api.request("GET", "/metrics")
+    api.request("GET", "/metrics?x")
     offline = Api(connected=False)
     offline.request("DELETE", f"/nat/connections/{H1}")
     offline.request("DELETE", "/nat/mappings")
+    # The request guard's answers, for every operation.
+    guarded = Api(policy=guard.Policy(token="0123456789abcdef"))
+    for template, item in openapi_check.SPEC["paths"].items():
+        path = template.format(proto="tcp", port="9090", ip=H1)
+        for method in (m.upper() for m in item):
+            guarded.request(method, path)
+            api.request(method, path, headers={"Host": "nat.example"})
+            if method in guard.CHANGING_METHODS:
+                api.request(method, path, content_type="text/plain")
     documented = {(method.upper(), path, int(status)) for path, item in openapi_check.SPEC["paths"].items()
                   for method, op in item.items() for status in op["responses"] if status != "default"}
-    assert api.seen | offline.seen == documented
+    assert api.seen | offline.seen | guarded.seen == documented
 
 
 def test_the_description_is_a_valid_openapi_3_1_document():
@@ -484,7 +589,7 @@ def test_the_description_is_a_valid_openapi_3_1_document():
             params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert names == params, f"{method} {path}: path parameters {names} vs {params}"
             for status, answer in op["responses"].items():
-                assert "description" in answer, f"{method} {path} {status}"
+                assert "description" in openapi_check.response(answer)[0], f"{method} {path} {status}"
     openapi_check.check_document()
 
 
