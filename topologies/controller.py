@@ -45,6 +45,18 @@ def listening_address(port: int) -> str | None:
     return None
 
 
+def listening(port: int) -> bool:
+    """Does something listen on TCP ``port``, on any IPv4 or IPv6 address? (Read from /proc, as above.)"""
+    if listening_address(port) is not None:
+        return True
+    try:
+        lines = Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    except OSError:  # no IPv6 here
+        return False
+    return any(fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+               for fields in (line.split() for line in lines))
+
+
 def start_listening(command: Sequence[str], port: int, timeout_s: float = START_TIMEOUT_S,
                     **popen: Any) -> subprocess.Popen[Any]:
     """Start ``command`` (``ryu-manager ...``) and return once something listens on TCP ``port``.

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ryu_nat import backend
 from topologies import two_networks as topo
-from topologies.controller import ControllerDied, free_port, http_json, listening_address, start_listening
+from topologies.controller import ControllerDied, free_port, http_json, listening, start_listening
 
 REPO = Path(__file__).resolve().parent.parent
 # The environment that runs us holds the controller too: .venv (Ryu), .venv-osken (os-ken).
@@ -214,7 +214,7 @@ class Controller:
             return check
 
         deadline = time.monotonic() + timeout_s
-        wait_until(alive_and(lambda: listening_address(self.of_port) is not None), timeout_s,
+        wait_until(alive_and(lambda: listening(self.of_port)), timeout_s,
                    what=f"ryu-manager to listen on port {self.of_port}")
         attached = time.monotonic()
         attach_controller(bridge, self.of_port)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from ryu_nat import backend
-from topologies.controller import free_port, listening_address, start_listening
+from topologies.controller import free_port, listening, start_listening
 
 __all__ = ["LAUNCHERS", "command", "controller", "free_port", "is_listening", "write_config"]
 
@@ -36,7 +36,7 @@ def command(launcher: str, config: pathlib.Path, of_port: int, api_port: int, *e
 
 
 def is_listening(port: int) -> bool:
-    return listening_address(port) is not None
+    return listening(port)
 
 
 @contextmanager
