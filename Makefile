@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# CI runs the unit suite on each of these (pyenv's interpreters; a missing one fails), the end-to-end suite
+# CI builds every environment first (the bench smoke test in each unit suite starts the os-ken one),
+# then runs the unit suite on each of these (pyenv's interpreters; a missing one fails), the end-to-end suite
 # in .venv, and the unit suite plus an end-to-end subset on os-ken with OSKEN_PYTHON.
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 UNIT_PYTHONS := 3.10 3.11 3.12 3.13
@@ -78,7 +79,7 @@ e2e: system-deps $(STAMP)
 osken: system-deps $(OSKEN_VENV)/.installed
 	$(OSKEN_VENV)/bin/python -m pytest tests/unit $(OSKEN_E2E) $(PYTEST_ARGS)
 
-test: system-deps unit-all e2e osken
+test: system-deps venvs unit-all e2e osken
 
 demo: system-deps $(STAMP)
 	$(VPY) mininet/demo.py
