@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # for topologies.controller, which the benchmarks share with the tests
 BENCH = REPO / "bench"
 # The environment running the benchmark holds its controller: .venv (Ryu) for `make bench`.
 VENV_BIN = Path(sys.executable).parent
@@ -139,13 +140,6 @@ def cpu_seconds(pid: int) -> float:
 def rss_bytes(pid: int | str = "self") -> int:
     """Resident set size of a process, from /proc/<pid>/statm."""
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _first_line(command: Sequence[str]) -> str:

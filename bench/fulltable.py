@@ -125,7 +125,7 @@ def _slice_reply(block: int, bits: int, mapping_ids: list[int]) -> list[bytes]:
 
 def in_process(mappings: int, runs: int) -> list[Row]:
     gateway, counters, app = _gateway_with(mappings)
-    assert gateway.nat.table.count(Proto.TCP) == mappings
+    assert gateway.mapping_count(Proto.TCP) == mappings
     gc.collect()
     gc.freeze()  # as table_ops.py does: a full collection of the fill is no part of what is measured
     rows = []
@@ -139,7 +139,7 @@ def in_process(mappings: int, runs: int) -> list[Row]:
                         note=f"max {max(times):.2f} ms over {runs} requests through guard, routes and facade"))
     bits = flowstats.BLOCK_BITS
     middle = (mappings // 2) >> bits
-    ids = [m.id for m in gateway.nat.table.page((middle << bits) - 1, 1 << bits).mappings if m.id >> bits == middle]
+    ids = [m.id for m in gateway.mappings_page((middle << bits) - 1, 1 << bits).mappings if m.id >> bits == middle]
     parts = _slice_reply(middle, bits, ids)
     part_ms: list[float] = []
     for run in range(runs // 4 or 1):

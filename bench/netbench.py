@@ -37,14 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import (BENCH, REPO, Row, Summary, Target, cpu_seconds, higher, others_using_ovs,
+from common import (BENCH, Row, Summary, Target, cpu_seconds, higher, others_using_ovs,
                     paired)
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from topologies import lab  # noqa: E402  (needs the repository on sys.path)
-from topologies import two_networks as topo  # noqa: E402
+from topologies import lab
+from topologies import two_networks as topo
 
 WAIT_S = 600.0
 PRIVATE_HOSTS = 4
@@ -193,7 +189,6 @@ class NatLab:
         controller = lab.Controller(config, net.controller_port, self.workdir / f"{name}.log", apps=(app,))
         controller.start()
         self.controller = controller
-        lab.wait_until(lambda: lab.listening(net.controller_port), 30, what=f"{name} to listen")
         lab.attach_controller(net.nat.name, net.controller_port)
         lab.wait_until(lambda: lab.flows(net.nat.name), 30, what=f"{name} to set up the NAT switch")
         pid = controller.pid
@@ -375,12 +370,12 @@ def new_connections(reps: int, workdir: Path) -> list[Row]:
         server_command = [HOST_PYTHON, CONN_PROBE, "server", "--port", str(CONN_PORT)]
         with running(nat_lab.net.srv, server_command, r"^READY") as server, \
                 running(linux.server, server_command, r"^READY") as linux_server:
-            linux.processes["server"] = linux_server._popen.pid  # noqa: SLF001
+            linux.processes["server"] = linux_server.pid
             for rep in range(reps):
                 order = [NAT_APP, CEILING_APP, "linux"]
                 for contender in order[rep % 3:] + order[:rep % 3]:
                     site = linux if contender == "linux" else nat_lab.site(contender)
-                    site.processes["server"] = site.processes.get("server") or server._popen.pid  # noqa: SLF001
+                    site.processes["server"] = site.processes.get("server") or server.pid
                     on = None if contender == "linux" else bridge
                     warm_up(site, on)
                     peak = connections(site, bridge=on)

@@ -21,7 +21,10 @@ templates (2 + 1): the generator's own limit. Run from the Ryu environment
 with ``.venv-osken`` built, ``ryu_nat on os-ken`` (its ``ryu-nat``) runs beside
 ``ryu_nat`` on Ryu. Run from the os-ken environment, the Ryu-only contenders
 (``simple_switch_13``, the ceiling app under ``ryu-manager``) are left out:
-os-ken has neither the app nor a manager command.
+os-ken has neither the app nor a manager command. ``--before REV`` adds ryu_nat
+as it was at git revision REV (exported with ``git archive``, run with this
+environment's launcher), so a change's before and after are measured side by
+side in one run.
 
 Stress (``--stress SECONDS``): ryu_nat under churn while threads write through
 the REST API (redirects added and deleted, hosts flushed, the mappings read);
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import socket
 import struct
 import json
@@ -50,14 +54,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (BENCH, DIE_WITH_PARENT, OSKEN_RYU_NAT, REPO, RYU_MANAGER, VENV_BIN, Row, Summary, Target,
-                    cpu_seconds, free_port, higher, paired)
+                    cpu_seconds, higher, paired)
+from topologies.controller import ControllerDied, free_port, http_json, start_listening
 
 from ryu_nat import backend
 
@@ -847,12 +850,14 @@ class Contender:
     """A controller under load: ``launcher`` with ``apps``, or (no apps) the echo controller.
 
     ``ryu-manager`` runs the apps it is given; ``ryu-nat`` runs ryu_nat.app and any others.
+    ``source``: run the apps from that directory (another revision of ryu_nat) instead of this checkout.
     """
 
     name: str
     flow_mods_per_setup: int
     apps: tuple[str, ...] = ()
     launcher: Path = RYU_MANAGER
+    source: Path | None = None
 
 
 ON_RYU = backend.NAME == backend.RYU
@@ -861,6 +866,15 @@ RYU_NAT_OSKEN = Contender("ryu_nat on os-ken", 2, (NAT_APP,), OSKEN_RYU_NAT)
 SIMPLE_SWITCH = Contender("simple_switch_13", 1, ("ryu.app.simple_switch_13",))
 CEILING = Contender("ceiling", 0, (str(BENCH / "ceiling_app.py"),))
 ECHO = Contender("generator alone (echo)", 2)
+
+
+def before(revision: str, workdir: Path) -> Contender:
+    """ryu_nat as it was at git ``revision``, exported into ``workdir``, run by this environment's launcher."""
+    source = workdir / f"ryu_nat-{revision}"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    return Contender(f"ryu_nat @ {revision}", RYU_NAT.flow_mods_per_setup, RYU_NAT.apps, RYU_NAT.launcher, source)
 
 
 def available_contenders() -> tuple[Contender, ...]:
@@ -878,20 +892,6 @@ redirects = tcp:8080=10.0.0.2:80, udp:5353=10.0.0.3:53
 tcp_table_size = 200000
 udp_table_size = 16384
 """
-
-
-def _listening(port: int) -> bool:
-    """Is something listening on TCP ``port``? (Read from /proc: a probe connection would look like a switch.)"""
-    wanted = f":{port:04X} "
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[1].endswith(wanted.strip()) and parts[3] == "0A":
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 class Controller:
@@ -918,17 +918,16 @@ class Controller:
                 "--wsapi-port", str(self.api_port)]
 
     def __enter__(self) -> Controller:
+        source = self.contender.source
+        # PYTHONPATH comes before site-packages: ryu_nat (and its compat shim) load from ``source``.
+        env = os.environ if source is None else {**os.environ, "PYTHONPATH": str(source)}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen([*DIE_WITH_PARENT, *self.command], cwd=REPO, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not _listening(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.contender.name} exited {self.process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.contender.name} is not listening on port {self.port}")
-            time.sleep(0.05)
+            try:
+                self.process = start_listening([*DIE_WITH_PARENT, *self.command], self.port, READY_TIMEOUT_S,
+                                               cwd=source or REPO, stdin=subprocess.DEVNULL, stdout=log,
+                                               stderr=subprocess.STDOUT, env=env)
+            except ControllerDied as exc:
+                raise RuntimeError(f"{self.contender.name}: {exc}: {self.log_path.read_text()[-2000:]}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -996,7 +995,7 @@ def _values(results: Results, contender: Contender, phase: str, figure: Callable
     return [figure(r) for r in results.get(contender.name, {}).get(phase, [])]
 
 
-def rows(results: Results) -> list[Row]:
+def rows(results: Results, befores: Sequence[Contender] = ()) -> list[Row]:
     out: list[Row] = []
     rate: Callable[[PhaseResult], float] = lambda r: r.setups_per_s
     for phase, (name, switches, per_switch) in (("light", LIGHT), ("heavy", HEAVY)):
@@ -1048,6 +1047,7 @@ def rows(results: Results) -> list[Row]:
             out.append(Row("flow setup", f"generator alone (instant echo controller), {name}", "/s",
                            Summary.of(echo), Summary.of(ours), RYU_NAT.name, paired(echo, ours, higher),
                            note="the generator's own limit, with ryu_nat's answers; ratio: echo / ryu_nat"))
+    out += _before_rows(results, befores)
     churn = _values(results, RYU_NAT, "churn", lambda r: r.ops_per_s)
     heavy = _values(results, RYU_NAT, "heavy", rate)
     if churn and heavy:
@@ -1057,6 +1057,21 @@ def rows(results: Results) -> list[Row]:
                        note=f"deletes per teardown {Summary.of([r.deletes_per_teardown for r in runs]).text('')}, "
                             f"set-ups {Summary.of([r.setups_per_s for r in runs]).text('/s')}, "
                             f"flow-mods per set-up {Summary.of([r.flow_mods_per_setup for r in runs]).text('')}"))
+    return out
+
+
+def _before_rows(results: Results, befores: Sequence[Contender]) -> list[Row]:
+    """This checkout's set-up rate against each earlier revision's, run by run (ratio: now / before)."""
+    out: list[Row] = []
+    rate: Callable[[PhaseResult], float] = lambda r: r.setups_per_s
+    for contender in befores:
+        for phase, (name, switches, per_switch) in (("light", LIGHT), ("heavy", HEAVY)):
+            ours, theirs = _values(results, RYU_NAT, phase, rate), _values(results, contender, phase, rate)
+            if ours and theirs:
+                lost = sum(r.tally.lost for r in results[contender.name][phase])
+                out.append(Row("flow setup", f"set-ups/s, {name} ({switches * per_switch} outstanding), this checkout "
+                               f"vs {contender.name}", "/s", Summary.of(ours), Summary.of(theirs), contender.name,
+                               paired(ours, theirs, higher), note=f"before: lost {lost}"))
     return out
 
 
@@ -1117,15 +1132,10 @@ class StressResult:
         return self.rest_errors + self.handler_errors + self.log_problems
 
 
-def _rest(api: str, method: str, path: str, body: object = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(api + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=STRESS_REQUEST_TIMEOUT_S) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+def _error_code(answer: object) -> object:
+    """The ``code`` of an error answer (``{"error": {"code": ...}}``), or None."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _rest_writer(api: str, writer: int, stop: threading.Event, tally: RestTally) -> None:
@@ -1143,17 +1153,14 @@ def _rest_writer(api: str, writer: int, stop: threading.Event, tally: RestTally)
                 ("GET", "/nat/stats", None)):
             tally.requests += 1
             sent = time.monotonic()
-            try:
-                status, answer = _rest(api, method, path, body)
-            except OSError as exc:
-                status, answer = 0, str(exc).encode()
+            status, answer = http_json(method, api + path, body, STRESS_REQUEST_TIMEOUT_S)
             # 503 no_switch is a right answer (before the generator connects, after it leaves); any other
             # 5xx, or no answer, is not.
-            if status == 0 or (status >= 500 and b'"no_switch"' not in answer):
+            if status == 0 or (status >= 500 and _error_code(answer) != "no_switch"):
                 tally.errors += 1
                 if len(tally.examples) < 3:
                     tally.examples.append(f"{method} {path}: {status} after {time.monotonic() - sent:.1f} s: "
-                                          f"{answer[:200]!r}")
+                                          f"{str(answer)[:200]}")
         i += 1
 
 
@@ -1174,8 +1181,8 @@ def stress(contender: Contender, seconds: float, workdir: Path) -> StressResult:
             stop.set()
             for thread in writers:
                 thread.join(STRESS_REQUEST_TIMEOUT_S * 2)
-        status, body = _rest(api, "GET", "/nat/stats")
-        handler_errors = json.loads(body)["handler_errors"] if status == 200 else -1
+        status, stats = http_json("GET", api + "/nat/stats", timeout_s=STRESS_REQUEST_TIMEOUT_S)
+        handler_errors = stats["handler_errors"] if status == 200 else -1
     problems = controller.log_problems()
     return StressResult(contender.name, result.tally.setups, sum(t.requests for t in tallies),
                         sum(t.errors for t in tallies), handler_errors, len(problems),
@@ -1247,11 +1254,14 @@ def _function(frame: str) -> str:
     return f"{name} ({short})"
 
 
-def run(smoke: bool = False, reps: int = 3) -> tuple[list[Row], Results]:
+def run(smoke: bool = False, reps: int = 3, befores: Sequence[str] = ()) -> tuple[list[Row], Results]:
+    """The contenders, and ryu_nat at each revision in ``befores``, alternated; rows and per-run results."""
     with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
-        results = measure(reps, SMOKE_PHASE_S if smoke else PHASE_S, Path(workdir))
+        earlier = [before(revision, Path(workdir)) for revision in befores]
+        results = measure(reps, SMOKE_PHASE_S if smoke else PHASE_S, Path(workdir),
+                          (*available_contenders(), *earlier))
         stressed = stress_rows(SMOKE_STRESS_S if smoke else STRESS_PHASE_S, Path(workdir))
-    return rows(results) + stressed, results
+    return rows(results, earlier) + stressed, results
 
 
 def main() -> None:
@@ -1262,6 +1272,8 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true",
                         help="compare N connections x K with 1 x N*K for the baselines, and nothing else")
     parser.add_argument("--profile", action="store_true", help="sample ryu_nat under heavy load with py-spy")
+    parser.add_argument("--before", action="append", default=[], metavar="REV",
+                        help="also run ryu_nat as at git revision REV, side by side (repeatable)")
     parser.add_argument("--stress", type=float, metavar="SECONDS",
                         help="only the stress run of this environment's ryu_nat; print its result as JSON")
     args = parser.parse_args()
@@ -1281,7 +1293,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ofload-") as workdir:
             result = shape_check(args.reps, SMOKE_PHASE_S if args.smoke else PHASE_S, Path(workdir))
     else:
-        result, _ = run(args.smoke, args.reps)
+        result, _ = run(args.smoke, args.reps, args.before)
     for row in result:
         base = f"  vs {row.baseline_name} {row.baseline.text(row.unit)}" if row.baseline else ""
         ratio = f"  ratio {row.ratio.text('x')}" if row.ratio else ""

@@ -3,6 +3,7 @@
     bench/run.py                       every benchmark (needs root, Open vSwitch, Mininet)
     bench/run.py --only table,memory   some of them; other sections keep their last results
     bench/run.py --smoke               tiny sizes, no Mininet, seconds: keeps the code from rotting
+    bench/run.py --only ofload --before main   set-ups against ryu_nat at git revision main too, side by side
 
 Sections: table, memory, parsing, ofload, fulltable (pure Python or a local ryu-manager), and
 dataplane, connections, scale (Mininet and Open vSwitch; they wait while
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common import BENCH, Row, Summary, Target, dump_json, machine_facts
@@ -30,7 +31,7 @@ SECTIONS = ("table", "memory", "parsing", "ofload", "fulltable", "dataplane", "c
 NEEDS_MININET = frozenset({"dataplane", "connections", "scale"})
 
 
-def _runner(section: str) -> Callable[[bool, int], tuple[list[Row], object]]:
+def _runner(section: str, befores: Sequence[str] = ()) -> Callable[[bool, int], tuple[list[Row], object]]:
     """Import a section's module only when it runs (the Mininet ones need root and Mininet)."""
     if section == "table":
         import table_ops
@@ -47,7 +48,7 @@ def _runner(section: str) -> Callable[[bool, int], tuple[list[Row], object]]:
     if section == "ofload":
         import ofload
 
-        return ofload.run
+        return lambda smoke, reps: ofload.run(smoke, reps, befores)
     if section == "fulltable":
         import fulltable
 
@@ -57,11 +58,11 @@ def _runner(section: str) -> Callable[[bool, int], tuple[list[Row], object]]:
     return lambda smoke, reps: (netbench.run(section, reps), None)
 
 
-def run_section(section: str, smoke: bool, reps: int) -> dict[str, object]:
+def run_section(section: str, smoke: bool, reps: int, befores: Sequence[str] = ()) -> dict[str, object]:
     started = time.monotonic()
     print(f"== {section}", file=sys.stderr, flush=True)
     try:
-        rows, detail = _runner(section)(smoke, reps)
+        rows, detail = _runner(section, befores)(smoke, reps)
         error = None
     except Exception as exc:  # one broken section must not lose the others' results
         traceback.print_exc()
@@ -81,7 +82,8 @@ def _detail(detail: object) -> object:
                                  "flow_mods_per_setup": r.flow_mods_per_setup,
                                  "p50_ms": r.percentile_ms(0.5), "p90_ms": r.percentile_ms(0.9),
                                  "p99_ms": r.percentile_ms(0.99), "controller_cpu_percent": r.controller_cpu_percent,
-                                 "generator_cpu_percent": r.generator_cpu_percent, "lost": r.tally.lost}
+                                 "generator_cpu_percent": r.generator_cpu_percent, "lost": r.tally.lost,
+                                 "unmatched_flow_mods": r.tally.unmatched_flow_mods}
                                 for r in runs] for phase, runs in phases.items()}
             for contender, phases in detail.items()}
 
@@ -142,6 +144,8 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 in smoke mode)")
     parser.add_argument("--out", type=Path, help="directory for results.md and results.json")
+    parser.add_argument("--before", action="append", default=[], metavar="REV",
+                        help="ofload: also measure ryu_nat as at git revision REV, side by side (repeatable)")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -157,7 +161,7 @@ def main() -> int:
     results = {"machine": machine_facts(), "sections": dict(previous.get("sections", {}))}
     started = time.monotonic()
     for name in chosen:
-        results["sections"][name] = run_section(name, args.smoke, reps)
+        results["sections"][name] = run_section(name, args.smoke, reps, args.before)
         dump_json(json_path, results)
         (out / "results.md").write_text(markdown(results))
     print(f"wrote {out / 'results.md'} and {json_path} in {time.monotonic() - started:.0f} s", file=sys.stderr)

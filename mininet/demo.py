@@ -28,11 +28,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mininet.cli import CLI  # noqa: E402
-from mininet.log import setLogLevel  # noqa: E402
+from mininet.cli import CLI
+from mininet.log import setLogLevel
 
-from topologies import lab  # noqa: E402
-from topologies.two_networks import (  # noqa: E402
+from topologies import lab
+from topologies.two_networks import (
     INTERNET_SERVER_IP,
     NAT_SWITCH,
     PUBLIC_IP,
@@ -212,8 +212,8 @@ def main() -> int:
         natnet = build_net(of_port)
         controller = lab.Controller(config, of_port, LOG_PATH)
         print(f"*** Starting {' '.join(controller.command)}\n*** Controller log: {LOG_PATH}")
-        controller.start()
         try:
+            controller.start()
             controller.wait_connected(NAT_SWITCH)
         except (lab.ControllerDied, TimeoutError) as exc:
             print(f"[FAIL] controller sets up the NAT switch\n{textwrap.indent(str(exc), '       ')}")

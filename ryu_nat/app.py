@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -26,19 +27,18 @@ from typing import Any
 
 from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
                              ofp_event, ofproto_v1_3, set_ev_cls)
-from ryu_nat.openflow import encoder
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
+                            read_token, rfc_warnings)
+from ryu_nat.configfiles import check_files
+from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
+from ryu_nat.gateway.stats import Stats
+from ryu_nat.openflow import encoder, multipart, sentlog
+from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import guard, metrics, rest
-from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, check_files,
-                            parse_config, read_token, rfc_warnings)
-from ryu_nat.entropy import BlockSystemRandom
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
 from ryu_nat.operator.stats_tap import FlowStatsTap
-from ryu_nat.gateway import Gateway, PacketInReason
-from ryu_nat.openflow import multipart
-from ryu_nat.openflow.plan import Plan
-from ryu_nat.stats import Stats
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -119,10 +119,11 @@ class NatApp(BaseApp):  # type: ignore[misc]
         for warning in rfc_warnings(self.config):
             LOG.warning("ryu_nat: %s", warning)
         self.stats = Stats()
-        self.gateway = Gateway(self.config, BlockSystemRandom(), self.stats)
+        # RFC 6056: public ports an off-path attacker cannot predict, so from the kernel, not a seeded PRNG.
+        self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
         self.datapath: Datapath | None = None
         self.encoder = encoder.Encoder()
-        self.sent = encoder.SentLog()
+        self.sent = sentlog.SentLog()
         self.reraise = False
         self.setup_latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
@@ -193,8 +194,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
             received = time.monotonic()
             setups = self.stats.flow_setups
             plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), received,
-                                          PacketInReason(msg.reason) if msg.reason in (0, 1, 2) else
-                                          PacketInReason.NO_MATCH)
+                                          PacketInReason.of(msg.reason))
             self._send(msg.datapath, plan)
             if self.stats.flow_setups != setups:
                 self.setup_latency.observe(time.monotonic() - received)
@@ -204,7 +204,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         msg = ev.msg
         if msg.datapath is self.datapath:
             with self._guard("flow_removed", msg.datapath):
-                self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, msg.reason, time.monotonic()))
+                self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, FlowRemovedReason.of(msg.reason),
+                                                                   time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: ofp_event.EventOFPPortStatus) -> None:

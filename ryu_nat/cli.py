@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:  # BackendMissing: neither framework, or not the one asked for
         print(f"ryu-nat: {exc}", file=sys.stderr)
         return 2
-    from ryu_nat.config import ConfigError, check_files  # the core it imports needs the backend
+    from ryu_nat.config import ConfigError  # the core it imports needs the backend
+    from ryu_nat.configfiles import check_files
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -3,31 +3,28 @@
 Every option is read as a string and parsed here, so a wrong value stops the
 controller with one line naming the option and the value (:class:`ConfigError`).
 The files themselves are read with oslo.config's own parser (the one
-``ryu-manager`` uses), so :func:`check_files` sees what the controller will see,
-and refuses, also in one line, what oslo.config would ignore or turn into a
-traceback: an unreadable file, a syntax error, an unknown or repeated option.
+``ryu-manager`` uses), so :func:`ryu_nat.configfiles.check_files` sees what the
+controller will see, and refuses, also in one line, what oslo.config would
+ignore or turn into a traceback: an unreadable file, a syntax error, an unknown
+or repeated option.
 """
 
 from __future__ import annotations
 
 import difflib
-import glob
 import ipaddress
-import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 
-from oslo_config import cfg as oslo_cfg
-
-from ryu_nat.core.addresses import Endpoint, Proto, is_nattable
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
 from ryu_nat.core.nat import Timeouts
 from ryu_nat.core.ports import PortRange
+from ryu_nat.openflow.plan import OFPP_MAX
 
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
-MAX_SWITCH_PORT = 0xFFFFFF00  # OFPP_MAX
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -179,8 +176,7 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         raise ConfigError(f"[nat] private_ipv4 = {values['private_ipv4']!r} overlaps public_ipv4 = "
                           f"{values['public_ipv4']!r}: the two networks must be disjoint")
     gateway = _address("public_ipv4_gateway", values["public_ipv4_gateway"])
-    if gateway not in public.network or gateway in (public.ip, public.network.network_address,
-                                                    public.network.broadcast_address):
+    if not Subnet.of(public).is_other_host(int(gateway)):
         raise ConfigError(f"[nat] public_ipv4_gateway = {values['public_ipv4_gateway']!r} must be another "
                           f"host address in the public subnet {public.network}")
     port_range = _port_range(values["port_range"])
@@ -188,8 +184,8 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         public=public,
         public_gateway=gateway,
         private=private,
-        public_port=_int("public_port", values["public_port"], 1, MAX_SWITCH_PORT),
-        redirects=parse_redirects(values["redirects"], private.network, private.ip),
+        public_port=_int("public_port", values["public_port"], 1, OFPP_MAX),
+        redirects=parse_redirects(values["redirects"], private),
         port_range=port_range,
         table_sizes={proto: _int(f"{proto.label}_table_size", values[f"{proto.label}_table_size"], 1, 10_000_000)
                      for proto in Proto},
@@ -254,64 +250,7 @@ def check_names(names: Iterable[str], where: str = "") -> None:
             raise ConfigError(f"{where}[nat] {name} is not an option: {hint}")
 
 
-def check_files(files: Sequence[str], dirs: Sequence[str] = ()) -> None:
-    """Read the config files (each ``*.conf`` of ``dirs`` after them) as oslo.config does, and check them.
-
-    Raises ConfigError (one line naming the file) for a file that cannot be
-    read, is not UTF-8 text, or breaks INI syntax (an option before any
-    section header, a line without ``=``), for a directory that does not exist,
-    and for a ``[nat]`` option that is unknown or set twice in one file.
-    A later file may set an option again: it overrides, as in oslo.config.
-    """
-    for directory in dirs:
-        if not os.path.isdir(os.path.expanduser(directory)):
-            raise ConfigError(f"config directory {directory} does not exist")
-    in_dirs = [path for directory in dirs for path in sorted(glob.glob(os.path.join(os.path.expanduser(directory),
-                                                                                    "*.conf")))]
-    for path in [*files, *in_dirs]:
-        options = read_section(path)
-        check_names(options, where=f"{path}: ")
-        for name, values in options.items():
-            if len(values) > 1:
-                raise ConfigError(f"{path}: [nat] {name} is set {len(values)} times: keep one")
-
-
-def read_section(path: str, section: str = SECTION) -> dict[str, list[str]]:
-    """Every value each option of ``[section]`` has in the file at ``path``, in file order.
-
-    Section names match as in oslo.config (``[NAT]`` is ``[nat]``). Raises
-    ConfigError for a file that cannot be read, is not text, or has an INI syntax error.
-    """
-    sections: dict[str, dict[str, list[str]]] = {}
-    try:
-        _SectionReader(os.path.expanduser(path), sections).parse()
-    except oslo_cfg.ParseError as exc:
-        line = repr(exc.line)
-        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}"
-                          + (f": {line if len(line) <= 60 else line[:56] + '...'}" if exc.line else "")) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not a text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
-                          f"is not UTF-8)") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
-    found: dict[str, list[str]] = {}
-    for name, options in sections.items():
-        if name.lower() == section:
-            for option, values in options.items():
-                found.setdefault(option, []).extend(values)
-    return found
-
-
-class _SectionReader(oslo_cfg.ConfigParser):
-    """oslo.config's own file parser, with a message a newcomer understands for its commonest error."""
-
-    def assignment(self, key: str, value: list[str]) -> None:
-        if not self.section:  # oslo.config would say "Section must be started before assignment"
-            raise ConfigError(f"{self.filename}: {key} comes before any section header (start the file with [nat])")
-        super().assignment(key, value)
-
-
-def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> RedirectRule:
+def parse_redirect(text: str, private: IPv4Interface) -> RedirectRule:
     """'tcp:8080=10.0.0.2:80' -> RedirectRule(Proto.TCP, 8080, Endpoint(10.0.0.2, 80))."""
     bad = f"[nat] redirects: bad rule {text.strip()!r}"
     try:
@@ -324,16 +263,16 @@ def parse_redirect(text: str, private_net: IPv4Network, private_ip: IPv4Address)
         raise ConfigError(f"{bad} (want proto:port=ip:port, e.g. tcp:8080=10.0.0.2:80)") from exc
     if proto is Proto.ICMP:
         raise ConfigError(f"{bad}: only tcp and udp can be redirected")
-    if ip not in private_net or ip in (private_ip, private_net.network_address, private_net.broadcast_address):
-        raise ConfigError(f"{bad}: {ip} is not a host of the private network {private_net}")
+    if not Subnet.of(private).is_other_host(int(ip)):
+        raise ConfigError(f"{bad}: {ip} is not a host of the private network {private.network}")
     return RedirectRule(proto, _port(bad, public_text), Endpoint(ip, _port(bad, port_text)))
 
 
-def parse_redirects(text: str, private_net: IPv4Network, private_ip: IPv4Address) -> tuple[RedirectRule, ...]:
+def parse_redirects(text: str, private: IPv4Interface) -> tuple[RedirectRule, ...]:
     """A comma-separated list of redirects; a public port may be forwarded only once."""
     rules: list[RedirectRule] = []
     for item in (part for part in text.split(",") if part.strip()):
-        rule = parse_redirect(item, private_net, private_ip)
+        rule = parse_redirect(item, private)
         if any((r.proto, r.public_port) == (rule.proto, rule.public_port) for r in rules):
             raise ConfigError(f"[nat] redirects: {rule.proto.label} port {rule.public_port} is forwarded twice")
         rules.append(rule)
@@ -358,7 +297,7 @@ def _interface(name: str, text: str) -> IPv4Interface:
         raise ConfigError(f"[nat] {name} = {text!r} is not an IPv4 address with a prefix (e.g. 10.0.0.1/24)") from None
     if "/" not in text or iface.network.prefixlen > 30:
         raise ConfigError(f"[nat] {name} = {text!r} needs a prefix of /30 or shorter (e.g. /24)")
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address) or not is_nattable(int(iface.ip)):
+    if not Subnet.of(iface).is_host(int(iface.ip)) or not is_nattable(int(iface.ip)):
         raise ConfigError(f"[nat] {name} = {text!r} is not a usable host address")
     return iface
 

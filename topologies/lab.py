@@ -15,13 +15,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from typing import Any, TypeVar
 
 from ryu_nat import backend
 from topologies import two_networks as topo
+from topologies.controller import ControllerDied, free_port, http_json, listening, start_listening
 
 REPO = Path(__file__).resolve().parent.parent
 # The environment that runs us holds the controller too: .venv (Ryu), .venv-osken (os-ken).
@@ -121,13 +119,6 @@ def child_processes() -> list[str]:
     return found
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_config(path: Path, **overrides: object) -> Path:
     """Write a ``[nat]`` config: :data:`DEFAULT_NAT_CONFIG` updated by ``overrides``.
 
@@ -146,11 +137,6 @@ def write_config(path: Path, **overrides: object) -> Path:
     return path
 
 
-def listening(port: int) -> bool:
-    """Does something listen on TCP ``port`` (any address)?"""
-    return bool(run("ss", "-Hltn", f"( sport = :{port} )", check=False).strip())
-
-
 def attach_controller(bridge: str, port: int) -> None:
     """Point ``bridge`` at ``tcp:127.0.0.1:port`` now.
 
@@ -160,10 +146,6 @@ def attach_controller(bridge: str, port: int) -> None:
     """
     run("ovs-vsctl", "--timeout=10", "del-controller", bridge)
     run("ovs-vsctl", "--timeout=10", "set-controller", bridge, f"tcp:127.0.0.1:{port}")
-
-
-class ControllerDied(RuntimeError):
-    """The controller process exited on its own."""
 
 
 class Controller:
@@ -199,14 +181,23 @@ class Controller:
                 "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.wsapi_port)]
 
     def start(self) -> None:
+        """Start ryu-manager and return once it listens for switches.
+
+        Raises ControllerDied (with the log's tail) if it exits first, TimeoutError
+        if it does not listen in time.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             log.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(self.command)}\n".encode())
             log.flush()
-            # Own session: a Ctrl-C meant for the demo must not kill it before cleanup.
-            self._process = subprocess.Popen([*DIE_WITH_PARENT, *self.command], cwd=REPO,
-                                             stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                # Own session: a Ctrl-C meant for the demo must not kill it before cleanup.
+                self._process = start_listening([*DIE_WITH_PARENT, *self.command], self.of_port, cwd=REPO,
+                                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+            except ControllerDied as exc:
+                self.died = str(exc)
+                raise ControllerDied(f"{exc}; log tail:\n{self.log_tail()}") from None
 
     def wait_connected(self, bridge: str, timeout_s: float = 20) -> None:
         """Connect ``bridge`` to this controller and wait until the app has written a flow.
@@ -275,20 +266,9 @@ class Controller:
         """Excerpts of the log that show a bug (see :func:`log_errors`)."""
         return log_errors(self.log_text())
 
-    def rest(self, path: str, timeout_s: float = 5) -> tuple[int, Any]:
-        """GET ``path`` from the app's REST API: (status, decoded JSON or text); status 0 if unreachable."""
-        url = f"http://127.0.0.1:{self.wsapi_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                status, body = response.status, response.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read().decode(errors="replace")
-        except OSError as exc:
-            return 0, str(exc)
-        try:
-            return status, json.loads(body)
-        except ValueError:
-            return status, body
+    def rest(self, path: str, method: str = "GET", body: object = None, timeout_s: float = 10) -> tuple[int, Any]:
+        """One request to the app's REST API: (status, decoded JSON or text); status 0 if unreachable."""
+        return http_json(method, f"http://127.0.0.1:{self.wsapi_port}{path}", body, timeout_s)
 
 
 def log_errors(log: str) -> list[str]:
@@ -402,6 +382,11 @@ class HostProcess:
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        """The process id (benchmarks read its CPU time)."""
+        return int(self._popen.pid)
 
     def _read(self) -> None:
         assert self._popen.stdout is not None

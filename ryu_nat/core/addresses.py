@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 _PORT_BITS = 16
 _ADDR_BITS = 32
+SOURCE_SHIFT = _ADDR_BITS + 2 * _PORT_BITS  # where a packed key's source address starts
 
 
 class Proto(enum.IntEnum):
@@ -84,13 +85,17 @@ def pack_key(src: int, dst: int, src_port: int, dst_port: int) -> int:
     return (((src << _ADDR_BITS | dst) << _PORT_BITS | src_port) << _PORT_BITS) | dst_port
 
 
+def source_of(key: int) -> int:
+    """The source address of a packed key."""
+    return key >> SOURCE_SHIFT
+
+
 def unpack_key(key: int) -> tuple[int, int, int, int]:
     """Inverse of :func:`pack_key`: (src, dst, src_port, dst_port)."""
     dst_port = key & 0xFFFF
     src_port = (key >> 16) & 0xFFFF
     dst = (key >> 32) & 0xFFFFFFFF
-    src = key >> 64
-    return src, dst, src_port, dst_port
+    return key >> SOURCE_SHIFT, dst, src_port, dst_port  # on every set-up's path: no call
 
 
 def reverse_key(key: int) -> int:
@@ -111,3 +116,31 @@ def is_nattable(addr: int) -> bool:
     if first == 0 or first == 127 or first >= 224:
         return False
     return (addr >> 16) != 0xA9FE
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    """An interface's address and subnet as ints, for the checks made on every packet-in."""
+
+    address: int
+    network: int
+    mask: int
+    broadcast: int
+
+    @classmethod
+    def of(cls, interface: IPv4Interface) -> Subnet:
+        net = interface.network
+        return cls(int(interface.ip), int(net.network_address), int(net.netmask), int(net.broadcast_address))
+
+    def contains(self, addr: int) -> bool:
+        return addr & self.mask == self.network
+
+    def is_host(self, addr: int) -> bool:
+        """True for a host address of this subnet: in it, and neither its network nor its broadcast address."""
+        return addr & self.mask == self.network and addr != self.network and addr != self.broadcast
+
+    def is_other_host(self, addr: int) -> bool:
+        """True for a host address of this subnet other than the interface's own (:meth:`is_host`, inlined:
+        it runs on every private packet-in)."""
+        return (addr & self.mask == self.network and addr != self.address and addr != self.network
+                and addr != self.broadcast)

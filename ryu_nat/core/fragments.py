@@ -105,7 +105,8 @@ class FragmentCache:
         expects. A datagram is trusted once any of its pieces was. To make room, an
         untrusted piece may evict only untrusted datagrams; a trusted one evicts
         untrusted datagrams first, then the oldest trusted. A piece that finds no
-        room is dropped with its datagram (NO_ROOM).
+        room is dropped with its datagram (NO_ROOM). Long because the checks run in one pass, in the
+        order that decides which error a piece earns.
         """
         key = (piece.src, piece.dst, piece.proto, piece.ident)
         pending = self._pending.get(key)

@@ -103,7 +103,6 @@ class Nat:
         self._public = int(public_ip)
         self._ids = itertools.count(1)
         self._now = 0.0
-        self._released: dict[Proto, set[int]] | None = None
         self._new_timeouts = {proto: timeouts.for_new(proto) for proto in Proto}
         table.listener = self._removed
 
@@ -269,14 +268,7 @@ class Nat:
     def remove_connections(self, host: IPv4Address) -> FreedPorts:
         """Remove every mapping of private ``host``; the public ports that no mapping holds any
         more, per protocol (a hairpin client keeps its port while it has other mappings)."""
-        self._released = {proto: set() for proto in Proto}
-        try:
-            self.table.remove_connections(host)
-            released = self._released
-        finally:
-            self._released = None
-        return FreedPorts(tcp=frozenset(released[Proto.TCP]), udp=frozenset(released[Proto.UDP]),
-                          icmp=frozenset(released[Proto.ICMP]))
+        return self.table.remove_connections(host)
 
     def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address, src_port: int,
                      dst_port: int) -> bool:
@@ -300,9 +292,7 @@ class Nat:
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
         if mapping.kind is not MappingKind.REDIRECT:
             src, _, src_port, _ = unpack_key(mapping.original)
-            port = self.ports.release(mapping.proto, owner_key(src, src_port), self._now)
-            if port is not None and self._released is not None:
-                self._released[mapping.proto].add(port)
+            self.ports.release(mapping.proto, owner_key(src, src_port), self._now)
         if self.listener is not None:
             self.listener(mapping, reason)
 

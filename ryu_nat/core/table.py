@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal, Protocol
 
-from ryu_nat.core.addresses import Channel, Endpoint, Proto, unpack_key
+from ryu_nat.core.addresses import SOURCE_SHIFT, Channel, Endpoint, Proto, unpack_key
 
 
 class MappingKind(enum.Enum):
@@ -92,14 +92,24 @@ class Mapping:
         return Channel.from_key(self.proto, self.reply)
 
     @property
+    def initiator(self) -> int:
+        """The address that sent the first packet (the original channel's source)."""
+        return self.original >> SOURCE_SHIFT
+
+    @property
+    def replier(self) -> int:
+        """The address replies come from (the reply channel's source): where the original direction goes."""
+        return self.reply >> SOURCE_SHIFT
+
+    @property
     def private_hosts(self) -> tuple[int, ...]:
         """The private addresses this mapping involves (both ends of a hairpin)."""
         kind = self.kind
         if kind is MappingKind.NAT:
-            return (self.original >> 64,)
+            return (self.original >> SOURCE_SHIFT,)
         if kind is MappingKind.REDIRECT:
-            return (self.reply >> 64,)
-        return (self.original >> 64, self.reply >> 64)
+            return (self.reply >> SOURCE_SHIFT,)
+        return (self.original >> SOURCE_SHIFT, self.reply >> SOURCE_SHIFT)
 
     @property
     def allocated_port(self) -> int | None:
@@ -196,7 +206,8 @@ class NatTable(Protocol):
         """Remove a mapping; False if it was not (or no longer) in the table."""
 
     def remove_connections(self, host: IPv4Address) -> FreedPorts:
-        """Remove every mapping of private ``host``; the allocated public ports freed."""
+        """Remove every mapping of private ``host``; the public ports that no live mapping holds any
+        more, per protocol (a hairpin client keeps its port while it has other mappings)."""
 
     def is_port_free(self, proto: Proto, src: IPv4Address, dst: IPv4Address,
                      src_port: int, dst_port: int) -> bool:

@@ -1,7 +1,8 @@
 """Plan items -> OpenFlow 1.3 messages (Ryu's or os-ken's parser), serialized for one write to the switch.
 
-The only module that uses ``ofproto_v1_3_parser`` (from :mod:`ryu_nat.backend`): the core and the
-plan know nothing of it, and :mod:`ryu_nat.app` sends what this module builds.
+With :mod:`ryu_nat.openflow.sentlog` (which describes what was sent), the only
+module that uses ``ofproto_v1_3_parser`` (from :mod:`ryu_nat.backend`): the core
+and the plan know nothing of it, and :mod:`ryu_nat.app` sends what this module builds.
 No decisions are made here: each plan item maps to fixed messages, so what the
 gateway planned is what the switch receives. No I/O: the adapter writes the bytes.
 """
@@ -17,12 +18,11 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any, NoReturn, Protocol
 
-from ryu_nat.backend import ofproto_protocol
 from ryu_nat.backend import ofproto_v1_3 as ofp
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow.plan import (Action, Barrier, DecTtl, FlowDelete, FlowRule, Message, Output, PacketOut,
-                                   SetField, SwitchSetup)
+from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, DecTtl, FlowDelete, FlowRule, Match, MatchValue,
+                                   Message, Output, PacketOut, SetField, SwitchSetup)
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -41,11 +41,6 @@ PACKET_IN_MASK = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_I
 PORT_STATUS_MASK = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
 FLOW_REMOVED_MASK = 1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT | 1 << ofp.OFPRR_DELETE
 
-_PORT_NAMES = {ofp.OFPP_IN_PORT: "IN_PORT", ofp.OFPP_TABLE: "TABLE", ofp.OFPP_NORMAL: "NORMAL",
-               ofp.OFPP_FLOOD: "FLOOD", ofp.OFPP_ALL: "ALL", ofp.OFPP_CONTROLLER: "CONTROLLER",
-               ofp.OFPP_LOCAL: "LOCAL", ofp.OFPP_ANY: "ANY"}
-_FLOW_MOD_COMMANDS = {ofp.OFPFC_ADD: "add", ofp.OFPFC_MODIFY: "modify", ofp.OFPFC_MODIFY_STRICT: "modify_strict",
-                      ofp.OFPFC_DELETE: "delete", ofp.OFPFC_DELETE_STRICT: "delete_strict"}
 
 
 class Datapath(Protocol):
@@ -153,7 +148,6 @@ _SLOT_KIND = {"in_port": _U32, "ipv4_src": _IPV4, "ipv4_dst": _IPV4, "eth_src": 
 _SET_KEYS = {name: ("set", name) for name in _SLOT_KIND}
 _OUTPUT_KEY = ("output",)
 _SENTINEL_TRIES = 8
-OFPP_MAX = 0xFFFFFF00
 
 
 _WIDTH = {_U16: 2, _U32: 4, _U64: 8, _IPV4: 4, _MAC: 6}
@@ -181,18 +175,24 @@ class _Template:
         cuts = [0, *(edge for bound in bounds for edge in bound), len(head)]
         self.pieces = [head[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
 
-    def render(self, xid: int, values: Sequence[tuple[str, int | str]], data: bytes = b"") -> bytes:
+    def render(self, xid: int, values: Sequence[tuple[str, Any]], data: bytes = b"") -> bytes:
+        """The message with ``values`` (:func:`_shape`'s) in their slots.
+
+        A value's kind says its type (a string for ``_IPV4`` and ``_MAC``, an int
+        otherwise), hence ``Any``: a type check per value would cost more than the
+        rest of the loop, on every set-up's path.
+        """
         pieces = self.pieces
         out = [pieces[0], (self.length + len(data)).to_bytes(2, "big") + xid.to_bytes(4, "big")]
         for position, (kind, index) in enumerate(self.order, 1):
             value = values[index][1]
             out.append(pieces[position])
             if kind is _IPV4:
-                out.append(socket.inet_aton(value))  # type: ignore[arg-type]
+                out.append(socket.inet_aton(value))
             elif kind is _MAC:
-                out.append(bytes.fromhex(value.replace(":", "")))  # type: ignore[union-attr]
+                out.append(bytes.fromhex(value.replace(":", "")))
             else:
-                out.append(value.to_bytes(_WIDTH[kind], "big"))  # type: ignore[union-attr]
+                out.append(value.to_bytes(_WIDTH[kind], "big"))
         out.append(pieces[-1])
         if data:
             out.append(data)
@@ -214,12 +214,12 @@ def _shape(item: FlowRule | PacketOut,
     slot_kind = _SLOT_KIND
     key: list[object]
     values: list[tuple[str, int | str]]
-    if type(item) is FlowRule:
+    if isinstance(item, FlowRule):
         key = ["flow", item.priority, item.notify_removed, len(item.match.fields), len(item.actions)]
         values = [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
         for name, value in item.match.fields:
             kind = slot_kind.get(name)
-            if kind is None or type(value) is tuple:
+            if kind is None or isinstance(value, tuple):
                 key.append((name, value))
             else:
                 key.append(name)
@@ -236,16 +236,15 @@ def _actions_shape(actions: Sequence[Action]) -> tuple[tuple[object, ...], list[
     key: list[object] = []
     values: list[tuple[str, int | str]] = []
     for action in actions:
-        action_type = type(action)
-        if action_type is SetField:
-            kind = slot_kind.get(action.field)  # type: ignore[union-attr]
-            if kind is not None and type(action.value) is not tuple:  # type: ignore[union-attr]
-                key.append(_SET_KEYS[action.field])  # type: ignore[union-attr]
-                values.append((kind, action.value))  # type: ignore[union-attr]
+        if isinstance(action, SetField):
+            kind = slot_kind.get(action.field)
+            if kind is not None:
+                key.append(_SET_KEYS[action.field])
+                values.append((kind, action.value))
                 continue
-        elif action_type is Output and action.port < OFPP_MAX:  # type: ignore[union-attr]
+        elif isinstance(action, Output) and action.port < OFPP_MAX:
             key.append(_OUTPUT_KEY)
-            values.append((_U32, action.port))  # type: ignore[union-attr]
+            values.append((_U32, action.port))
             continue
         key.append(action)
     return tuple(key), values
@@ -267,22 +266,27 @@ def _sentinels(kinds: Sequence[str], rng: random.Random) -> list[int | str]:
 def _with_values(item: FlowRule | PacketOut, values: Sequence[int | str]) -> FlowRule | PacketOut:
     """``item`` with its variable values replaced, in :func:`_shape` order."""
     pending = list(values)
-    actions = []
+
+    def number() -> int:
+        value = pending.pop(0)
+        assert isinstance(value, int), value
+        return value
+
+    actions: list[Action] = []
     if isinstance(item, FlowRule):
-        cookie, idle, hard = pending[:3]
-        del pending[:3]
-        fields = []
+        cookie, idle, hard = number(), number(), number()
+        fields: list[tuple[str, MatchValue]] = []
         for name, value in item.match.fields:
             fields.append((name, pending.pop(0) if _variable(name, value) else value))
         head: FlowRule | PacketOut = replace(item, cookie=cookie, idle_timeout_s=idle, hard_timeout_s=hard,
-                                             match=type(item.match)(tuple(fields)))
+                                             match=Match(tuple(fields)))
     else:
-        head = replace(item, in_port=pending.pop(0), data=b"")
+        head = replace(item, in_port=number(), data=b"")
     for action in item.actions:
         if isinstance(action, SetField) and _variable(action.field, action.value):
             actions.append(SetField(action.field, pending.pop(0)))
         elif isinstance(action, Output) and action.port < OFPP_MAX:
-            actions.append(Output(pending.pop(0)))  # type: ignore[arg-type]
+            actions.append(Output(number()))
         else:
             actions.append(action)
     return replace(head, actions=tuple(actions))
@@ -336,8 +340,9 @@ class Encoder:
                 if actions_shape is None:
                     actions_shape = seen_actions[id(item.actions)] = _actions_shape(item.actions)
                 key, values = _shape(item, actions_shape)
-                template = self._templates.get(key, _MISSING)
-                if template is _MISSING:
+                try:
+                    template = self._templates[key]
+                except KeyError:
                     template = self._templates[key] = _build_template(datapath, item)
                 if template is not None:
                     xid = _next_xid(datapath)
@@ -351,83 +356,7 @@ class Encoder:
         return b"".join(chunks), sent
 
 
-_MISSING: Any = object()
-
 
 def _next_xid(datapath: Datapath) -> int:
     datapath.xid = (datapath.xid + 1) & 0xFFFFFFFF
     return datapath.xid
-
-
-def describe(msg: MsgBase) -> str:
-    """One line for a log: the fields that explain an OpenFlow error, named as ``ovs-ofctl`` names them."""
-    if isinstance(msg, parser.OFPFlowMod):
-        cookie = f"{msg.cookie:#x}/{msg.cookie_mask:#x}" if msg.cookie_mask else f"{msg.cookie:#x}"
-        actions = [action for ins in msg.instructions for action in getattr(ins, "actions", ())]
-        return (f"flow_mod {_FLOW_MOD_COMMANDS.get(msg.command, msg.command)} table={msg.table_id} "
-                f"priority={msg.priority} cookie={cookie} idle_timeout={msg.idle_timeout} "
-                f"hard_timeout={msg.hard_timeout} flags={msg.flags:#x} match={_match_text(msg.match)} "
-                f"actions={_actions_text(actions)}")
-    if isinstance(msg, parser.OFPPacketOut):
-        return (f"packet_out in_port={_port_text(msg.in_port)} actions={_actions_text(msg.actions)} "
-                f"data={len(msg.data or b'')} bytes")
-    if isinstance(msg, parser.OFPSetConfig):
-        return f"set_config flags={msg.flags:#x} miss_send_len={msg.miss_send_len}"
-    if isinstance(msg, parser.OFPSetAsync):
-        return ("set_async packet_in={:#x}/{:#x} port_status={:#x}/{:#x} flow_removed={:#x}/{:#x}"
-                .format(*msg.packet_in_mask, *msg.port_status_mask, *msg.flow_removed_mask))
-    if isinstance(msg, parser.OFPBarrierRequest):
-        return "barrier_request"
-    return str(msg)
-
-
-def _match_text(match: MsgBase) -> str:
-    return ",".join(f"{name}={value[0]}/{value[1]}" if isinstance(value, tuple) else f"{name}={value}"
-                    for name, value in match.items()) or "any"
-
-
-def _actions_text(actions: Iterable[MsgBase]) -> str:
-    words = []
-    for action in actions:
-        if isinstance(action, parser.OFPActionOutput):
-            words.append(f"output:{_port_text(action.port)}")
-        elif isinstance(action, parser.OFPActionSetField):
-            words.append(f"set_field:{action.key}={action.value}")
-        elif isinstance(action, parser.OFPActionDecNwTtl):
-            words.append("dec_ttl")
-        else:
-            words.append(str(action))
-    return ",".join(words) or "drop"
-
-
-def _port_text(port: int) -> str:
-    return _PORT_NAMES.get(port, str(port))
-
-
-class SentLog:
-    """The last ``size`` plan items sent, by xid.
-
-    An OpenFlow error names only the xid of the message it answers; this lets
-    the adapter log that message beside the error (faucet's ``Valve.oferror``).
-    Recording is a dict insert; an item is turned into words only when an error asks.
-    """
-
-    def __init__(self, size: int = 32) -> None:
-        self._size = size
-        self._by_xid: dict[int, Message] = {}
-
-    def record(self, sent: Iterable[tuple[int, Message]]) -> None:
-        for xid, item in sent:
-            self._by_xid[xid] = item
-        while len(self._by_xid) > self._size:
-            del self._by_xid[next(iter(self._by_xid))]
-
-    def describe(self, xid: int) -> str:
-        """The message sent with ``xid``, described; or a note that it is no longer (or never was) kept."""
-        item = self._by_xid.get(xid)
-        if item is None:
-            return f"(not among the last {self._size} messages sent)"
-        return "; ".join(describe(msg) for msg in to_messages(_PROTOCOL, [item]))
-
-
-_PROTOCOL = ofproto_protocol.ProtocolDesc(ofp.OFP_VERSION)

@@ -18,13 +18,12 @@ No Ryu imports.
 
 from __future__ import annotations
 
-import socket
-
 from ryu_nat.core.addresses import Proto, unpack_key
+from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
-                                   Output, PacketOut, SetField)
+                                   Output, PacketOut, SetField, ipv4_text)
 
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
@@ -34,16 +33,10 @@ PRIORITY_ARP = 100
 PRIORITY_UPLINK = 51
 PRIORITY_L2 = 50
 PRIORITY_MISS = 0
-
-ETH_TYPE_IPV4 = 0x0800
-ETH_TYPE_ARP = 0x0806
-TCP_FIN = 0x001
-TCP_RST = 0x004
 _PORT_FIELDS = {Proto.TCP: ("tcp_src", "tcp_dst"), Proto.UDP: ("udp_src", "udp_dst")}
-
-
-def _ip(addr: int) -> str:
-    return socket.inet_ntoa(addr.to_bytes(4, "big"))
+OFFLOADED = frozenset(_PORT_FIELDS)
+"""Protocols whose channels a rule can match (their ports): their mappings live in switch rules.
+OpenFlow 1.3 cannot match an ICMP query id, so ICMP goes through the controller."""
 
 
 def _output(port: int, in_port: int | None) -> Output:
@@ -73,7 +66,15 @@ def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = Non
     controller, which shortens the mapping to the transitory timeout and forwards them."""
     match = Match.of(in_port=in_port, eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP),
                      tcp_flags=(flag, flag))
-    return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
+    return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),),
+                    cookies.make(RuleKind.BASE))
+
+
+def base(router_mac: str, uplink: int) -> list[FlowRule]:
+    """The rules that stay while the switch is connected: table-miss, ARP, the uplink's catch-all,
+    and TCP FIN (from the uplink) and RST (from anywhere) to the controller."""
+    return [table_miss(), arp_to_controller(), uplink_to_controller(uplink),
+            tcp_flag_to_controller(router_mac, TCP_FIN, uplink), tcp_flag_to_controller(router_mac, TCP_RST)]
 
 
 def channel_match(proto: Proto, key: int, in_port: int) -> Match:
@@ -84,7 +85,8 @@ def channel_match(proto: Proto, key: int, in_port: int) -> Match:
     src, dst, src_port, dst_port = unpack_key(key)
     src_field, dst_field = _PORT_FIELDS[proto]
     return Match((("eth_type", ETH_TYPE_IPV4), ("in_port", in_port), ("ip_proto", int(proto)),
-                  ("ipv4_dst", _ip(dst)), ("ipv4_src", _ip(src)), (dst_field, dst_port), (src_field, src_port)))
+                  ("ipv4_dst", ipv4_text(dst)), ("ipv4_src", ipv4_text(src)), (dst_field, dst_port),
+                  (src_field, src_port)))
 
 
 def rewrite_actions(proto: Proto, arriving: int, leaving: int, eth_src: str, eth_dst: str, out_port: int,
@@ -98,7 +100,7 @@ def rewrite_actions(proto: Proto, arriving: int, leaving: int, eth_src: str, eth
     old = unpack_key(arriving)
     new = unpack_key(leaving)
     names = ("ipv4_src", "ipv4_dst", *_PORT_FIELDS[proto])
-    sets = [SetField(name, _ip(value) if name.startswith("ipv4") else value)
+    sets = [SetField(name, ipv4_text(value) if name.startswith("ipv4") else value)
             for name, before, value in zip(names, old, new) if before != value]
     return (DecTtl(), *sets, SetField("eth_src", eth_src), SetField("eth_dst", eth_dst), _output(out_port, in_port))
 
@@ -118,7 +120,7 @@ def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int
 def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int) -> FlowRule:
     """Drop inbound traffic to a public port with no mapping for a while, sparing the controller."""
     dst_field = _PORT_FIELDS[proto][1]
-    match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=_ip(public_ip),
+    match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=ipv4_text(public_ip),
                      **{dst_field: port})
     return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s)
 

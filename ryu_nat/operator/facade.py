@@ -50,12 +50,11 @@ class NatFacade:
         return self._datapath() is not None
 
     def has_redirect(self, proto: Proto, public_port: int) -> bool:
-        return (proto, public_port) in self._gateway.redirects
+        return self._gateway.redirect(proto, public_port) is not None
 
     def port_holder(self, proto: Proto, public_port: int) -> Endpoint | None:
         """The private endpoint that source NAT gave ``public_port`` to, if any."""
-        owner = self._gateway.nat.ports.owner_of(proto, public_port)
-        return None if owner is None else Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF)
+        return self._gateway.port_holder(proto, public_port)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -65,28 +64,26 @@ class NatFacade:
         and/or one private host; reading them keeps the flow-statistics sweeps going."""
         now = self._clock()
         self._counters.want(now)
-        table = self._gateway.nat.table
-        page = table.page(after, limit, proto, host)
-        return MappingPage(page.mappings, page.next_after, table.matching(proto, host), now, self._counters.traffic)
+        page = self._gateway.mappings_page(after, limit, proto, host)
+        return MappingPage(page.mappings, page.next_after, self._gateway.mappings_matching(proto, host), now,
+                           self._counters.traffic)
 
     def next_counted_mapping(self, after: int) -> int | None:
         """The lowest id above ``after`` of a live mapping whose rules the switch counts (TCP, UDP)."""
-        table = self._gateway.nat.table
-        found = [page.mappings[0].id for page in (table.page(after, 1, proto) for proto in (Proto.TCP, Proto.UDP))
-                 if page.mappings]
-        return min(found, default=None)
+        pages = (self._gateway.mappings_page(after, 1, proto) for proto in (Proto.TCP, Proto.UDP))
+        return min((page.mappings[0].id for page in pages if page.mappings), default=None)
 
     def stats(self) -> Json:
         """Every counter, table and port use against their sizes, and the switch's state."""
         counters = self._gateway.stats.as_dict()
         created, removed = counters.pop("mappings_created"), counters.pop("mappings_removed")
         assert isinstance(created, dict) and isinstance(removed, dict)
-        table, ports = self._gateway.nat.table, self._gateway.nat.ports
+        gateway = self._gateway
         last_poll = self._counters.last_poll
         return {
             "switch": self._switch(),
             "mappings": {
-                "live": sum(table.count(proto) for proto in Proto),
+                "live": sum(gateway.mapping_count(proto) for proto in Proto),
                 "created": sum(created.values()),
                 "created_by_kind": {kind.value: created.get(kind.value, 0) for kind in MappingKind},
                 "expired": removed.get(RemovalReason.EXPIRED.value, 0),
@@ -95,21 +92,23 @@ class NatFacade:
                 "removed_by_reason": {reason.value: removed.get(reason.value, 0) for reason in RemovalReason},
             },
             **counters,
-            "table": {proto.label: {"used": table.count(proto), "size": table.capacity(proto)} for proto in Proto},
-            "ports": {proto.label: {"used": ports.in_use(proto), "size": len(ports.port_range)} for proto in Proto},
+            "table": {proto.label: {"used": gateway.mapping_count(proto), "size": gateway.table_size(proto)}
+                      for proto in Proto},
+            "ports": {proto.label: {"used": gateway.ports_in_use(proto), "size": len(self.config.port_range)}
+                      for proto in Proto},
             "flow_stats": {"polls": self._counters.polls, "interval_s": self._counters.interval_s,
                            "age_s": None if last_poll is None else _seconds(self._clock() - last_poll),
                            "slices": self._counters.slices, "abandoned": self._counters.abandoned},
         }
 
     def redirects(self) -> list[Json]:
-        return [_redirect(rule) for _, rule in sorted(self._gateway.redirects.items())]
+        return [_redirect(rule) for rule in self._gateway.redirects()]
 
     def port_status(self, proto: Proto, public_port: int, remote: Endpoint | None) -> Json:
         """Whether ``public_port`` is free for a new mapping (with ``remote``, or with any remote)."""
         # No mapping has the unspecified address as its remote: asking for it asks about the port alone.
         src = remote or Endpoint(IPv4Address(0), 0)
-        free = self._gateway.nat.is_port_free(proto, src.ip, self.config.public.ip, src.port, public_port)
+        free = self._gateway.is_port_free(proto, src, public_port)
         holder = self.port_holder(proto, public_port)
         return {"protocol": proto.label, "port": public_port, "remote": None if remote is None else _endpoint(remote),
                 "free": free, "held_by": None if holder is None else _endpoint(holder),
@@ -134,14 +133,14 @@ class NatFacade:
 
     def remove_connections(self, host: IPv4Address) -> Json:
         """Every mapping of a private host, and their rules; which public ports that freed."""
-        removed = sum(1 for _ in self._gateway.nat.table.mappings(host=host))
+        removed = sum(1 for _ in self._gateway.mappings(host=host))
         freed, plan = self._gateway.remove_connections(host)
         self._send_plan(plan)
         return {"host": str(host), "removed": removed,
                 "freed_ports": {proto.label: sorted(freed.for_proto(proto)) for proto in Proto}}
 
     def reset(self) -> Json:
-        removed = sum(self._gateway.nat.table.count(proto) for proto in Proto)
+        removed = sum(self._gateway.mapping_count(proto) for proto in Proto)
         self._send_plan(self._gateway.reset())
         return {"removed": removed}
 

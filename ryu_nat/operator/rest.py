@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from webob import Request
 
 from ryu_nat.config import RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet
 from ryu_nat.operator import guard, metrics, views
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.server import WsgiApp
@@ -237,9 +237,9 @@ class NatController:
     def _private_host(self, text: str) -> IPv4Address:
         """A host address of the private network (not the NAT's own, the network's or the broadcast)."""
         ip = _address(text)
-        net = self.nat.config.private.network
-        if ip not in net or ip in (self.nat.config.private.ip, net.network_address, net.broadcast_address):
-            raise ApiError(400, "not_private", f"{ip} is not a host of the private network {net}")
+        private = self.nat.config.private
+        if not Subnet.of(private).is_other_host(int(ip)):
+            raise ApiError(400, "not_private", f"{ip} is not a host of the private network {private.network}")
         return ip
 
     def _redirect_rule(self, body: object) -> RedirectRule:

@@ -26,11 +26,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The imports below need the repository on sys.path.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from topologies import lab  # noqa: E402  (needs the repository on sys.path)
-from topologies.two_networks import NatNet, build_net, leftovers, sweep  # noqa: E402
+from topologies import lab
+from topologies.two_networks import NatNet, build_net, leftovers, sweep
 
 LOG_ROOT = REPO / "logs" / "e2e"
 CONTROLLERS = pytest.StashKey[list[lab.Controller]]()

@@ -16,8 +16,6 @@ import re
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from topologies import lab
+from topologies.controller import http_json
 from topologies.two_networks import PUBLIC_IP, SERVER_IP, NatNet
 
 pytestmark = pytest.mark.e2e
@@ -41,14 +40,9 @@ CHROMIUM = ("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disabl
 
 def api(nat: lab.Controller, method: str, path: str, body: object = None) -> tuple[int, Any]:
     """(status, JSON body) of one request to the controller's API."""
-    request = urllib.request.Request(f"http://127.0.0.1:{nat.wsapi_port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, answer = nat.rest(path, method, body)
+    assert status and not isinstance(answer, str), (status, answer)
+    return status, answer
 
 
 def ctl(nat: lab.Controller, *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,8 +131,8 @@ attack();
 
 
 def metrics_of(nat: lab.Controller) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{nat.wsapi_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    status, text = nat.rest("/metrics")
+    assert status == 200 and isinstance(text, str), (status, text)
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
@@ -220,8 +214,9 @@ def test_live_page_shows_a_mapping_and_then_its_removal(lab_net: NatNet, nat: la
     with lab.server(lab_net.srv, "udp", UDP_PORT):
         udp_exchange(h1, 40003)
     # The page as served, opened where its script can fetch nothing: what it shows is its first render.
-    with urllib.request.urlopen(live_page(nat), timeout=10) as served:
-        (tmp_path / "first.html").write_bytes(served.read())
+    status, served = http_json("GET", live_page(nat))
+    assert status == 200 and isinstance(served, str), status
+    (tmp_path / "first.html").write_text(served)
     first_render = page_dom((tmp_path / "first.html").as_uri(), tmp_path / "profile")
     assert row in first_render and "controller unreachable" in first_render, first_render[-3000:]
     assert "loading" not in first_render

@@ -385,16 +385,13 @@ def invariant_violations(gateway: Gateway) -> list[str]:
     """What is wrong with the gateway's NAT state: a mapping missing one of its channels,
     a public port that two private endpoints hold, or a port owner the table does not know.
 
-    The one place the fuzz tests reach into the gateway (``gateway.nat``): adapt it here
-    when the gateway's parts are reshaped.
+    Asked through the gateway's methods only.
     """
-    nat = gateway.nat
-    table, ports = nat.table, nat.ports
     problems = []
     owners: dict[tuple[Proto, int], object] = {}
-    for mapping in table.mappings():
+    for mapping in list(gateway.mappings()):
         for key in (mapping.original, mapping.reply):
-            if table.lookup(mapping.proto, key) is not mapping:
+            if gateway.mapping_of(mapping.proto, key) is not mapping:
                 problems.append(f"{mapping!r}: channel {key:#x} missing")
         if mapping.kind is MappingKind.REDIRECT:
             continue
@@ -402,7 +399,7 @@ def invariant_violations(gateway: Gateway) -> list[str]:
         owner = mapping.private_endpoint
         if owners.setdefault(slot, owner) != owner:
             problems.append(f"{slot} owned by {owners[slot]} and {owner}")
-        holder = ports.owner_of(mapping.proto, slot[1])
-        if holder != int(owner.ip) << 16 | owner.port:
+        holder = gateway.port_holder(mapping.proto, slot[1])
+        if holder != owner:
             problems.append(f"{slot}: the port allocator names {holder} as owner, the table {owner}")
     return problems

@@ -13,7 +13,7 @@ from ryu_nat.backend import arp
 
 from ryu_nat.config import parse_config
 from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame
-from ryu_nat.gateway import Gateway, PacketInReason
+from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.openflow.plan import Plan
 
 from .builders import frame
@@ -88,7 +88,7 @@ class Lab:
         self.now += seconds
         self.switch.advance(self.now)
         for removed in self.switch.flow_removed_events():
-            self.apply(self.gateway.flow_removed(removed.cookie, removed.reason, self.now))
+            self.apply(self.gateway.flow_removed(removed.cookie, FlowRemovedReason(removed.reason), self.now))
         self.apply(self.gateway.expire(self.now))
 
     def last_packet_outs(self) -> list[bytes]:

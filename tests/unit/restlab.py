@@ -64,7 +64,7 @@ class Api:
             template, _ = openapi_check.operation(method, path.split("?", 1)[0])
         except KeyError:
             assert response.status_int in (404, 405), f"{method} {path}: {response.status}"
-            errors = openapi_check.validate(json.loads(response.body), {"$ref": "#/components/schemas/Error"}, "$")
+            errors = openapi_check.problems(json.loads(response.body), "components", "schemas", "Error")
             assert not errors, errors
         else:
             openapi_check.check_response(method, path, response.status_int, response.content_type or "",
@@ -99,7 +99,7 @@ class Api:
 
     def state(self, *ports: int) -> tuple[Any, ...]:
         """What a request could change: mappings, redirects, whether ``ports`` are reserved, switch rules."""
-        reserved = [(proto.label, port, self.lab.gateway.nat.ports.is_reserved(proto, port))
+        reserved = [(proto.label, port, self.lab.gateway.is_port_reserved(proto, port))
                     for proto in (Proto.TCP, Proto.UDP) for port in ports]
         return (self.all_mappings(), self.get("/nat/redirects"), reserved, sorted(map(str, self.lab.switch.rules())))
 

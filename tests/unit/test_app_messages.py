@@ -105,7 +105,7 @@ def test_both_rules_idled_out_deletes_nothing_more_but_forgets_the_mapping(app, 
     original, reply, _ = dp.sent
     dp.sent.clear()
     app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT))
-    assert dp.sent == [] and app.gateway.nat.table.count(Proto.UDP) == 1
+    assert dp.sent == [] and app.gateway.mapping_count(Proto.UDP) == 1
     app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT))
     [delete] = dp.sent
     assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(
@@ -137,7 +137,7 @@ def test_icmp_query_and_error_are_translated_packet_outs(app, dp):
     sent = packet.Packet(out.data)
     echo = sent.get_protocol(icmp.icmp).data
     assert (sent.get_protocol(ipv4.ipv4).src, [a.port for a in out.actions]) == (PUBLIC, [UPLINK])
-    [ping] = app.gateway.nat.table.mappings(Proto.ICMP)
+    [ping] = app.gateway.mappings(Proto.ICMP)
     assert echo.id == ping.public_endpoint.port
     dp.sent.clear()
     app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 6000, SERVER, 9))))

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-import pathlib
-import socket
 import struct
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from ryu_nat.backend import DEAD_DISPATCHER
@@ -24,6 +20,8 @@ from webob import Request
 from ryu_nat.app import EventFlowStatsPart
 from ryu_nat.operator import flowstats
 from ryu_nat.openflow import cookies
+
+from topologies.controller import http_json, listening_address
 
 from . import launch
 from .builders import udp_bytes
@@ -203,16 +201,6 @@ def test_a_set_up_is_timed_from_packet_in_to_plan_sent(app):
     assert sum(app.setup_latency.counts) == 2
 
 
-def _listening_address(port: int) -> str | None:
-    """The local address a TCP socket listens on at ``port``, from /proc/net/tcp."""
-    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, local_port = local.split(":")
-        if state == "0A" and int(local_port, 16) == port:
-            return socket.inet_ntoa(struct.pack("<I", int(address, 16)))
-    return None
-
-
 @pytest.mark.parametrize(("extra", "options", "expected"), [
     ((), {}, "127.0.0.1"),
     (("--wsapi-host", "0.0.0.0"), {"api_insecure": "true"}, "0.0.0.0"),
@@ -222,9 +210,9 @@ def test_the_api_listens_on_loopback_unless_told_otherwise(tmp_path, extra, opti
     args = launch.command(launch.LAUNCHERS[0], launch.write_config(tmp_path / "nat.conf", {**BASE_CONFIG, **options}),
                           launch.free_port(), api_port, *extra)
     with launch.controller(args) as proc:
-        assert _listening_address(api_port) == expected
-        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/nat/stats", timeout=10) as answer:
-            assert json.loads(answer.read())["switch"]["connected"] is False
+        assert listening_address(api_port) == expected
+        status, stats = http_json("GET", f"http://127.0.0.1:{api_port}/nat/stats")
+        assert (status, stats["switch"]["connected"]) == (200, False)
     output, _ = proc.communicate(timeout=10)
     assert "Traceback" not in output
 
@@ -252,11 +240,8 @@ def test_with_a_token_file_the_served_api_wants_the_token(tmp_path):
     args = launch.command(launch.LAUNCHERS[0], config, launch.free_port(), api_port, "--wsapi-host", "0.0.0.0")
     with launch.controller(args) as proc:
         url = f"http://127.0.0.1:{api_port}/nat/stats"
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=30)
-        assert refused.value.code == 401
-        request = urllib.request.Request(url, headers={"Authorization": "Bearer tok-0123456789abcdef"})
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            assert json.loads(answer.read())["switch"]["connected"] is False
+        assert http_json("GET", url, timeout_s=30)[0] == 401
+        status, stats = http_json("GET", url, timeout_s=30, headers={"Authorization": "Bearer tok-0123456789abcdef"})
+        assert (status, stats["switch"]["connected"]) == (200, False)
     output, _ = proc.communicate(timeout=10)
     assert "Traceback" not in output

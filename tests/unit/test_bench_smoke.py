@@ -19,3 +19,10 @@ def test_bench_smoke_runs_every_section(tmp_path):
     for name, section in sections.items():
         assert not section["error"], f"{name}: {section['error']}"
         assert section["rows"], f"{name}: no rows"
+    # What smoke mode measures of ryu_nat's set-ups: two flow-mods each, every one matched, none lost.
+    runs = sections["ofload"]["detail"]["ryu_nat"]
+    assert set(runs) == {"light", "heavy", "churn"}
+    for phase, results in runs.items():
+        for result in results:
+            assert (phase, result["flow_mods_per_setup"], result["unmatched_flow_mods"], result["lost"]) == (
+                phase, 2.0, 0, 0)

@@ -9,7 +9,8 @@ import pytest
 from oslo_config import cfg as oslo_cfg
 
 from ryu_nat.config import (DEFAULTS, OPTIONS, RFC_MINIMUM_S, ApiConfig, ConfigError, NatConfig,
-                            check_api_exposure, check_files, parse_config, read_token, rfc_warnings)
+                            check_api_exposure, parse_config, read_token, rfc_warnings)
+from ryu_nat.configfiles import check_files
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.core.nat import Timeouts
 from ryu_nat.core.ports import PortRange

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from ryu_nat.backend import ofproto_v1_3 as ofp
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow import encoder
-from ryu_nat.openflow import cookies
+from ryu_nat.openflow import cookies, encoder, sentlog
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Barrier, DecTtl,
                                    FlowDelete, FlowRule, Match, Message, Output, PacketOut, SetField, SwitchSetup)
@@ -204,28 +203,28 @@ def test_a_flow_mod_comes_back_as_its_rule(dp):
 def test_describe_gives_one_line_with_what_explains_an_error(dp):
     [rewrite, fin, drop, delete, send, config, async_, barrier] = encoder.to_messages(
         dp, [REWRITE, FIN_TO_CONTROLLER, DROP, DELETE_OURS, SEND, SwitchSetup(), Barrier()])
-    text = encoder.describe(rewrite)
+    text = sentlog.describe(rewrite)
     assert text.startswith("flow_mod add table=0 priority=200 ")
     assert f"cookie={REWRITE.cookie:#x} idle_timeout=30 " in text
     assert "ipv4_src=10.0.0.2" in text and "udp_dst=53" in text
     assert text.endswith("actions=set_field:ipv4_src=198.51.100.1,set_field:udp_src=40000,"
                          f"set_field:eth_src={ROUTER_MAC},set_field:eth_dst={NEXT_HOP_MAC},dec_ttl,output:2")
-    assert "tcp_flags=1/1" in encoder.describe(fin) and "actions=output:CONTROLLER" in encoder.describe(fin)
-    assert encoder.describe(drop).endswith("actions=drop")
-    assert f"cookie={cookies.OURS:#x}/{cookies.OURS_MASK:#x}" in encoder.describe(delete)
-    assert "match=any" in encoder.describe(delete)
-    assert encoder.describe(send) == (f"packet_out in_port=CONTROLLER actions=set_field:eth_dst={NEXT_HOP_MAC},"
+    assert "tcp_flags=1/1" in sentlog.describe(fin) and "actions=output:CONTROLLER" in sentlog.describe(fin)
+    assert sentlog.describe(drop).endswith("actions=drop")
+    assert f"cookie={cookies.OURS:#x}/{cookies.OURS_MASK:#x}" in sentlog.describe(delete)
+    assert "match=any" in sentlog.describe(delete)
+    assert sentlog.describe(send) == (f"packet_out in_port=CONTROLLER actions=set_field:eth_dst={NEXT_HOP_MAC},"
                                     f"output:3 data={len(FRAME)} bytes")
-    assert encoder.describe(config) == "set_config flags=0x0 miss_send_len=65535"
-    assert encoder.describe(async_) == "set_async packet_in=0x7/0x7 port_status=0x7/0x7 flow_removed=0x7/0x7"
-    assert encoder.describe(barrier) == "barrier_request"
+    assert sentlog.describe(config) == "set_config flags=0x0 miss_send_len=65535"
+    assert sentlog.describe(async_) == "set_async packet_in=0x7/0x7 port_status=0x7/0x7 flow_removed=0x7/0x7"
+    assert sentlog.describe(barrier) == "barrier_request"
 
 
 def test_sent_log_describes_only_the_last_messages(dp):
-    log = encoder.SentLog(size=32)
+    log = sentlog.SentLog(size=32)
     data, sent = encoder.Encoder().encode(dp, [Barrier()] * 39 + [REWRITE])
     log.record(sent)
     [rewrite] = encoder.to_messages(dp, [REWRITE])
-    assert log.describe(sent[-1][0]) == encoder.describe(rewrite)
+    assert log.describe(sent[-1][0]) == sentlog.describe(rewrite)
     assert log.describe(sent[-32][0]) == "barrier_request"
     assert log.describe(sent[-33][0]) == "(not among the last 32 messages sent)"

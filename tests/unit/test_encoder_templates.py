@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from ryu_nat.openflow import encoder
 from ryu_nat.core.addresses import Proto, pack_key
+from ryu_nat.core.packet import TCP_FIN
 from ryu_nat.openflow import rules
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import PacketOut
@@ -66,7 +67,7 @@ def test_other_rules_and_frames_match_ryu(mac, port, uplink, public, dport, prot
     for item in (rules.private_l2(mac, port, 300), rules.drop_unsolicited(uplink, public, proto, dport, 10),
                  rules.send_frame(FRAME, [port, uplink], port), rules.send_frame(FRAME, [port]),
                  rules.table_miss(), rules.uplink_to_controller(uplink),
-                 rules.tcp_flag_to_controller(mac, rules.TCP_FIN)):
+                 rules.tcp_flag_to_controller(mac, TCP_FIN)):
         assert template_bytes(ENCODER, item, 5) == ryu_bytes(item, 5)
 
 

@@ -85,7 +85,15 @@ def test_fragmented_datagram_translates_whole_and_refragments_with_correct_check
 def test_a_small_datagram_is_not_cut():
     raw = udp_bytes(H1, 5000, SERVER, 53)
     assert fragment(parsed(raw), 1480) == [raw]
-    assert parse_ipv4(raw) == parsed(raw)
+
+
+def test_a_payload_of_exactly_the_piece_size_stays_whole_and_one_byte_more_is_cut():
+    fits = udp_bytes(H1, 5000, SERVER, 53, payload=bytes(1480 - 8))  # UDP header + payload = 1480
+    assert fragment(parsed(fits), 1480) == [fits]
+    over = udp_bytes(H1, 5000, SERVER, 53, payload=bytes(1480 - 7))
+    first, last = (parse_ipv4(piece) for piece in fragment(parsed(over), 1480))
+    assert (first.more_fragments, first.frag_offset, len(first.raw) - first.header_len) == (True, 0, 1480)
+    assert (last.more_fragments, last.frag_offset, len(last.raw) - last.header_len) == (False, 1480, 1)
 
 
 def one_piece(src: str, ident: int, offset: int = 0, size: int = 8, more: bool = True) -> Datagram:

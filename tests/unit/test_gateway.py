@@ -13,6 +13,7 @@ from ryu_nat.core.packet import parse_frame
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import Barrier, FlowDelete, FlowRule, SwitchSetup
+from ryu_nat.openflow.reasons import FlowRemovedReason
 
 from .builders import checksums_ok, echo_bytes, icmp_error_bytes, parsed, tcp_bytes, udp_bytes
 from .lab import (GATEWAY, H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK,
@@ -177,7 +178,7 @@ def test_a_fin_from_the_public_side_turns_the_rules_transitory_and_is_forwarded(
     assert {(r.match.get("in_port"), r.idle_timeout_s) for r in mapping_rules(lab)} == {(UPLINK, 240),
                                                                                          (H1_PORT, 7440)}
     lab.advance(241)
-    assert mapping_rules(lab) == [] and lab.gateway.nat.table.count(Proto.TCP) == 0
+    assert mapping_rules(lab) == [] and lab.gateway.mapping_count(Proto.TCP) == 0
 
 
 def test_a_reset_from_either_side_turns_the_rules_transitory():
@@ -193,7 +194,7 @@ def test_both_rules_idle_out_then_the_mapping_goes():
     lab = Lab()
     lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     lab.advance(301)
-    assert mapping_rules(lab) == [] and lab.gateway.nat.table.count(Proto.UDP) == 0
+    assert mapping_rules(lab) == [] and lab.gateway.mapping_count(Proto.UDP) == 0
     assert lab.gateway.stats.mappings_removed["expired"] == 1
 
 
@@ -205,7 +206,7 @@ def test_one_way_traffic_keeps_the_mapping():
         lab.advance(200)
         lab.switch.fate(in_port=H1_PORT, eth_src=MACS[H1], eth_dst=ROUTER_MAC, eth_type=0x0800, ipv4_src=H1,
                         ipv4_dst=SERVER, ip_proto=17, udp_src=5000, udp_dst=514, ip_ttl=64)
-    assert lab.gateway.nat.table.count(Proto.UDP) == 1
+    assert lab.gateway.mapping_count(Proto.UDP) == 1
     [(_, later)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 514)))
     assert later["udp_src"] == first["udp_src"]
 
@@ -322,8 +323,8 @@ def test_a_rule_deleted_by_someone_else_comes_back_with_the_next_packet():
     lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     original = next(r for r in mapping_rules(lab) if cookies.kind_of(r.cookie) is RuleKind.ORIGINAL)
     lab.apply([FlowDelete(original.cookie, (1 << 64) - 1)])
-    lab.apply(lab.gateway.flow_removed(original.cookie, 2, lab.now))  # reason DELETE
-    assert lab.gateway.nat.table.count(Proto.UDP) == 1
+    lab.apply(lab.gateway.flow_removed(original.cookie, FlowRemovedReason.DELETE, lab.now))
+    assert lab.gateway.mapping_count(Proto.UDP) == 1
     [(port, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     assert port == UPLINK and len(mapping_rules(lab)) == 2
 
@@ -340,12 +341,15 @@ def test_channel_match_is_what_match_of_builds():
 
 
 def test_a_mac_flood_on_a_private_port_keeps_the_l2_table_bounded():
-    from ryu_nat.gateway import L2_TABLE_SIZE
+    from ryu_nat.gateway.stats import Stats
+    from ryu_nat.gateway.switching import L2_TABLE_SIZE, PrivateSwitch
 
     from .builders import frame
 
-    lab = Lab()
+    switch = PrivateSwitch(UPLINK, ROUTER_MAC, Stats())
     for i in range(L2_TABLE_SIZE + 50):
         mac = f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
-        lab.gateway.packet_in(H1_PORT, frame(mac, MACS[H2], udp_bytes(H1, 4000, H2, 4001)), 0.0)
-    assert len(lab.gateway.l2) == L2_TABLE_SIZE
+        data = frame(mac, MACS[H2], udp_bytes(H1, 4000, H2, 4001))
+        switch.host_seen(H1_PORT, mac)
+        switch.forward(H1_PORT, parse_frame(data), data)
+    assert switch.known_macs() == L2_TABLE_SIZE

@@ -283,6 +283,19 @@ def test_remove_connections_frees_the_ports_of_exactly_that_host():
     assert list(nat.table.mappings()) == [h2_map]
 
 
+def test_a_hairpin_client_keeps_its_port_when_the_server_is_flushed():
+    """The table reports a port freed only when no live mapping holds it (RFC 4787 REQ-1: one per client)."""
+    nat, _ = make_nat()
+    to_server = added(nat.add(parsed(tcp_bytes(H2, 7000, PUBLIC, 8080)), Hairpin(Endpoint(H1, 80)), now=0.0))
+    outside = added(nat.add(parsed(tcp_bytes(H2, 7000, SERVER, 80)), SourceNat(), now=0.0))
+    port = outside.public_endpoint.port
+    assert to_server.public_endpoint.port == port  # one public port for the client, whatever the remote
+    assert nat.remove_connections(H1).tcp == frozenset()
+    assert nat.ports.owner_of(Proto.TCP, port) is not None
+    assert nat.remove_connections(H2).tcp == {port}
+    assert nat.ports.owner_of(Proto.TCP, port) is None
+
+
 def test_remove_connections_of_100k_mappings_removes_them_all():
     nat, rec = make_nat(size=200_000)
     for sport in range(10_000, 60_000):

@@ -65,18 +65,44 @@ def test_truncated_and_malformed_inputs_are_typed_errors():
     assert parse_ipv4(with_ip_checksum(bytes(fixed))) is ParseError.TRUNCATED
 
 
+def assert_parsed_as_its_bytes_say(data: bytes) -> Datagram | ParseError:
+    """Parse ``data``: a typed error, or a datagram whose fields are what its header's bytes say."""
+    result = parse_ipv4(data)
+    if isinstance(result, ParseError):
+        return result
+    header_len, total_len = (data[0] & 0xF) * 4, int.from_bytes(data[2:4], "big")
+    assert (data[0] >> 4, result.header_len, len(result.raw)) == (4, header_len, total_len)
+    assert 20 <= header_len <= total_len <= len(data) and result.raw == data[:total_len]
+    assert (result.ttl, result.proto, result.ident) == (data[8], data[9], int.from_bytes(data[4:6], "big"))
+    assert (result.src, result.dst) == (int.from_bytes(data[12:16], "big"), int.from_bytes(data[16:20], "big"))
+    assert result.frag_offset == (int.from_bytes(data[6:8], "big") & 0x1FFF) * 8
+    return result
+
+
 @given(st.binary(max_size=200))
-def test_parse_never_raises(data):
-    assert isinstance(parse_ipv4(data), (Datagram, ParseError))
-    assert isinstance(parse_frame(data), (Frame, ParseError))
+def test_any_bytes_parse_to_a_typed_error_or_to_what_they_say(data):
+    assert_parsed_as_its_bytes_say(data)
+    result = parse_frame(data)
+    if isinstance(result, Frame):
+        assert (result.eth_dst, result.eth_src) == (data[:6].hex(":"), data[6:12].hex(":"))
+        assert result.ethertype == int.from_bytes(data[12:14], "big")
+    else:
+        assert len(data) < 14 or int.from_bytes(data[12:14], "big") in (0x0800, 0x0806)
 
 
 @given(st.binary(min_size=0, max_size=80))
-def test_parse_of_corrupted_real_packets_never_raises(tail):
+def test_corrupted_real_packets_parse_to_a_typed_error_or_to_what_they_say(tail):
     for base in (udp_bytes(H1, 5000, SERVER, 53), tcp_bytes(H1, 5000, SERVER, 80),
                  icmp_error_bytes(SERVER, PUBLIC, udp_bytes(PUBLIC, 4000, SERVER, 53))):
-        assert isinstance(parse_ipv4(base[:20] + tail), (Datagram, ParseError))
-        assert isinstance(parse_ipv4(base[:28] + tail), (Datagram, ParseError))
+        assert_parsed_as_its_bytes_say(base[:20] + tail)
+        assert_parsed_as_its_bytes_say(base[:28] + tail)
+
+
+def test_every_cut_of_a_real_packet_is_an_error_and_the_whole_is_not():
+    for whole in (udp_bytes(H1, 5000, SERVER, 53), tcp_bytes(H1, 5000, SERVER, 80), echo_bytes(H1, SERVER, 7)):
+        assert isinstance(assert_parsed_as_its_bytes_say(whole), Datagram)
+        for cut in range(len(whole)):
+            assert isinstance(parse_ipv4(whole[:cut]), ParseError), cut
 
 
 def test_rewrite_keeps_every_checksum_right_and_payload_intact():

@@ -318,7 +318,7 @@ def test_added_redirect_lifts_the_drop_rule_left_by_earlier_probes(api):
 def test_added_redirect_takes_its_port_out_of_the_source_nat_pool(api):
     api.call("POST", "/nat/redirects", NEW_REDIRECT)
     assert api.get("/nat/ports/tcp/9090")["redirected"] is True
-    assert api.lab.gateway.nat.ports.is_reserved(Proto.TCP, 9090)
+    assert api.lab.gateway.is_port_reserved(Proto.TCP, 9090)
 
 
 @pytest.mark.parametrize(("body", "code", "says"), [
@@ -391,7 +391,7 @@ def test_removed_redirect_is_gone_and_its_port_back_in_the_pool(api):
     status, removed = api.call("DELETE", "/nat/redirects/tcp/8080")
     assert (status, removed["rule"]) == (200, f"tcp:8080={H1}:80")
     assert [r["rule"] for r in api.get("/nat/redirects")["redirects"]] == [f"udp:5353={H2}:53"]
-    assert not api.lab.gateway.nat.ports.is_reserved(Proto.TCP, 8080)
+    assert not api.lab.gateway.is_port_reserved(Proto.TCP, 8080)
     assert api.lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080))) == []
 
 
@@ -589,12 +589,29 @@ def test_the_description_is_a_valid_openapi_3_1_document():
             params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert names == params, f"{method} {path}: path parameters {names} vs {params}"
             for status, answer in op["responses"].items():
-                assert "description" in openapi_check.response(answer), f"{method} {path} {status}"
-    schemas = [{"schema": schema} for schema in spec["components"]["schemas"].values()]
-    assert openapi_check.unknown_keywords([spec["paths"], *schemas]) == []
+                assert "description" in openapi_check.response(answer)[0], f"{method} {path} {status}"
+    openapi_check.check_document()
 
 
 def test_private_ip_filter_takes_the_private_host_of_each_kind(api):
     api.lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080)))
     [mapping] = api.get(f"/nat/mappings?private_ip={H1}")["mappings"]
     assert (mapping["kind"], mapping["private"]) == ("redirect", {"ip": H1, "port": 80})
+
+
+def test_the_checker_finds_what_is_wrong_with_a_body():
+    endpoint = ("components", "schemas", "Endpoint")
+    assert openapi_check.problems({"ip": "10.0.0.2", "port": 80}, *endpoint) == []
+    assert openapi_check.problems({"ip": "10.0.0.300", "port": 80}, *endpoint) == ["$.ip: '10.0.0.300' is not a 'ipv4'"]
+    assert openapi_check.problems({"ip": "10.0.0.2", "port": 70000, "x": 1}, *endpoint) == [
+        "$.port: 70000 is greater than the maximum of 65535",
+        "$: Additional properties are not allowed ('x' was unexpected)"]
+    error = openapi_check.problems({"error": {"code": "bad_json"}}, "components", "schemas", "Error")
+    assert error == ["$.error: 'message' is a required property"]
+
+
+def test_the_description_names_every_drop_reason_and_no_other():
+    from ryu_nat.gateway.drops import DropReason
+
+    drops = openapi_check.SPEC["components"]["schemas"]["Stats"]["properties"]["drops"]
+    assert drops["propertyNames"]["enum"] == [reason.value for reason in DropReason]

@@ -11,8 +11,6 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 
 from ryu_nat.operator.server import Busy, EventThreadCall, Limits, RestServer, run_here
+from topologies.controller import http_json
 
 from . import launch
 from .lab import BASE_CONFIG
@@ -68,12 +67,7 @@ def status_and_json(answer: bytes) -> tuple[int, Any]:
 
 
 def get(server: RestServer, path: str, timeout_s: float = 5.0) -> tuple[int, Any]:
-    url = f"http://127.0.0.1:{server.address[1]}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return http_json("GET", f"http://127.0.0.1:{server.address[1]}{path}", timeout_s=timeout_s)
 
 
 def test_the_app_sees_the_decoded_path_query_headers_and_body():
@@ -220,11 +214,9 @@ def test_a_real_controller_answers_while_1100_connections_never_finish_their_hea
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", api_port), timeout=30))
             sock.sendall(b"GET /nat/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started = time.monotonic()
-        url = f"http://127.0.0.1:{api_port}/nat/stats"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            stats = json.loads(answer.read())
+        status, stats = http_json("GET", f"http://127.0.0.1:{api_port}/nat/stats")
         took = time.monotonic() - started
     output, _ = proc.communicate(timeout=10)
-    assert stats["switch"]["connected"] is False
+    assert (status, stats["switch"]["connected"]) == (200, False)
     assert took < 2.0, f"answered after {took:.1f} s"
     assert "Traceback" not in output

@@ -1,14 +1,17 @@
 """Every counter of the gateway, declared once with its meaning.
 
 Counters that split by a reason are ``collections.Counter`` keyed by the
-reason's name; the names each may take are listed beside it. The REST API reads
-them as they are; tests assert on their deltas.
+reason's name; the names each may take are listed beside it (drops: every
+:class:`~ryu_nat.gateway.drops.DropReason`). The REST API reads them as they
+are; tests assert on their deltas.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+from ryu_nat.gateway.drops import DropReason
 
 DESCRIPTIONS: dict[str, str] = {
     "packet_ins": "Packet-ins by kind: arp, l2 (between private hosts), private (routed from a private "
@@ -17,12 +20,8 @@ DESCRIPTIONS: dict[str, str] = {
     "mappings_created": "Mappings added, by kind: nat, redirect, hairpin.",
     "mappings_removed": "Mappings removed, by reason: evicted, expired, deleted, host_removed, reset.",
     "flow_setups": "Mappings whose two rewrite rules were sent to the switch (reinstalls included).",
-    "drops": "Packets dropped, by reason: parse errors (truncated, not_ipv4, bad_header, bad_ip_checksum, "
-             "bad_transport), "
-             "unsolicited (inbound with no mapping and no redirect), untranslated_icmp_error, add errors "
-             "(overlap, cannot_nat, ports_exhausted), not_for_us, private_destination, local (to the NAT "
-             "itself, not an echo request), fragment errors, arp_timeout (waiting for a next hop), "
-             "arp_queue_full, spoofed_source, no_route.",
+    "drops": "Packets dropped, by reason: " + "; ".join(f"{reason.value} ({reason.description})"
+                                                        for reason in DropReason) + ".",
     "arp": "ARP: requests_answered, requests_sent, replies_learned, queued (packets waiting for a reply).",
     "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
@@ -43,6 +42,10 @@ class Stats:
     icmp_sent: Counter[str] = field(default_factory=Counter)
     handler_errors: int = 0
     openflow_errors: int = 0
+
+    def drop(self, reason: DropReason, count: int = 1) -> None:
+        """Count ``count`` packets dropped for ``reason``."""
+        self.drops[reason.value] += count
 
     def as_dict(self) -> dict[str, object]:
         """Counters as plain JSON-ready values."""

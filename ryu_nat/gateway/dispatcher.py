@@ -1,0 +1,300 @@
+"""The gateway: switch events in, plans out, composed from parts that each own their state.
+
+Like faucet's ``Valve``, which hands packets to its flood, host and route
+managers: :meth:`Gateway.packet_in`, :meth:`Gateway.flow_removed`,
+:meth:`Gateway.expire` and :meth:`Gateway.switch_connected` take what the
+switch reported and the time, and return the OpenFlow messages to send (a
+plan). One packet-in goes: parse, then the part for its kind (ARP to the
+neighbours, frames between private hosts to the private switch, routed IPv4 to
+the NAT path), whose decision the dispatcher hands to the part that acts on it
+(offload, local traffic, the inbound guard, neighbours to wait for a next hop).
+Packets that an ARP answer releases come back through :meth:`Gateway.packet_in`'s
+queue, not by recursion. No part calls another; no I/O; never yields.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator
+from ipaddress import IPv4Address
+
+from ryu_nat.config import NatConfig, RedirectRule
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.fragments import Reassembled
+from ryu_nat.core.neighbours import Location
+from ryu_nat.core.nat import Direction, Translated
+from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
+                                 parse_frame)
+from ryu_nat.core.table import FreedPorts, Mapping, Page
+from ryu_nat.gateway.drops import DropReason
+from ryu_nat.gateway.guard import InboundGuard
+from ryu_nat.gateway.local import LocalTraffic
+from ryu_nat.gateway.natpath import NatPath, Verdict
+from ryu_nat.gateway.neighbours import Neighbourhood, Waiting
+from ryu_nat.gateway.offload import Offload, RuleState
+from ryu_nat.gateway.reassembly import Reassembly
+from ryu_nat.gateway.stats import Stats
+from ryu_nat.gateway.switching import PrivateSwitch
+from ryu_nat.openflow import rules
+from ryu_nat.openflow.plan import Barrier, Plan, SwitchSetup
+from ryu_nat.openflow.reasons import FlowRemovedReason, PacketInReason
+
+
+class Gateway:
+    """One NAT switch: the parts, and the plans that follow from what the switch reports."""
+
+    def __init__(self, config: NatConfig, rng: random.Random | None = None, stats: Stats | None = None) -> None:
+        self.config = config
+        self.stats = stats or Stats()
+        self._uplink = config.public_port
+        self._mac = config.router_mac
+        self._public = Subnet.of(config.public)
+        self._private = Subnet.of(config.private)
+        self._switch = PrivateSwitch(self._uplink, self._mac, self.stats)
+        self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
+                                         self._uplink, self.stats)
+        self._offload = Offload(config, self.stats)
+        self._nat = NatPath(config, rng or random.Random(), self.stats, on_removed=self._offload.forget)
+        self._local = LocalTraffic(self._mac, self.stats)
+        self._guard = InboundGuard(self._uplink, self._public.address, self.stats)
+        self._fragments = Reassembly(self.stats)
+        for rule in config.redirects:
+            self.add_redirect(rule)
+
+    # --- switch events ------------------------------------------------------------------
+
+    def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
+        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
+        two ends are known; the others come back with their next packet)."""
+        self._switch.connected(ports)
+        self._guard.forget()
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
+        return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
+
+    def port_changed(self, port: int, present: bool) -> Plan:
+        """A port came or went; private ports are every port but the uplink."""
+        self._switch.port_changed(port, present)
+        return self._finish([])
+
+    def packet_in(self, in_port: int, data: bytes, now: float,
+                  reason: PacketInReason = PacketInReason.NO_MATCH) -> Plan:
+        """Handle one packet the switch sent up, then any it released; the plan answers them."""
+        plan, released = self._handle(in_port, data, now, reason)
+        if not released:
+            return self._finish(plan)
+        arrivals: deque[Waiting] = deque(released)
+        while arrivals:
+            handled, released = self._handle(*arrivals.popleft(), now, PacketInReason.NO_MATCH)
+            plan += handled
+            arrivals.extend(released)
+        return self._finish(plan)
+
+    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float) -> Plan:
+        """A rule of ours left the switch; a mapping ends when its last rule idled out."""
+        ended = self._offload.rule_removed(cookie, reason)
+        if ended is not None:
+            self._nat.end(ended)
+        return self._finish([])
+
+    def expire(self, now: float) -> Plan:
+        """Periodic work: idle ICMP mappings, ARP retries and give-ups, stale fragments and drop rules."""
+        self._nat.expire(now)
+        self._fragments.expire(now)
+        self._guard.expire(now)
+        return self._finish(self._neighbours.expire(now, self._switch.ports))
+
+    # --- operator actions ------------------------------------------------------------------
+
+    def add_redirect(self, rule: RedirectRule) -> Plan:
+        """Forward ``rule.public_port``, at once (a drop rule on that port is deleted)."""
+        self._nat.add_redirect(rule)
+        return self._finish(self._guard.open_port(rule.proto, rule.public_port))
+
+    def remove_redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
+        """Stop forwarding a port; connections already forwarded keep their mappings."""
+        return self._nat.remove_redirect(proto, public_port)
+
+    def remove_connections(self, host: IPv4Address) -> tuple[FreedPorts, Plan]:
+        """mirage-nat's remove_connections: every mapping of a private host, and its rules."""
+        return self._nat.remove_connections(host), self._finish([])
+
+    def reset(self) -> Plan:
+        """Remove every mapping and its rules."""
+        self._nat.reset()
+        return self._finish([])
+
+    # --- what the operator may ask ------------------------------------------------------------
+
+    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
+        """Live mappings, optionally of one protocol and/or one private host."""
+        return self._nat.mappings(proto, host)
+
+    def mappings_page(self, after: int, limit: int, proto: Proto | None = None,
+                      host: IPv4Address | None = None) -> Page:
+        """Up to ``limit`` live mappings with ids above ``after``, lowest id first (see NatTable.page)."""
+        return self._nat.page(after, limit, proto, host)
+
+    def mappings_matching(self, proto: Proto | None = None, host: IPv4Address | None = None) -> int:
+        return self._nat.matching(proto, host)
+
+    def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
+        """The mapping that has the channel ``key`` (packed) in ``proto``'s table; a lookup, so it counts as use."""
+        return self._nat.mapping_of(proto, key)
+
+    def mapping_count(self, proto: Proto) -> int:
+        return self._nat.count(proto)
+
+    def table_size(self, proto: Proto) -> int:
+        """Most mappings of ``proto`` the table holds."""
+        return self._nat.capacity(proto)
+
+    def redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
+        return self._nat.redirect(proto, public_port)
+
+    def redirects(self) -> list[RedirectRule]:
+        return self._nat.redirects()
+
+    def port_holder(self, proto: Proto, public_port: int) -> Endpoint | None:
+        """The private endpoint that source NAT gave ``public_port`` to, if any."""
+        return self._nat.port_holder(proto, public_port)
+
+    def ports_in_use(self, proto: Proto) -> int:
+        return self._nat.ports_in_use(proto)
+
+    def is_port_reserved(self, proto: Proto, public_port: int) -> bool:
+        """True if ``public_port`` is out of the source-NAT pool (a redirect has it)."""
+        return self._nat.is_port_reserved(proto, public_port)
+
+    def is_port_free(self, proto: Proto, remote: Endpoint, public_port: int) -> bool:
+        """No mapping has remote -> public address:``public_port``, and no private endpoint holds or reserves it."""
+        return self._nat.is_port_free(proto, remote, public_port)
+
+    def rule_state(self, mapping: Mapping) -> RuleState | None:
+        """Which of an offloaded mapping's rules the switch holds; None for a mapping the controller carries."""
+        return self._offload.state(mapping.id)
+
+    @property
+    def private_ports(self) -> frozenset[int]:
+        return self._switch.ports
+
+    # --- one packet --------------------------------------------------------------------------
+
+    def _handle(self, in_port: int, data: bytes, now: float, reason: PacketInReason) -> tuple[Plan, list[Waiting]]:
+        """One frame: the plan for it, and the packets it released (they wait no more for a next hop)."""
+        frame = parse_frame(data)
+        if isinstance(frame, ParseError):
+            return self._dropped(DropReason.of(frame)), []
+        if reason is PacketInReason.INVALID_TTL:
+            self.stats.packet_ins["invalid_ttl"] += 1
+        if frame.ethertype == ETH_TYPE_ARP:
+            self.stats.packet_ins["arp"] += 1
+            answer = self._neighbours.arp(in_port, frame)
+            if answer is None:
+                return [], []
+            if in_port != self._uplink:
+                self._switch.host_seen(in_port, frame.eth_src)
+            relayed = self._switch.forward(in_port, frame, data) if answer.relay else []
+            return answer.plan + relayed, answer.released
+        if in_port == self._uplink:
+            return self._from_public(in_port, frame, data, now)
+        return self._from_private(in_port, frame, data, now)
+
+    def _from_private(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
+        self._switch.host_seen(in_port, frame.eth_src)
+        came_from = Location(in_port, frame.eth_src)
+        d = frame.datagram
+        released = [] if d is None else self._neighbours.private_sender(d.src, came_from)
+        if frame.eth_dst != self._mac:
+            return self._switch.forward(in_port, frame, data), released
+        self.stats.packet_ins["private"] += 1
+        if d is None:
+            return self._dropped(DropReason.NOT_IPV4), released
+        if not self._private.contains(d.src):
+            return self._dropped(DropReason.SPOOFED_SOURCE), released
+        return self._route(came_from, d, data, now, from_private=True), released
+
+    def _from_public(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
+        self.stats.packet_ins["public"] += 1
+        d = frame.datagram
+        if d is None:
+            return self._dropped(DropReason.NOT_IPV4), []
+        if frame.eth_dst != self._mac or d.dst != self._public.address:
+            return self._dropped(DropReason.NOT_FOR_US), []
+        if self._private.contains(d.src) or d.src == self._public.address:
+            return self._dropped(DropReason.SPOOFED_SOURCE), []
+        came_from = Location(in_port, frame.eth_src)
+        released = self._neighbours.public_sender(d.src, came_from)
+        return self._route(came_from, d, data, now, from_private=False), released
+
+    def _route(self, came_from: Location, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
+        """A routed datagram (a fragment waits for its datagram) from ``came_from`` (port and sender's MAC):
+        what the NAT path decides, carried out."""
+        whole = None
+        if d.is_fragment:
+            whole = self._fragments.add(d, now)
+            if whole is None:
+                return []
+            d = whole.datagram
+        decision = self._nat.decide(d, from_private, now)
+        match decision:
+            case Translated():
+                return self._forward(decision, came_from, data, now, whole)
+            case Mapping():
+                return self._new_mapping(decision, d, came_from, data, now, whole)
+            case Verdict.TIME_EXCEEDED:
+                local = self._private.address if from_private else self._public.address
+                return self._local.time_exceeded(d, came_from, local)
+            case Verdict.FOR_THE_NAT:
+                return self._local.answer(d, came_from)
+            case Verdict.UNSOLICITED:
+                if d.proto == Proto.ICMP:
+                    return self._local.answer(d, came_from)
+                return self._guard.refuse(d, now)
+            case DropReason():
+                return self._dropped(decision)
+
+    def _new_mapping(self, mapping: Mapping, d: Datagram, came_from: Location, data: bytes, now: float,
+                     whole: Reassembled | None) -> Plan:
+        """A mapping was added for ``d``: a TCP or UDP first packet goes through the new rules' rewrite."""
+        if d.proto in rules.OFFLOADED:
+            self._offload.track(mapping)
+            if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
+                hop = self._neighbours.locate(mapping.replier)
+                if hop is None:
+                    return self._neighbours.hold(mapping.replier, came_from.port, data, now, self._switch.ports)
+                return self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
+        return self._forward(self._nat.translate(d, now), came_from, data, now, whole)
+
+    def _forward(self, t: Translated, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
+        """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
+        out = t.packet
+        hop = self._neighbours.locate(out.dst)
+        if hop is None:
+            return self._hold(out.dst, came_from, data, now, whole)
+        plan: Plan = []
+        if self._offload.tracks(t.mapping) and out.embedded is None:
+            if whole is None:
+                return self._offload.carry(t, came_from, hop, data)
+            plan = self._offload.install(t.mapping, t.direction, came_from, hop)
+        pieces = [out.raw] if whole is None else self._fragments.pieces(out, whole)
+        return plan + [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
+
+    def _hold(self, ip: int, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
+        """Hold a packet (one that came in pieces: as those pieces) until its next hop is known."""
+        if whole is None:
+            return self._neighbours.hold(ip, came_from.port, data, now, self._switch.ports)
+        plan: Plan = []
+        for piece in self._fragments.pieces(whole.datagram, whole):
+            plan += self._neighbours.hold(ip, came_from.port, ethernet_frame(self._mac, came_from.mac, piece), now,
+                                          self._switch.ports)
+        return plan
+
+    def _dropped(self, reason: DropReason) -> Plan:
+        self.stats.drop(reason)
+        return []
+
+    def _finish(self, plan: Plan) -> Plan:
+        """Deletions of removed mappings' rules go first, before any rule that could reuse a port."""
+        deletions = self._offload.take_deletions()
+        return [*deletions, *plan] if deletions else plan

@@ -1,0 +1,202 @@
+"""The NAT path: for a routed packet, the mapping that translates it, a new mapping, or why neither.
+
+Owns the core :class:`~ryu_nat.core.nat.Nat` (its table and public ports) and
+the redirects. It decides; the dispatcher sends. Route decisions, in order:
+
+* a packet of a known mapping is translated (or its TTL ran out here);
+* an ICMP error about no known conversation is dropped;
+* from a private host: to the NAT's own addresses is local (unless a redirect
+  makes it a hairpin); to another private host or the public broadcast is
+  dropped; anything else gets a source-NAT (or hairpin) mapping;
+* from the uplink: to a redirected port gets a redirect mapping; anything else
+  is unsolicited.
+
+TCP and UDP mappings are added without a timeout of their own: their switch
+rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`). No
+I/O; time is passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
+
+from ryu_nat.config import NatConfig, RedirectRule
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.lru_table import LruNatTable
+from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
+from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
+from ryu_nat.core.ports import PortAllocator
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, Page, RemovalReason
+from ryu_nat.gateway.drops import DropReason
+from ryu_nat.gateway.stats import Stats
+from ryu_nat.openflow.plan import ipv4_text
+from ryu_nat.openflow.rules import OFFLOADED
+
+LOG = logging.getLogger(__name__)
+
+WARN_INTERVAL_S = 5.0
+
+
+class Verdict(enum.Enum):
+    """What became of a packet that was neither translated, nor given a mapping, nor dropped."""
+
+    TIME_EXCEEDED = "time_exceeded"  # its TTL runs out here
+    FOR_THE_NAT = "for_the_nat"  # addressed to the NAT itself
+    UNSOLICITED = "unsolicited"  # inbound, with no mapping and no redirect
+
+
+Decision = Translated | Mapping | Verdict | DropReason
+
+
+class NatPath:
+    """Source NAT, redirects and hairpinning over one public address."""
+
+    def __init__(self, config: NatConfig, rng: random.Random, stats: Stats,
+                 on_removed: Callable[[Mapping], None]) -> None:
+        self._public = Subnet.of(config.public)
+        self._private = Subnet.of(config.private)
+        self._stats = stats
+        self._on_removed = on_removed
+        self._nat = Nat(LruNatTable(config.table_sizes), config.public.ip, PortAllocator(config.port_range, rng),
+                        config.timeouts, listener=self._removed)
+        self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
+        self._last_warning: dict[str, float] = {}
+
+    # --- packets ---------------------------------------------------------------------------
+
+    def decide(self, d: Datagram, from_private: bool, now: float) -> Decision:
+        """What becomes of ``d``, a whole datagram routed through the NAT (see the module's docstring)."""
+        if d.tcp_flags & (TCP_FIN | TCP_RST):
+            self._stats.packet_ins["tcp_closing"] += 1
+        result = self._nat.translate(d, now)
+        if isinstance(result, Translated):
+            return result
+        if result is TranslateError.TTL_EXCEEDED:
+            return Verdict.TIME_EXCEEDED
+        if d.embedded is not None:
+            return DropReason.UNTRANSLATED_ICMP_ERROR
+        redirect = None
+        if d.dst == self._public.address and d.proto in (Proto.TCP, Proto.UDP):
+            redirect = self._redirects.get((Proto(d.proto), d.dst_port))
+        mode: AddMode
+        if from_private:
+            if d.dst == self._private.address or (d.dst == self._public.address and redirect is None):
+                return Verdict.FOR_THE_NAT
+            if self._private.contains(d.dst):
+                return DropReason.PRIVATE_DESTINATION
+            if d.dst == self._public.broadcast:
+                return DropReason.CANNOT_NAT
+            mode = Hairpin(redirect.private) if redirect is not None else SourceNat()
+        else:
+            if redirect is None:
+                return Verdict.UNSOLICITED
+            mode = Redirect(redirect.private)
+        if d.ttl <= 1:
+            return Verdict.TIME_EXCEEDED
+        return self._add(d, mode, now)
+
+    def translate(self, d: Datagram, now: float) -> Translated:
+        """``d`` translated by the mapping just added for it."""
+        translated = self._nat.translate(d, now)
+        assert isinstance(translated, Translated), translated
+        return translated
+
+    def end(self, mapping: Mapping) -> None:
+        """The switch says ``mapping`` is over (its rules idled out)."""
+        self._nat.remove(mapping, RemovalReason.EXPIRED)
+
+    def expire(self, now: float) -> None:
+        """Remove mappings idle past their timeout (those the controller times: ICMP)."""
+        self._nat.expire(now)
+
+    # --- redirects ------------------------------------------------------------------------------
+
+    def add_redirect(self, rule: RedirectRule) -> None:
+        """Forward ``rule.public_port``; its port leaves the source-NAT pool."""
+        self._redirects[(rule.proto, rule.public_port)] = rule
+        self._nat.ports.reserve(rule.proto, rule.public_port)
+
+    def remove_redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
+        rule = self._redirects.pop((proto, public_port), None)
+        if rule is not None:
+            self._nat.ports.unreserve(proto, public_port)
+        return rule
+
+    def redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
+        return self._redirects.get((proto, public_port))
+
+    def redirects(self) -> list[RedirectRule]:
+        """Every redirect, by protocol and public port."""
+        return [rule for _, rule in sorted(self._redirects.items())]
+
+    # --- the table, for the operator --------------------------------------------------------------
+
+    def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
+        return self._nat.table.mappings(proto, host)
+
+    def page(self, after: int, limit: int, proto: Proto | None, host: IPv4Address | None) -> Page:
+        return self._nat.table.page(after, limit, proto, host)
+
+    def matching(self, proto: Proto | None, host: IPv4Address | None) -> int:
+        return self._nat.table.matching(proto, host)
+
+    def mapping_of(self, proto: Proto, key: int) -> Mapping | None:
+        return self._nat.table.lookup(proto, key)
+
+    def count(self, proto: Proto) -> int:
+        return self._nat.table.count(proto)
+
+    def capacity(self, proto: Proto) -> int:
+        return self._nat.table.capacity(proto)
+
+    def port_holder(self, proto: Proto, public_port: int) -> Endpoint | None:
+        owner = self._nat.ports.owner_of(proto, public_port)
+        return None if owner is None else Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF)
+
+    def ports_in_use(self, proto: Proto) -> int:
+        return self._nat.ports.in_use(proto)
+
+    def is_port_reserved(self, proto: Proto, public_port: int) -> bool:
+        return self._nat.ports.is_reserved(proto, public_port)
+
+    def is_port_free(self, proto: Proto, remote: Endpoint, public_port: int) -> bool:
+        return self._nat.is_port_free(proto, remote.ip, self._nat.public_ip, remote.port, public_port)
+
+    def remove_connections(self, host: IPv4Address) -> FreedPorts:
+        return self._nat.remove_connections(host)
+
+    def reset(self) -> None:
+        self._nat.reset()
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _add(self, d: Datagram, mode: AddMode, now: float) -> Mapping | DropReason:
+        added = self._nat.add(d, mode, now, idle_timeout_s=math.inf if d.proto in OFFLOADED else None)
+        if isinstance(added, AddError):
+            self._warn(added.value, now, "refused %s: %s", _describe(d), added.value)
+            return DropReason.of(added)
+        self._stats.mappings_created[added.kind.value] += 1
+        LOG.debug("new mapping %r", added)
+        return added
+
+    def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
+        self._stats.mappings_removed[reason.value] += 1
+        LOG.debug("mapping %d removed (%s)", mapping.id, reason.value)
+        self._on_removed(mapping)
+
+    def _warn(self, key: str, now: float, message: str, *args: object) -> None:
+        """A warning at most every few seconds per kind, so bad traffic cannot flood the log."""
+        if now - self._last_warning.get(key, -WARN_INTERVAL_S) >= WARN_INTERVAL_S:
+            self._last_warning[key] = now
+            LOG.warning(message, *args)
+
+
+def _describe(d: Datagram) -> str:
+    dst = ipv4_text(d.dst)
+    ports = f":{d.src_port} -> {dst}:{d.dst_port}" if d.src_port or d.dst_port else f" -> {dst}"
+    return f"proto {d.proto} {ipv4_text(d.src)}{ports}"

@@ -1,0 +1,184 @@
+"""Offload: each TCP or UDP mapping's two rewrite rules on the switch, as a state per mapping.
+
+A mapping's packets after the first are the switch's business: one rule per
+direction, with the protocol's idle timeout and the flow-removed flag. The
+mapping ends when both rules have idled out (one-way traffic keeps it, RFC 4787
+REQ-6), or when the one rule that carries the transitory timeout after a FIN or
+RST idles out. A packet that reaches the controller while a rule is missing
+installs both again. Whenever the core removes a mapping, its rules' deletion
+goes out first in the next plan, before any rule that could reuse its port.
+
+    PENDING ──install──► INSTALLED ──one rule left──► ORIGINAL_ONLY / REPLY_ONLY ──the other──► ABSENT
+       ▲                     ▲                                  │                                 │
+       │                     └──────────── install (a packet missed a rule, or reconnect) ◄───────┘
+    a new mapping; its first packet waits for its next hop
+
+No I/O; never yields.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from ryu_nat.config import NatConfig
+from ryu_nat.core.addresses import Proto, reverse_key
+from ryu_nat.core.nat import Direction, Translated, leaving
+from ryu_nat.core.neighbours import Location
+from ryu_nat.core.table import Mapping
+from ryu_nat.gateway.stats import Stats
+from ryu_nat.openflow import cookies, rules
+from ryu_nat.openflow.cookies import RuleKind
+from ryu_nat.openflow.plan import FlowRule, PacketOut, Plan
+from ryu_nat.openflow.reasons import FlowRemovedReason
+
+class RuleState(enum.Enum):
+    """Which of a mapping's two rewrite rules the switch holds, as far as the controller knows."""
+
+    PENDING = "pending"  # none sent yet: the first packet waits for its next hop
+    INSTALLED = "installed"  # both sent
+    ORIGINAL_ONLY = "original_only"  # the reply direction's rule left the switch
+    REPLY_ONLY = "reply_only"  # the original direction's rule left
+    ABSENT = "absent"  # both left (or were deleted by someone else), or the switch reconnected without them
+
+    def without(self, kind: RuleKind) -> RuleState:
+        """This state after the rule of ``kind`` (ORIGINAL or REPLY) left the switch."""
+        if self is RuleState.INSTALLED:
+            return RuleState.REPLY_ONLY if kind is RuleKind.ORIGINAL else RuleState.ORIGINAL_ONLY
+        if (self, kind) in ((RuleState.ORIGINAL_ONLY, RuleKind.ORIGINAL), (RuleState.REPLY_ONLY, RuleKind.REPLY)):
+            return RuleState.ABSENT
+        return RuleState.ABSENT if self is RuleState.PENDING else self
+
+    @property
+    def has_rules(self) -> bool:
+        return self in (RuleState.INSTALLED, RuleState.ORIGINAL_ONLY, RuleState.REPLY_ONLY)
+
+
+class Offload:
+    """The rule state of every offloaded mapping, and the rules and packet-outs that change it."""
+
+    def __init__(self, config: NatConfig, stats: Stats) -> None:
+        self._mac = config.router_mac
+        self._transitory_s = int(config.timeouts.tcp_transitory_s)
+        self._idle_timeouts = {Proto.TCP: int(config.timeouts.tcp_established_s),
+                               Proto.UDP: int(config.timeouts.udp_s)}
+        self._stats = stats
+        self._mappings: dict[int, Mapping] = {}
+        self._states: dict[int, RuleState] = {}
+        self._deletions: Plan = []
+
+    def track(self, mapping: Mapping) -> None:
+        """A new mapping whose packets the switch will carry."""
+        self._mappings[mapping.id] = mapping
+        self._states[mapping.id] = RuleState.PENDING
+
+    def tracks(self, mapping: Mapping) -> bool:
+        return mapping.id in self._mappings
+
+    def state(self, mapping_id: int) -> RuleState | None:
+        """The rule state of a mapping; None if it is not (or no longer) offloaded."""
+        return self._states.get(mapping_id)
+
+
+    def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
+        """A translated packet of an offloaded mapping that reached the controller: send it on, and
+        put on the switch whatever its mapping's rules need now."""
+        mapping = t.mapping
+        installed = self._states.get(mapping.id) is RuleState.INSTALLED
+        if t.closing_started and installed:
+            return self._start_closing(mapping, t.direction, came_from, goes_to, data)
+        if t.closing_started or not installed:
+            return self.install_and_send(mapping, t.direction, came_from, goes_to, data)
+        # Both rules are on the switch (this packet overtook them, or it is a later FIN):
+        # it goes through its direction's rewrite, and nothing is installed again.
+        arriving = mapping.original if t.direction is Direction.ORIGINAL else mapping.reply
+        _, leaves_as = leaving(mapping, arriving)
+        actions = rules.rewrite_actions(mapping.proto, arriving, leaves_as, self._mac, goes_to.mac, goes_to.port,
+                                        came_from.port)
+        return [PacketOut(data, actions, came_from.port)]
+
+    def install(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location) -> Plan:
+        """Both rewrite rules of a mapping, given where the packet at hand came from and goes to."""
+        original, reply = self._rewrite_rules(mapping, direction, came_from, goes_to)
+        self._states[mapping.id] = RuleState.INSTALLED
+        self._stats.flow_setups += 1
+        return [original, reply]
+
+    def reinstall(self, locate: Callable[[int], Location | None]) -> Plan:
+        """After a switch (re)connected without our rules: the rules of every mapping whose two ends
+        ``locate`` knows; the others come back with their next packet."""
+        plan: Plan = []
+        for mapping in list(self._mappings.values()):
+            if self._states[mapping.id] is not RuleState.PENDING:
+                self._states[mapping.id] = RuleState.ABSENT
+            initiator, replier = locate(mapping.initiator), locate(mapping.replier)
+            if initiator is not None and replier is not None:
+                plan += self.install(mapping, Direction.ORIGINAL, initiator, replier)
+        return plan
+
+    def rule_removed(self, cookie: int, reason: FlowRemovedReason) -> Mapping | None:
+        """A rule of ours left the switch; the mapping that ends with it, if one does.
+
+        A mapping ends when its last rule idles out, or, after FIN or RST, when the
+        one rule with the transitory timeout does (the other goes with the mapping).
+        A rule deleted by someone else only changes the state: the next packet that
+        misses it reaches the controller and installs both again.
+        """
+        mapping_id = cookies.mapping_id_of(cookie)
+        mapping = self._mappings.get(mapping_id) if mapping_id is not None else None
+        kind = cookies.kind_of(cookie)
+        if mapping is None or kind is None:
+            return None
+        state = self._states[mapping.id].without(kind)
+        if reason.timed_out and (mapping.closing or not state.has_rules):
+            return mapping
+        self._states[mapping.id] = state
+        return None
+
+    def forget(self, mapping: Mapping) -> None:
+        """The core removed ``mapping``: its rules leave the switch with the next plan."""
+        if self._mappings.pop(mapping.id, None) is not None:
+            del self._states[mapping.id]
+            self._deletions.append(rules.delete_mapping(mapping.id))
+
+    def take_deletions(self) -> Plan:
+        """The deletions of removed mappings' rules not sent yet; they go before anything else."""
+        deletions = self._deletions
+        if deletions:
+            self._deletions = []
+        return deletions
+
+    def install_and_send(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
+                         data: bytes) -> Plan:
+        """Both rules of a mapping, then the packet at hand through its direction's rewrite (a new
+        mapping's first packet: the original direction's)."""
+        plan = self.install(mapping, direction, came_from, goes_to)
+        this_direction = plan[0] if direction is Direction.ORIGINAL else plan[1]
+        assert isinstance(this_direction, FlowRule)
+        return [*plan, PacketOut(data, this_direction.actions, came_from.port)]
+
+    def _start_closing(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
+                       data: bytes) -> Plan:
+        """The first FIN or RST: this direction's rule again, with the transitory timeout, then the packet.
+
+        One rule, not two: when it idles out the mapping ends (see :meth:`rule_removed`),
+        and the other rule goes with it. One flow-mod fewer per connection.
+        """
+        rule = self._rewrite_rules(mapping, direction, came_from, goes_to)[0 if direction is Direction.ORIGINAL else 1]
+        return [rule, PacketOut(data, rule.actions, came_from.port)]
+
+    def _rewrite_rules(self, mapping: Mapping, direction: Direction, came_from: Location,
+                       goes_to: Location) -> tuple[FlowRule, FlowRule]:
+        """A mapping's (original, reply) rules, given where the packet at hand came from and goes to."""
+        if direction is Direction.ORIGINAL:
+            initiator, replier = came_from, goes_to
+        else:
+            initiator, replier = goes_to, came_from
+        timeout = self._transitory_s if mapping.closing else self._idle_timeouts[mapping.proto]
+        original = rules.mapping_rewrite(RuleKind.ORIGINAL, mapping.id, mapping.proto, mapping.original,
+                                         reverse_key(mapping.reply), initiator.port, self._mac, replier.mac,
+                                         replier.port, timeout)
+        reply = rules.mapping_rewrite(RuleKind.REPLY, mapping.id, mapping.proto, mapping.reply,
+                                      reverse_key(mapping.original), replier.port, self._mac, initiator.mac,
+                                      initiator.port, timeout)
+        return original, reply
