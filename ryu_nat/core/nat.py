@@ -30,6 +30,15 @@ class TranslateError(enum.Enum):
     TTL_EXCEEDED = "ttl_exceeded"  # it arrived with TTL <= 1: not forwarded (RFC 1812 5.3.1)
 
 
+class RestoreError(enum.Enum):
+    """Why a mapping read back from the switch was not put back; values are counter names."""
+
+    OVERLAP = "overlap"  # a channel of it belongs to a mapping put back before it
+    PORT_OWNED_TWICE = "port_owned_twice"  # its public port is another endpoint's or a redirect's, or its
+    # private endpoint already holds another port (one port per endpoint, RFC 4787 REQ-1)
+    ID_REUSED = "id_reused"  # an id at or below one the table already gave out
+
+
 class Direction(enum.Enum):
     """Which channel of its mapping a packet travelled on."""
 
@@ -109,50 +118,56 @@ class Nat:
     # --- add ---------------------------------------------------------------------------
 
     def add(self, packet: Datagram, mode: AddMode, now: float, *, idle_timeout_s: float | None = None,
-            port_generator: PortGenerator | None = None) -> Mapping | AddError:
+            port_generator: PortGenerator | None = None, dry_run: bool = False) -> Mapping | AddError:
         """Add a mapping for the conversation ``packet`` starts; return it.
 
         Adding a conversation that already has a mapping refreshes and returns it.
         ``idle_timeout_s`` overrides the protocol's timeout (``math.inf``: only an
-        explicit removal ends it). Errors:
+        explicit removal ends it). ``dry_run`` decides without acting: the mapping
+        that would be added (id 0, a port the generator offered) or the error, and
+        nothing changes (no id, port or channel taken, nothing refreshed). Errors:
         CANNOT_NAT  not TCP, UDP or an ICMP query; a later fragment; port 0; an
                     address that is broadcast, multicast, loopback, unspecified or
                     link-local; a redirect of ICMP.
         OVERLAP     a channel of the new mapping belongs to another mapping.
         PORTS_EXHAUSTED  the port generator gave no free port in 100 tries.
         """
-        self._now = now
+        if not dry_run:
+            self._now = now
         proto = _proto_of(packet)
         if proto is None or not is_nattable(packet.src) or not is_nattable(packet.dst):
             return AddError.CANNOT_NAT
         if proto is not Proto.ICMP and (packet.src_port == 0 or packet.dst_port == 0):
             return AddError.CANNOT_NAT
         key = pack_key(packet.src, packet.dst, packet.src_port, packet.dst_port)
-        existing = self.table.lookup(proto, key)
+        existing = self.table.peek(proto, key) if dry_run else self.table.lookup(proto, key)
         if existing is not None:
             if existing.original != key:
                 return AddError.OVERLAP
-            existing.last_used = now
+            if not dry_run:
+                existing.last_used = now
             return existing
         timeout = self._new_timeouts[proto] if idle_timeout_s is None else idle_timeout_s
         match mode:
             case SourceNat():
                 return self._add_translated(packet, key, proto, MappingKind.NAT, None, now, timeout,
-                                            port_generator)
+                                            port_generator, dry_run)
             case Redirect(endpoint=target) | Hairpin(endpoint=target):
                 if proto is Proto.ICMP or not is_nattable(int(target.ip)):
                     return AddError.CANNOT_NAT
                 if isinstance(mode, Hairpin):
                     return self._add_translated(packet, key, proto, MappingKind.HAIRPIN, target, now, timeout,
-                                                port_generator)
+                                                port_generator, dry_run)
                 reply = pack_key(int(target.ip), packet.src, target.port, packet.src_port)
+                if dry_run:
+                    return self._would_add(Mapping(0, proto, key, reply, MappingKind.REDIRECT, now, timeout))
                 mapping = Mapping(next(self._ids), proto, key, reply, MappingKind.REDIRECT, now, timeout)
                 overlap = self.table.insert(mapping)
                 return mapping if overlap is None else overlap
 
     def _add_translated(self, packet: Datagram, key: int, proto: Proto, kind: MappingKind,
                         target: Endpoint | None, now: float, timeout: float,
-                        port_generator: PortGenerator | None) -> Mapping | AddError:
+                        port_generator: PortGenerator | None, dry_run: bool) -> Mapping | AddError:
         """A mapping whose private client leaves from the public address on a port of its own."""
         owner = owner_key(packet.src, packet.src_port)
         if target is None:
@@ -168,6 +183,8 @@ class Nat:
             if port is None:
                 return AddError.PORTS_EXHAUSTED
         reply = pack_key(reply_src, self._public, port if reply_src_port < 0 else reply_src_port, port)
+        if dry_run:
+            return self._would_add(Mapping(0, proto, key, reply, kind, now, timeout))
         mapping = Mapping(next(self._ids), proto, key, reply, kind, now, timeout)
         overlap = self.table.insert(mapping)
         if overlap is not None:
@@ -185,7 +202,7 @@ class Nat:
             if available is False:
                 continue
             slot = pack_key(remote, self._public, port if remote_port < 0 else remote_port, port)
-            if self.table.lookup(proto, slot) is not None:
+            if self.table.peek(proto, slot) is not None:
                 continue
             if available is None:
                 fallback = port if fallback is None else fallback
@@ -193,33 +210,71 @@ class Nat:
             return port
         return fallback
 
+    def _would_add(self, mapping: Mapping) -> Mapping | AddError:
+        """A dry run's answer: ``mapping``, unless a channel of it is taken (as :meth:`NatTable.insert` checks)."""
+        table = self.table
+        if mapping.original == mapping.reply or table.peek(mapping.proto, mapping.original) is not None \
+                or table.peek(mapping.proto, mapping.reply) is not None:
+            return AddError.OVERLAP
+        return mapping
+
+    def restore(self, mapping: Mapping) -> RestoreError | None:
+        """Put back, id and all, a mapping read back from the switch after a restart: both channels, and the
+        public port of a source NAT or hairpin mapping; new mappings get ids above it. An error changes
+        nothing (see :class:`RestoreError`); ids must come in increasing order, above every id the table
+        gave out."""
+        if mapping.id <= self.table.last_id:
+            return RestoreError.ID_REUSED
+        owner = port = 0
+        if mapping.kind is not MappingKind.REDIRECT:
+            src, _, src_port, _ = unpack_key(mapping.original)
+            owner, port = owner_key(src, src_port), mapping.reply & 0xFFFF
+            held, holder = self.ports.port_of(mapping.proto, owner), self.ports.owner_of(mapping.proto, port)
+            if held not in (None, port) or holder not in (None, owner) or self.ports.is_reserved(mapping.proto, port):
+                return RestoreError.PORT_OWNED_TWICE
+        if self.table.insert(mapping) is not None:
+            return RestoreError.OVERLAP
+        if mapping.kind is not MappingKind.REDIRECT:
+            self.ports.acquire(mapping.proto, owner, port)
+        self.ids_above(mapping.id)
+        return None
+
+    def ids_above(self, last_id: int) -> None:
+        """New mappings get ids above ``last_id`` (one seen on the switch after a restart: its cookie carries it)."""
+        following = next(self._ids)
+        self._ids = itertools.count(max(following, last_id + 1))
+
     # --- translate ---------------------------------------------------------------------
 
-    def translate(self, packet: Datagram, now: float) -> Translated | TranslateError:
+    def translate(self, packet: Datagram, now: float, dry_run: bool = False) -> Translated | TranslateError:
         """The packet rewritten by its mapping, with TTL decremented.
 
-        ICMP errors are translated by the packet they embed (RFC 5508). Errors:
+        ICMP errors are translated by the packet they embed (RFC 5508).
+        ``dry_run``: the same answer, but the mapping neither counts as used nor
+        starts closing. Errors:
         UNTRANSLATED  no mapping for its channel (or, for an ICMP error, for the
                       embedded packet);
         TTL_EXCEEDED  a mapping exists but the packet arrived with TTL <= 1.
         """
-        self._now = now
+        if not dry_run:
+            self._now = now
         if packet.embedded is not None:
-            return self._translate_icmp_error(packet)
+            return self._translate_icmp_error(packet, dry_run)
         proto = _proto_of(packet)
         if proto is None:
             return TranslateError.UNTRANSLATED
         key = packet.key
-        mapping = self.table.lookup(proto, key)
+        mapping = self.table.peek(proto, key) if dry_run else self.table.lookup(proto, key)
         if mapping is None:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
             return TranslateError.TTL_EXCEEDED
         direction, out_key = leaving(mapping, key)
-        mapping.last_used = now
         closing_started = False
         if proto is Proto.TCP and packet.tcp_flags & (TCP_FIN | TCP_RST) and not mapping.closing:
-            closing_started = self._start_closing(mapping)
+            closing_started = dry_run or self._start_closing(mapping)
+        if not dry_run:
+            mapping.last_used = now
         src, dst, src_port, dst_port = unpack_key(out_key)
         out = pkt_mod.rewrite(packet, src, dst, src_port, dst_port, packet.ttl - 1)
         return Translated(out, mapping, direction, closing_started)
@@ -232,7 +287,7 @@ class Nat:
             self.table.reschedule(mapping)
         return True
 
-    def _translate_icmp_error(self, packet: Datagram) -> Translated | TranslateError:
+    def _translate_icmp_error(self, packet: Datagram, dry_run: bool) -> Translated | TranslateError:
         """Map an ICMP error back along the conversation its embedded packet belongs to.
 
         The embedded packet is one the NAT sent; its reverse is a channel the
@@ -246,7 +301,7 @@ class Nat:
         except ValueError:
             return TranslateError.UNTRANSLATED
         arriving = reverse_key(embedded.key)
-        mapping = self.table.lookup(proto, arriving)
+        mapping = self.table.peek(proto, arriving) if dry_run else self.table.lookup(proto, arriving)
         if mapping is None:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
