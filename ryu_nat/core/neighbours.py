@@ -53,6 +53,10 @@ class Neighbours:
     def lookup(self, ip: int) -> Location | None:
         return self._known.get(ip)
 
+    def peek(self, ip: int) -> Location | None:
+        """As :meth:`lookup`, without making ``ip`` the most recently used (a question, not traffic)."""
+        return cachetools.Cache.__getitem__(self._known, ip) if ip in self._known else None
+
     def learn(self, ip: int, location: Location) -> list[tuple[int, bytes]]:
         """Remember where ``ip`` is; the packets that were waiting for it, to send now."""
         self._known[ip] = location

@@ -67,11 +67,12 @@ class PortAllocator:
         self._reserved: dict[Proto, set[int]] = {p: set() for p in Proto}
         self._quarantine: dict[Proto, OrderedDict[int, tuple[float, int]]] = {p: OrderedDict() for p in Proto}
 
-    def candidate(self, proto: Proto, private_port: int) -> int:
-        """A random port from the part of the range that suits ``private_port``."""
+    def candidate(self, proto: Proto, private_port: int, rng: random.Random | None = None) -> int:
+        """A random port from the part of the range that suits ``private_port`` (drawn from ``rng`` if given:
+        a dry run must leave the allocator's own random source as it was)."""
         span = self._low if private_port < WELL_KNOWN_LIMIT and self._low else self._high or self._low
         assert span is not None  # a PortRange is never empty
-        return self._rng.randint(span[0], span[1])
+        return (rng or self._rng).randint(span[0], span[1])
 
     def port_of(self, proto: Proto, owner: int) -> int | None:
         """The public port ``owner`` already holds, if any (endpoint-independent mapping)."""

@@ -34,6 +34,8 @@ from ryu_nat.gateway.natpath import NatPath, Verdict
 from ryu_nat.gateway.neighbours import Neighbourhood, Waiting
 from ryu_nat.gateway.offload import Offload, RuleState
 from ryu_nat.gateway.reassembly import Reassembly
+from ryu_nat.gateway.restore import Held, Restore
+from ryu_nat.gateway.review import Review
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.gateway.switching import PrivateSwitch
 from ryu_nat.openflow import rules
@@ -59,17 +61,25 @@ class Gateway:
         self._local = LocalTraffic(self._mac, self.stats)
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats)
         self._fragments = Reassembly(self.stats)
+        self._restore = Restore(config, self.stats)
+        self.review = Review(config, self.stats, self._restore, self._nat, self._offload, self._neighbours,
+                             self._fragments, self._guard, self._local, route=self._route)
         for rule in config.redirects:
             self.add_redirect(rule)
 
     # --- switch events ------------------------------------------------------------------
 
     def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
-        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
-        two ends are known; the others come back with their next packet)."""
+        """Settings and the base rules; then, with an empty table (after a restart), the switch's mapping rules
+        are kept and read back (:attr:`restoring`); else a clean slate of our rules and those of live mappings
+        (those whose two ends are known; the others come back with their next packet)."""
         self._switch.connected(ports)
         self._guard.forget()
-        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
+        base: Plan = [Barrier(), *rules.base(self._mac, self._uplink)]
+        if self._restore.active or self._nat.is_empty():
+            self._restore.begin()
+            return self._finish([SwitchSetup(), *rules.delete_session_rules(), *base])
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), *base]
         return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
 
     def port_changed(self, port: int, present: bool) -> Plan:
@@ -94,7 +104,7 @@ class Gateway:
         """A rule of ours left the switch; a mapping ends when its last rule idled out."""
         ended = self._offload.rule_removed(cookie, reason)
         if ended is not None:
-            self._nat.end(ended)
+            self._nat.end(ended, now)
         return self._finish([])
 
     def expire(self, now: float) -> Plan:
@@ -210,8 +220,9 @@ class Gateway:
         self.stats.packet_ins["private"] += 1
         if d is None:
             return self._dropped(DropReason.NOT_IPV4), released
-        if not self._private.contains(d.src):
-            return self._dropped(DropReason.SPOOFED_SOURCE), released
+        refused = self._nat.refusal(d, from_private=True)
+        if refused is not None:
+            return self._dropped(refused), released
         return self._route(came_from, d, data, now, from_private=True), released
 
     def _from_public(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
@@ -219,17 +230,19 @@ class Gateway:
         d = frame.datagram
         if d is None:
             return self._dropped(DropReason.NOT_IPV4), []
-        if frame.eth_dst != self._mac or d.dst != self._public.address:
-            return self._dropped(DropReason.NOT_FOR_US), []
-        if self._private.contains(d.src) or d.src == self._public.address:
-            return self._dropped(DropReason.SPOOFED_SOURCE), []
+        refused = DropReason.NOT_FOR_US if frame.eth_dst != self._mac else self._nat.refusal(d, from_private=False)
+        if refused is not None:
+            return self._dropped(refused), []
         came_from = Location(in_port, frame.eth_src)
         released = self._neighbours.public_sender(d.src, came_from)
         return self._route(came_from, d, data, now, from_private=False), released
 
     def _route(self, came_from: Location, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
         """A routed datagram (a fragment waits for its datagram) from ``came_from`` (port and sender's MAC):
-        what the NAT path decides, carried out."""
+        what the NAT path decides, carried out; while the table is read back after a restart, it waits."""
+        if self._restore.active:
+            self._restore.hold(Held(came_from, d, data, from_private))
+            return []
         whole = None
         if d.is_fragment:
             whole = self._fragments.add(d, now)

@@ -41,6 +41,7 @@ class DropReason(enum.Enum):
     TTL_EXCEEDED = "ttl_exceeded"
     ARP_TIMEOUT = "arp_timeout"
     ARP_QUEUE_FULL = "arp_queue_full"
+    RESTORE_QUEUE_FULL = "restore_queue_full"
 
     @classmethod
     def of(cls, error: ParseError | FragmentError | AddError) -> DropReason:
@@ -79,4 +80,6 @@ DESCRIPTIONS: dict[DropReason, str] = {
                              "an ICMP error or a later fragment)",
     DropReason.ARP_TIMEOUT: "it waited for a next hop that never answered ARP",
     DropReason.ARP_QUEUE_FULL: "too many packets already wait for that next hop, or for next hops in all",
+    DropReason.RESTORE_QUEUE_FULL: "it arrived while the table was read back from the switch after a restart, "
+                                   "and too many packets already waited for that",
 }

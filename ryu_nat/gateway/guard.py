@@ -39,6 +39,10 @@ class InboundGuard:
         self._drop_rules[key] = now
         return [rules.drop_unsolicited(self._uplink, self._public_ip, key[0], key[1], DROP_RULE_S)]
 
+    def dropping(self, proto: Proto, port: int) -> bool:
+        """True while the switch drops inbound traffic to ``port`` (a drop rule sent, not yet timed out)."""
+        return (proto, port) in self._drop_rules
+
     def open_port(self, proto: Proto, port: int) -> Plan:
         """Traffic to ``port`` is welcome now (a redirect): delete the drop rules if it has one."""
         if (proto, port) not in self._drop_rules:

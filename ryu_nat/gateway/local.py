@@ -30,6 +30,11 @@ class LocalTraffic:
         self._stats.icmp_sent["echo_reply"] += 1
         return [rules.send_frame(ethernet_frame(came_from.mac, self._mac, reply), [came_from.port], came_from.port)]
 
+    @staticmethod
+    def answers(d: Datagram) -> bool:
+        """True if :meth:`answer` would answer ``d`` (an echo request), False if it would drop it."""
+        return icmp.echo_reply(d) is not None
+
     def time_exceeded(self, d: Datagram, came_from: Location, from_ip: int) -> Plan:
         """The packet's TTL ran out here: tell its sender, from the NAT's address on that side."""
         if not icmp.may_answer_with_error(d):

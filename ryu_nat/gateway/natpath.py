@@ -12,8 +12,12 @@ the redirects. It decides; the dispatcher sends. Route decisions, in order:
   is unsolicited.
 
 TCP and UDP mappings are added without a timeout of their own: their switch
-rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`). No
-I/O; time is passed in.
+rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`). The
+last :data:`ENDED_KEPT` mappings that ended are remembered by channel, with why
+and when, so that explaining a packet can say that its mapping expired at T.
+:meth:`NatPath.decide` has a dry run (``dry_run=True``) that goes through the
+same decisions and changes nothing: no mapping added or refreshed, no port or
+id taken, no counter moved. No I/O; time is passed in.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import enum
 import logging
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
 from ryu_nat.core.lru_table import LruNatTable
-from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
+from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, RestoreError, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, Page, RemovalReason
@@ -40,6 +46,7 @@ from ryu_nat.openflow.rules import OFFLOADED
 LOG = logging.getLogger(__name__)
 
 WARN_INTERVAL_S = 5.0
+ENDED_KEPT = 4096  # ended mappings remembered for explaining packets (two channels each)
 
 
 class Verdict(enum.Enum):
@@ -51,6 +58,15 @@ class Verdict(enum.Enum):
 
 
 Decision = Translated | Mapping | Verdict | DropReason
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A mapping that left the table, why, and when (the time the NAT last saw when it went)."""
+
+    mapping: Mapping
+    reason: RemovalReason
+    at: float
 
 
 class NatPath:
@@ -66,14 +82,22 @@ class NatPath:
                         config.timeouts, listener=self._removed)
         self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
         self._last_warning: dict[str, float] = {}
+        self._ended: OrderedDict[tuple[Proto, int], Ended] = OrderedDict()
+        self._now = 0.0
+        self._dry_ports = random.Random(0)  # dry runs draw ports from here, never from the NAT's own source
 
     # --- packets ---------------------------------------------------------------------------
 
-    def decide(self, d: Datagram, from_private: bool, now: float) -> Decision:
-        """What becomes of ``d``, a whole datagram routed through the NAT (see the module's docstring)."""
-        if d.tcp_flags & (TCP_FIN | TCP_RST):
-            self._stats.packet_ins["tcp_closing"] += 1
-        result = self._nat.translate(d, now)
+    def decide(self, d: Datagram, from_private: bool, now: float, dry_run: bool = False) -> Decision:
+        """What becomes of ``d``, a whole datagram routed through the NAT (see the module's docstring);
+        with ``dry_run``, what would, and nothing changes (a new mapping comes back with id 0)."""
+        if dry_run:
+            result = self._nat.translate(d, now, dry_run=True)
+        else:
+            self._now = now
+            if d.tcp_flags & (TCP_FIN | TCP_RST):
+                self._stats.packet_ins["tcp_closing"] += 1
+            result = self._nat.translate(d, now)
         if isinstance(result, Translated):
             return result
         if result is TranslateError.TTL_EXCEEDED:
@@ -98,7 +122,17 @@ class NatPath:
             mode = Redirect(redirect.private)
         if d.ttl <= 1:
             return Verdict.TIME_EXCEEDED
-        return self._add(d, mode, now)
+        return self._add(d, mode, now, dry_run)
+
+    def refusal(self, d: Datagram, from_private: bool) -> DropReason | None:
+        """Why an IPv4 datagram sent to the NAT's MAC from that side is not one to route, if it is not."""
+        if from_private:
+            return None if self._private.contains(d.src) else DropReason.SPOOFED_SOURCE
+        if d.dst != self._public.address:
+            return DropReason.NOT_FOR_US
+        if self._private.contains(d.src) or d.src == self._public.address:
+            return DropReason.SPOOFED_SOURCE
+        return None
 
     def translate(self, d: Datagram, now: float) -> Translated:
         """``d`` translated by the mapping just added for it."""
@@ -106,13 +140,38 @@ class NatPath:
         assert isinstance(translated, Translated), translated
         return translated
 
-    def end(self, mapping: Mapping) -> None:
+    def end(self, mapping: Mapping, now: float) -> None:
         """The switch says ``mapping`` is over (its rules idled out)."""
+        self._now = now
         self._nat.remove(mapping, RemovalReason.EXPIRED)
 
     def expire(self, now: float) -> None:
         """Remove mappings idle past their timeout (those the controller times: ICMP)."""
+        self._now = now
         self._nat.expire(now)
+
+    def ended(self, proto: Proto, key: int) -> Ended | None:
+        """The last mapping that had the channel ``key`` and ended, if it is still remembered."""
+        return self._ended.get((proto, key))
+
+    # --- after a restart ----------------------------------------------------------------------------
+
+    def restore(self, mapping: Mapping) -> RestoreError | None:
+        """Put back a mapping read back from the switch (see :meth:`ryu_nat.core.nat.Nat.restore`)."""
+        return self._nat.restore(mapping)
+
+    def ids_above(self, last_id: int) -> None:
+        self._nat.ids_above(last_id)
+
+    def is_empty(self) -> bool:
+        return not any(self._nat.table.count(proto) for proto in Proto)
+
+    def offloaded_between(self, first: int, last: int, limit: int) -> list[Mapping]:
+        """Up to ``limit`` TCP and UDP mappings with ids from ``first`` to ``last``, lowest first."""
+        found = [mapping for proto in OFFLOADED for mapping in self._nat.table.page(first - 1, limit, proto).mappings
+                 if mapping.id <= last]
+        found.sort(key=lambda mapping: mapping.id)
+        return found[:limit]
 
     # --- redirects ------------------------------------------------------------------------------
 
@@ -158,6 +217,10 @@ class NatPath:
         owner = self._nat.ports.owner_of(proto, public_port)
         return None if owner is None else Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF)
 
+    def port_owner(self, proto: Proto, public_port: int) -> int | None:
+        """:meth:`port_holder`, packed (address << 16 | port)."""
+        return self._nat.ports.owner_of(proto, public_port)
+
     def ports_in_use(self, proto: Proto) -> int:
         return self._nat.ports.in_use(proto)
 
@@ -175,8 +238,14 @@ class NatPath:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _add(self, d: Datagram, mode: AddMode, now: float) -> Mapping | DropReason:
-        added = self._nat.add(d, mode, now, idle_timeout_s=math.inf if d.proto in OFFLOADED else None)
+    def _add(self, d: Datagram, mode: AddMode, now: float, dry_run: bool) -> Mapping | DropReason:
+        timeout = math.inf if d.proto in OFFLOADED else None
+        if dry_run:
+            ports = self._nat.ports
+            would = self._nat.add(d, mode, now, idle_timeout_s=timeout, dry_run=True,
+                                  port_generator=lambda proto, port: ports.candidate(proto, port, self._dry_ports))
+            return DropReason.of(would) if isinstance(would, AddError) else would
+        added = self._nat.add(d, mode, now, idle_timeout_s=timeout)
         if isinstance(added, AddError):
             self._warn(added.value, now, "refused %s: %s", _describe(d), added.value)
             return DropReason.of(added)
@@ -187,6 +256,11 @@ class NatPath:
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
         self._stats.mappings_removed[reason.value] += 1
         LOG.debug("mapping %d removed (%s)", mapping.id, reason.value)
+        ended, proto = Ended(mapping, reason, self._now), mapping.proto
+        remembered = self._ended
+        remembered[(proto, mapping.original)] = remembered[(proto, mapping.reply)] = ended
+        while len(remembered) > 2 * ENDED_KEPT:
+            remembered.popitem(last=False)
         self._on_removed(mapping)
 
     def _warn(self, key: str, now: float, message: str, *args: object) -> None:

@@ -105,6 +105,12 @@ class Neighbourhood:
         location = self._public_hosts.lookup(ip if self._public.contains(ip) else self._gateway)
         return None if location is None else Location(self._uplink, location.mac)
 
+    def peek(self, ip: int) -> Location | None:
+        """:meth:`locate`, without counting as use of the cache (explaining a packet changes nothing)."""
+        side, hop = self._next_hop(ip)
+        location = self._cache(side).peek(hop)
+        return location if location is None or side is Side.PRIVATE else Location(self._uplink, location.mac)
+
     def hold(self, ip: int, in_port: int, frame: bytes, now: float, private_ports: Iterable[int]) -> Plan:
         """Keep ``frame`` until ARP tells where the next hop toward ``ip`` is; the first one held asks."""
         side, hop = self._next_hop(ip)

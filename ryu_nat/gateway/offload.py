@@ -53,6 +53,18 @@ class RuleState(enum.Enum):
     def has_rules(self) -> bool:
         return self in (RuleState.INSTALLED, RuleState.ORIGINAL_ONLY, RuleState.REPLY_ONLY)
 
+    def holds(self, kind: RuleKind) -> bool:
+        """True if the rule of ``kind`` (ORIGINAL or REPLY) is on the switch in this state."""
+        return self is RuleState.INSTALLED or self is (RuleState.ORIGINAL_ONLY if kind is RuleKind.ORIGINAL
+                                                       else RuleState.REPLY_ONLY)
+
+    @classmethod
+    def holding(cls, original: bool, reply: bool) -> RuleState:
+        """The state in which the switch holds the rules said (at least one)."""
+        if original:
+            return cls.INSTALLED if reply else cls.ORIGINAL_ONLY
+        return cls.REPLY_ONLY
+
 
 class Offload:
     """The rule state of every offloaded mapping, and the rules and packet-outs that change it."""
@@ -66,6 +78,7 @@ class Offload:
         self._mappings: dict[int, Mapping] = {}
         self._states: dict[int, RuleState] = {}
         self._deletions: Plan = []
+        self._changed: set[int] | None = None  # while an audit's request is out: mappings whose rules changed
 
     def track(self, mapping: Mapping) -> None:
         """A new mapping whose packets the switch will carry."""
@@ -78,6 +91,27 @@ class Offload:
     def state(self, mapping_id: int) -> RuleState | None:
         """The rule state of a mapping; None if it is not (or no longer) offloaded."""
         return self._states.get(mapping_id)
+
+    def adopt(self, mapping: Mapping, original: bool, reply: bool) -> None:
+        """A mapping put back after a restart, whose rules the switch holds as said (at least one)."""
+        self._mappings[mapping.id] = mapping
+        self._states[mapping.id] = RuleState.holding(original, reply)
+
+    def rule_gone(self, mapping: Mapping, kind: RuleKind) -> None:
+        """A rule of a live mapping is not on the switch (an audit found it missing, or deleted it): the
+        next packet that misses it installs both again."""
+        state = self._states.get(mapping.id)
+        if state is not None:
+            self._states[mapping.id] = state.without(kind)
+
+    def watch(self) -> None:
+        """Note from now on which mappings' rules change (an audit's request for a slice is out)."""
+        self._changed = set()
+
+    def changed(self) -> set[int]:
+        """The mappings whose rules were installed or deleted since :meth:`watch`; noting stops."""
+        changed, self._changed = self._changed, None
+        return changed or set()
 
 
     def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
@@ -102,6 +136,8 @@ class Offload:
         original, reply = self._rewrite_rules(mapping, direction, came_from, goes_to)
         self._states[mapping.id] = RuleState.INSTALLED
         self._stats.flow_setups += 1
+        if self._changed is not None:
+            self._changed.add(mapping.id)
         return [original, reply]
 
     def reinstall(self, locate: Callable[[int], Location | None]) -> Plan:
@@ -140,6 +176,8 @@ class Offload:
         if self._mappings.pop(mapping.id, None) is not None:
             del self._states[mapping.id]
             self._deletions.append(rules.delete_mapping(mapping.id))
+            if self._changed is not None:
+                self._changed.add(mapping.id)
 
     def take_deletions(self) -> Plan:
         """The deletions of removed mappings' rules not sent yet; they go before anything else."""
@@ -156,6 +194,10 @@ class Offload:
         this_direction = plan[0] if direction is Direction.ORIGINAL else plan[1]
         assert isinstance(this_direction, FlowRule)
         return [*plan, PacketOut(data, this_direction.actions, came_from.port)]
+
+    def rules_of(self, mapping: Mapping, initiator: Location, replier: Location) -> tuple[FlowRule, FlowRule]:
+        """A mapping's (original, reply) rules as they are installed when its ends are where said."""
+        return self._rewrite_rules(mapping, Direction.ORIGINAL, initiator, replier)
 
     def _start_closing(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
                        data: bytes) -> Plan:

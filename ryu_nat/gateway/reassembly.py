@@ -36,6 +36,10 @@ class Reassembly:
     def expire(self, now: float) -> None:
         self._cache.expire(now)
 
+    def waiting(self, src: int, dst: int, proto: int) -> int:
+        """Datagrams of that source, destination and protocol whose pieces wait for the rest."""
+        return self._cache.waiting(src, dst, proto)
+
     @staticmethod
     def pieces(whole: Datagram, like: Reassembled) -> list[bytes]:
         """``whole`` (the translated datagram) cut at the piece size ``like`` arrived in."""

@@ -24,6 +24,7 @@ OURS = APP_TAG << _TAG_SHIFT
 OURS_MASK = 0xFFFF << _TAG_SHIFT
 MAPPING_MASK = OURS_MASK | _ID_MASK
 KIND_MASK = OURS_MASK | 0xFF << _KIND_SHIFT  # with make(kind): every rule of that kind
+ALL_MASK = (1 << 64) - 1  # with any cookie: the rules with exactly that cookie
 
 
 class RuleKind(enum.IntEnum):

@@ -149,6 +149,13 @@ def delete_ours() -> FlowDelete:
     return FlowDelete(cookies.OURS, cookies.OURS_MASK)
 
 
+def delete_session_rules() -> list[FlowDelete]:
+    """Every rule of ours but the mappings' (base, switching between private hosts, drop rules): what a
+    connection sets up afresh, while the mapping rules of an earlier run stay to be read back."""
+    return [FlowDelete(cookies.make(kind), cookies.KIND_MASK) for kind in (RuleKind.BASE, RuleKind.L2,
+                                                                            RuleKind.DROP)]
+
+
 def send_frame(frame: bytes, out_ports: list[int] | tuple[int, ...], in_port: int | None = None) -> PacketOut:
     """A frame the controller built or forwards as is, out of ``out_ports`` (at least one)."""
     if not out_ports:

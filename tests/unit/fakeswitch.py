@@ -289,6 +289,12 @@ class FakeSwitch:
     def rules(self) -> list[FlowRule]:
         return [entry.rule for entry in self.entries()]
 
+    def remove_silently(self, cookie: int) -> list[FlowRule]:
+        """Remove the rules with ``cookie`` and tell nobody (as ``ovs-ofctl`` can: replace a rule with one
+        without the flow-removed flag, then delete it); the rules removed."""
+        gone = [key for key, entry in self._table.items() if entry.rule.cookie == cookie]
+        return [self._table.pop(key).rule for key in gone]
+
     def rules_with_cookie(self, cookie: int, mask: int = (1 << 64) - 1) -> list[FlowRule]:
         """Rules a FlowDelete(cookie, mask) would remove."""
         return [rule for rule in self.rules() if rule.cookie & mask == cookie & mask]

@@ -14,7 +14,9 @@ from ryu_nat.backend import arp
 from ryu_nat.config import parse_config
 from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
+from ryu_nat.openflow.flowentries import OFPFF_SEND_FLOW_REM, SwitchRule
 from ryu_nat.openflow.plan import Plan
+from ryu_nat.openflow.scan import Ask, Scan, Slice, Unreadable
 
 from .builders import frame
 from .fakeswitch import FakeSwitch
@@ -28,6 +30,7 @@ SERVER = "192.168.3.10"
 INTERNET = "198.51.100.10"
 H1, H2 = "10.0.0.2", "10.0.0.3"
 MACS = {H1: "00:00:00:00:00:02", H2: "00:00:00:00:00:03", SERVER: "00:00:00:00:03:0a", GATEWAY: "00:00:00:00:03:fe"}
+HOME = {H1: H1_PORT, H2: H2_PORT, SERVER: UPLINK, GATEWAY: UPLINK}  # where each host is
 BASE_CONFIG = {"public_ipv4": f"{PUBLIC}/24", "public_ipv4_gateway": GATEWAY, "private_ipv4": f"{PRIVATE}/24",
                "public_port": str(UPLINK), "redirects": f"tcp:8080={H1}:80, udp:5353={H2}:53"}
 
@@ -53,7 +56,60 @@ class Lab:
         self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(3))
         self.switch = FakeSwitch(ports=(UPLINK, H1_PORT, H2_PORT))
         self.plans: list[Plan] = []
-        self.apply(self.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE], self.now))
+        self.connect()
+
+    def connect(self, read_back: bool = True, ports: tuple[int, ...] = (UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE)) -> None:
+        """The switch connects; with an empty table the gateway reads its rules back (unless told not to)."""
+        self.apply(self.gateway.switch_connected(list(ports), self.now))
+        if read_back and self.gateway.review.restoring:
+            self.read_back()
+
+    def restart(self, read_back: bool = True) -> None:
+        """The controller restarts: a new gateway, with the same configuration, meets the switch as it is."""
+        self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(4))
+        self.connect(read_back)
+
+    def switch_rules(self, cookie: int, mask: int) -> list[SwitchRule]:
+        """The rules a flow-statistics request for (cookie, mask) gets, as the switch reports them."""
+        return [SwitchRule(entry.rule.cookie, entry.rule.priority, entry.rule.idle_timeout_s, entry.rule.hard_timeout_s,
+                           OFPFF_SEND_FLOW_REM if entry.rule.notify_removed else 0, self.now - entry.installed_at,
+                           entry.packets, entry.packets * 100, entry.rule.match, entry.rule.actions)
+                for entry in self.switch.entries() if entry.rule.cookie & mask == cookie & mask]
+
+    def read_back(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every slice of our rules, as the app asks for them after a restart, fed to the gateway; then done:
+        where the packets that waited went (ARP answered, as in :meth:`send`)."""
+        review = self.gateway.review
+        self._scan(Scan(), lambda node, found: review.restore_slice(found, self.now),
+                   lambda node: review.restore_unreadable(node.cookie, node.mask))
+        self.apply(review.restore_done(self.now))
+        return self._answer_arp(self.switch.emitted())
+
+    def audit(self, limit: int = 512) -> None:
+        """One audit, slice after slice, as the app runs it."""
+        review = self.gateway.review
+        self._scan(Scan(lambda first, last: review.audit_crowded(first, last, limit)),
+                   lambda node, found: review.audit_slice(node.mapping_ids, found, limit), lambda node: [],
+                   review.audit_watch)
+        self.gateway.stats.audit["runs"] += 1
+
+    def _scan(self, scan: Scan, on_slice: Any, on_unreadable: Any, before_slice: Any = None) -> None:
+        xid = 0
+        while (request := scan.next_request(self.now)) is not None:
+            xid += 1
+            scan.sent(request, xid, self.now)
+            found = self.switch_rules(request.node.cookie, request.node.mask)
+            if request.ask is Ask.COUNT:
+                scan.counted(xid, len(found))
+            else:
+                if before_slice is not None:
+                    before_slice()
+                scan.part(xid, found, more=False)
+            for result in scan.take_results():
+                if isinstance(result, Slice):
+                    self.apply(on_slice(result.node, result.rules))
+                elif isinstance(result, Unreadable):
+                    self.apply(on_unreadable(result.node))
 
     def apply(self, plan: Plan) -> None:
         self.plans.append(plan)
@@ -77,8 +133,11 @@ class Lab:
         rest = []
         for port, fields in delivered:
             target = fields.get("arp_tpa")
-            if self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC and target in MACS:
+            asked_here = HOME.get(target) == port  # a request flooded to every private port: the host's answers
+            if self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC and asked_here:
                 rest += self.send(port, arp_reply(target, fields["arp_spa"]))
+            elif fields.get("arp_op") == 1 and target in MACS and not asked_here:
+                continue
             else:
                 rest.append((port, fields))
         return rest

@@ -24,11 +24,13 @@ def mapping_rules(lab: Lab) -> list[FlowRule]:
     return [r for r in lab.switch.rules() if cookies.kind_of(r.cookie) in (RuleKind.ORIGINAL, RuleKind.REPLY)]
 
 
-def test_connect_clears_our_old_rules_then_installs_the_base_rules():
+def test_connect_clears_our_session_rules_then_installs_the_base_rules():
     lab = Lab()
     first_plan = lab.plans[0]
     assert isinstance(first_plan[0], SwitchSetup)
-    assert first_plan[1] == FlowDelete(cookies.OURS, cookies.OURS_MASK) and isinstance(first_plan[2], Barrier)
+    assert first_plan[1:4] == [FlowDelete(cookies.make(kind), cookies.KIND_MASK)
+                               for kind in (RuleKind.BASE, RuleKind.L2, RuleKind.DROP)]
+    assert isinstance(first_plan[4], Barrier)
     priorities = sorted(r.priority for r in lab.switch.rules())
     assert priorities == [0, 51, 100, 300, 301]
     assert lab.gateway.private_ports == {H1_PORT, H2_PORT}

@@ -1,0 +1,179 @@
+"""After a restart the table is rebuilt from the switch's rules: connections keep their public ports and their
+rules, what cannot be rebuilt is deleted and counted, and routed packets wait until the table is whole."""
+
+from __future__ import annotations
+
+from ryu_nat.core.addresses import Proto, pack_key, reverse_key
+from ryu_nat.core.table import MappingKind
+from ryu_nat.gateway.offload import RuleState
+from ryu_nat.openflow import cookies, rules
+from ryu_nat.openflow.cookies import RuleKind
+from ryu_nat.openflow.plan import FlowDelete, FlowRule, Match, Output
+
+from .builders import echo_bytes, tcp_bytes, udp_bytes
+from .lab import H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab, from_host, ip
+
+FIN_ACK, ACK = 0x11, 0x10
+PORTS = {H1: H1_PORT, H2: H2_PORT}
+
+
+def udp_rules(mapping_id: int, host: str, port: int, remote: str, remote_port: int,
+              public_port: int) -> list[FlowRule]:
+    """A UDP source-NAT mapping's two rules, as the gateway installs them."""
+    original = pack_key(int(ip(host)), int(ip(remote)), port, remote_port)
+    reply = pack_key(int(ip(remote)), int(ip(PUBLIC)), remote_port, public_port)
+    return [rules.mapping_rewrite(RuleKind.ORIGINAL, mapping_id, Proto.UDP, original, reverse_key(reply), PORTS[host],
+                                  ROUTER_MAC, MACS[SERVER], UPLINK, 300),
+            rules.mapping_rewrite(RuleKind.REPLY, mapping_id, Proto.UDP, reply, reverse_key(original), UPLINK,
+                                  ROUTER_MAC, MACS[host], PORTS[host], 300)]
+
+
+def mapping_rules(lab: Lab) -> list[FlowRule]:
+    return [r for r in lab.switch.rules() if cookies.kind_of(r.cookie) in (RuleKind.ORIGINAL, RuleKind.REPLY)]
+
+
+def mappings(lab: Lab) -> dict[int, object]:
+    return {m.id: m for m in lab.gateway.mappings()}
+
+
+def test_tcp_and_udp_mappings_come_back_with_their_ids_ports_kinds_and_rules():
+    lab = Lab()
+    [(_, udp_out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    [(_, tcp_out)] = lab.send(H2_PORT, from_host(H2, tcp_bytes(H2, 6000, SERVER, 80)))
+    lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 7000, PUBLIC, 8080)))  # a redirect to H1:80
+    before = {m.id: (m.proto, m.original, m.reply, m.kind) for m in lab.gateway.mappings()}
+    rules_before = sorted(mapping_rules(lab), key=lambda r: r.cookie)
+    lab.now += 30
+    lab.restart()
+    assert {m.id: (m.proto, m.original, m.reply, m.kind) for m in lab.gateway.mappings()} == before
+    assert sorted(m.kind.value for m in lab.gateway.mappings()) == ["nat", "nat", "redirect"]
+    assert all(m.created == 0.0 and lab.gateway.rule_state(m) is RuleState.INSTALLED for m in lab.gateway.mappings())
+    assert sorted(mapping_rules(lab), key=lambda r: r.cookie) == rules_before  # kept, not installed again
+    assert lab.gateway.stats.restore["restored"] == 3 and lab.gateway.stats.flow_setups == 0
+    assert str(lab.gateway.port_holder(Proto.UDP, udp_out["udp_src"]).ip) == H1  # the port is held again
+    # A FIN from the server reaches the controller: the restored mapping translates it (and starts closing).
+    [(port, fin)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, tcp_out["tcp_src"],
+                                                                 bits=FIN_ACK)))
+    assert (port, fin["ipv4_dst"], fin["tcp_dst"]) == (H2_PORT, H2, 6000)
+    # New mappings get ids above every id read back, and ports no restored mapping holds.
+    [(_, new)] = lab.send(H2_PORT, from_host(H2, udp_bytes(H2, 5000, SERVER, 53)))
+    newest = max(mappings(lab))
+    assert newest > max(before) and new["udp_src"] != udp_out["udp_src"]
+
+
+def test_the_transitory_state_comes_back_from_the_rules_timeout():
+    lab = Lab({"tcp_transitory_timeout": "240"})
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 6000, SERVER, 80)))
+    lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, out["tcp_src"], bits=FIN_ACK)))
+    assert sorted(r.idle_timeout_s for r in mapping_rules(lab)) == [240, 7440]
+    lab.restart()
+    [mapping] = lab.gateway.mappings()
+    assert mapping.closing and lab.gateway.rule_state(mapping) is RuleState.INSTALLED
+    lab.advance(241)  # the transitory rule idles out: the mapping ends with both rules
+    assert list(lab.gateway.mappings()) == [] and mapping_rules(lab) == []
+
+
+def test_a_udp_mapping_with_one_rule_left_comes_back_and_a_tcp_one_is_deleted():
+    lab = Lab({"udp_idle_timeout": "100"})
+    [(_, udp)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.send(H2_PORT, from_host(H2, tcp_bytes(H2, 6000, SERVER, 80)))
+    udp_id, tcp_id = sorted(mappings(lab))
+    lab.switch.remove_silently(cookies.make(RuleKind.REPLY, udp_id))  # one-way traffic: the reply rule idled out
+    lab.switch.remove_silently(cookies.make(RuleKind.ORIGINAL, tcp_id))
+    lab.restart()
+    [mapping] = lab.gateway.mappings()
+    assert mapping.id == udp_id and lab.gateway.rule_state(mapping) is RuleState.ORIGINAL_ONLY
+    assert lab.gateway.stats.restore["restored_one_rule"] == 1 and lab.gateway.stats.restore["one_rule_missing"] == 1
+    assert {cookies.mapping_id_of(r.cookie) for r in mapping_rules(lab)} == {udp_id}
+    # A reply misses the missing rule, reaches the controller, and brings both rules back.
+    [(port, back)] = lab.send(UPLINK, from_host(SERVER, udp_bytes(SERVER, 53, PUBLIC, udp["udp_src"])))
+    assert (port, back["ipv4_dst"], back["udp_dst"]) == (H1_PORT, H1, 5000)
+    assert lab.gateway.rule_state(mapping) is RuleState.INSTALLED and len(mapping_rules(lab)) == 2
+
+
+def test_rules_that_rebuild_nothing_are_deleted_and_counted():
+    lab = Lab()
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    [good] = mappings(lab)
+    original = next(r for r in mapping_rules(lab) if cookies.kind_of(r.cookie) is RuleKind.ORIGINAL)
+    reply = next(r for r in mapping_rules(lab) if cookies.kind_of(r.cookie) is RuleKind.REPLY)
+    # Mapping 900: the same public port, for another private endpoint and another remote (a port owned twice).
+    stolen = udp_rules(900, H2, 5000, INTERNET, 53, out["udp_src"])
+    strange_kind = FlowRule(10, Match(), (), cookies.OURS | 0x77 << 40 | 3)
+    odd_shape = FlowRule(200, Match.of(eth_type=0x0800, in_port=H2_PORT, ip_proto=17), (Output(UPLINK),),
+                         cookies.make(RuleKind.ORIGINAL, 950), 300, 0, True)
+    lab.apply([*stolen, strange_kind, odd_shape])
+    lab.restart()
+    assert list(mappings(lab)) == [good]
+    restore = lab.gateway.stats.restore
+    assert (restore["restored"], restore["port_owned_twice"], restore["outside_layout"]) == (1, 2, 2)
+    assert {r.cookie for r in lab.switch.rules() if cookies.is_ours(r.cookie)
+            and cookies.kind_of(r.cookie) is not RuleKind.BASE} == {original.cookie, reply.cookie}
+    assert max(m.id for m in lab.gateway.mappings()) == good
+    lab.send(H2_PORT, from_host(H2, udp_bytes(H2, 7000, SERVER, 53)))
+    assert max(mappings(lab)) > 950  # ids of rules deleted unrebuilt are not given out again
+
+
+def test_rules_made_for_another_configuration_are_not_rebuilt():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.overrides = {"router_mac": "02:00:00:00:00:77"}  # rules that write the old MAC would be wrong now
+    lab.restart()
+    assert list(lab.gateway.mappings()) == [] and mapping_rules(lab) == []
+    assert lab.gateway.stats.restore["outside_layout"] == 2
+
+
+def test_routed_packets_wait_for_the_table_and_then_go_through_it():
+    lab = Lab()
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 6000, SERVER, 80)))
+    lab.restart(read_back=False)
+    assert lab.gateway.review.restoring
+    assert lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, out["tcp_src"], bits=FIN_ACK))) == []
+    assert lab.send(H2_PORT, from_host(H2, echo_bytes(H2, INTERNET, 7))) == []
+    assert lab.gateway.stats.restore["held"] == 2 and lab.gateway.mapping_count(Proto.ICMP) == 0
+    sent = [(port, fields.get("ipv4_dst")) for port, fields in lab.read_back()]
+    assert (H1_PORT, H1) in sent and (UPLINK, INTERNET) in sent  # the FIN, translated; the ping, sent on
+    assert not lab.gateway.review.restoring and lab.gateway.stats.restore["runs"] == 1
+
+
+def test_icmp_mappings_are_lost_and_a_reconnect_during_the_read_starts_it_again():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, echo_bytes(H1, SERVER, 7)))
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    assert lab.gateway.mapping_count(Proto.ICMP) == 1
+    lab.restart(read_back=False)
+    lab.connect()  # the switch came back before anything was read: the read starts over, and ends
+    assert [m.proto for m in lab.gateway.mappings()] == [Proto.UDP]
+    assert lab.gateway.stats.restore["runs"] == 1
+
+
+def test_a_slice_that_cannot_be_read_is_deleted():
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.restart(read_back=False)
+    review = lab.gateway.review
+    lab.apply(review.restore_unreadable(cookies.OURS, cookies.OURS_MASK))
+    lab.apply(review.restore_done(lab.now))
+    assert mapping_rules(lab) == [] and lab.gateway.stats.restore["unreadable"] == 1
+    assert lab.plans[-2] == [FlowDelete(cookies.OURS, cookies.OURS_MASK)]
+
+
+def test_more_mappings_than_the_table_holds_are_evicted_with_their_rules_first():
+    lab = Lab()
+    for sport in (5000, 5001, 5002):
+        lab.send(H1_PORT, from_host(H1, udp_bytes(H1, sport, SERVER, 53)))
+    lab.overrides = {"udp_table_size": "2"}
+    lab.restart()
+    assert lab.gateway.mapping_count(Proto.UDP) == 2 and len(mapping_rules(lab)) == 4
+    assert lab.gateway.stats.mappings_removed["evicted"] == 1
+
+
+def test_a_hairpin_mapping_comes_back_as_one():
+    lab = Lab()
+    lab.send(H2_PORT, from_host(H2, tcp_bytes(H2, 6000, PUBLIC, 8080)))  # H2 -> the redirect to H1:80
+    [before] = lab.gateway.mappings()
+    assert before.kind is MappingKind.HAIRPIN
+    lab.restart()
+    [after] = lab.gateway.mappings()
+    assert (after.id, after.kind, after.original, after.reply) == (before.id, before.kind, before.original,
+                                                                  before.reply)
