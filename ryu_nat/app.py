@@ -27,18 +27,20 @@ from typing import Any
 
 from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
                              ofp_event, ofproto_v1_3, set_ev_cls)
-from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
-                            read_token, rfc_warnings)
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, check_state_file,
+                            parse_config, read_token, rfc_warnings)
 from ryu_nat.configfiles import check_files
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
-from ryu_nat.openflow import encoder, multipart, sentlog
+from ryu_nat.openflow import encoder, multipart, scan, sentlog
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
+from ryu_nat.operator.statefile import StateFile
 from ryu_nat.operator.stats_tap import FlowStatsTap
+from ryu_nat.operator.switchread import Purpose, SwitchReader
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -67,7 +69,7 @@ class EventStatsDue(event.EventBase):  # type: ignore[misc]
 
 
 class EventFlowStatsPart(event.EventBase):  # type: ignore[misc]
-    """A part of the reply to our flow-statistics request, as bytes (see operator/stats_tap.py)."""
+    """A part of the reply to our flow- or aggregate-statistics request, as bytes (see operator/stats_tap.py)."""
 
     def __init__(self, datapath: Datapath, data: bytes) -> None:
         super().__init__()
@@ -113,6 +115,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         try:
             self.config = load_config()
             policy = api_policy(self.config, CONF.wsapi_host)
+            if self.config.state_file:
+                check_state_file(self.config.state_file)
         except ConfigError as exc:
             LOG.error("ryu_nat: %s", exc)  # to stderr, or wherever --log-file sends it: one line either way
             raise SystemExit(1) from None
@@ -130,7 +134,12 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
         self.stats_tap = FlowStatsTap(self._stats_part_arrived)
         self._stats_warned_until = float("-inf")
-        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
+        self.reader = SwitchReader(self.gateway, self.config.audit_interval_s)
+        state = StateFile(self.config.state_file) if self.config.state_file else None
+        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send, self.reader,
+                                self._start_audit, state)
+        if state is not None:
+            self._restore_redirects(state)
         registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
         self.rest_app = rest.make_wsgi_app(self.facade, registry, policy)
         self.rest_server: RestServer | None = None
@@ -138,6 +147,16 @@ class NatApp(BaseApp):  # type: ignore[misc]
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
+
+    def _restore_redirects(self, state: StateFile) -> None:
+        """The redirects added through the API before a restart, from ``[nat] state_file``."""
+        loaded = state.load(self.config.private, self.config.redirects)
+        for problem in loaded.problems:
+            LOG.error("ryu_nat: %s", problem)
+        self.facade.restore_redirects(loaded.redirects)
+        if loaded.redirects:
+            LOG.info("ryu_nat: redirects added through the API, restored from %s: %s", state.path,
+                     ", ".join(str(rule) for rule in loaded.redirects))
 
     def start(self) -> Any:
         """After every app is made: the event thread, the ticker, the REST server and the stop signals."""
@@ -175,14 +194,22 @@ class NatApp(BaseApp):  # type: ignore[misc]
             if self.datapath is not None and dp is self.datapath:
                 LOG.info("dpid=%016x: NAT switch disconnected", dp.id)
                 self.datapath = None
+                self.reader.stop()
             return
         if not self._claim(dp):
             return
         self.flow_counters.cancel_poll()  # a poll of an earlier connection: its xid means nothing now
+        self.reader.stop()
         self.stats_tap.forget()
         with self._guard("switch_connected", dp):
             LOG.info("dpid=%016x: NAT switch connected, ports %s", dp.id, sorted(dp.ports))
-            self._send(dp, self.gateway.switch_connected(list(dp.ports), time.monotonic()))
+            now = time.monotonic()
+            self._send(dp, self.gateway.switch_connected(list(dp.ports), now))
+            if self.gateway.review.restoring:
+                LOG.info("dpid=%016x: the table is empty: reading the mappings back from the switch's rules "
+                         "(ICMP query mappings lived only in the controller: they are lost)", dp.id)
+                self.reader.start(Purpose.RESTORE, now)
+                self._ask_reader(dp)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: ofp_event.EventOFPPacketIn) -> None:
@@ -227,7 +254,11 @@ class NatApp(BaseApp):  # type: ignore[misc]
         dp = self.datapath
         if dp is not None:
             with self._guard("expire", dp):
-                self._send(dp, self.gateway.expire(time.monotonic()))
+                now = time.monotonic()
+                self._send(dp, self.gateway.expire(now))
+                if self.reader.audit_due(now):
+                    self.reader.start(Purpose.AUDIT, now)
+                self._ask_reader(dp)  # the first request of an audit, or one asked again after a timeout
 
     @set_ev_cls(EventStatsDue)
     def _stats_due(self, ev: EventStatsDue) -> None:
@@ -239,13 +270,18 @@ class NatApp(BaseApp):  # type: ignore[misc]
 
     @set_ev_cls(EventFlowStatsPart)
     def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
-        """A reply part to our request: its rules' counters, read from the bytes."""
+        """A reply part to our request: its rules' counters, or (a restore's or an audit's) the rules read
+        back, from the bytes."""
         if ev.datapath is not self.datapath:
+            return
+        xid = int.from_bytes(ev.data[4:8], "big")
+        if xid == self.reader.pending_xid:
+            with self._guard("read_back_reply", ev.datapath):
+                self._read_back_part(ev.datapath, xid, ev.data)
             return
         with self._guard("flow_stats_reply", ev.datapath):
             part = multipart.decode_flow_stats(ev.data)
             if isinstance(part, multipart.DecodeError):
-                xid = int.from_bytes(ev.data[4:8], "big")
                 self._warn_stats("dpid=%016x: flow-statistics reply xid=%d refused: %s", ev.datapath.id, xid,
                                  part.value)
                 self.flow_counters.reply_failed(xid)
@@ -253,8 +289,23 @@ class NatApp(BaseApp):  # type: ignore[misc]
             if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
                 return
             if self.flow_counters.pending_xid is None:
-                self.stats_tap.forget()  # done, or given up: further parts are not ours to read
+                self.stats_tap.done(part.xid)  # done, or given up: further parts are not ours to read
                 self._ask_next_slice(ev.datapath)  # or end the sweep, if no block is left
+
+    def _read_back_part(self, dp: Datapath, xid: int, data: bytes) -> None:
+        """A count or a part of a slice for the read in progress: the gateway's answer sent, the next asked."""
+        now = time.monotonic()
+        part = multipart.decode_aggregate(data) if multipart.is_aggregate(data) else multipart.decode_flow_entries(data)
+        if isinstance(part, multipart.DecodeError):
+            self._warn_stats("dpid=%016x: statistics reply xid=%d refused: %s", dp.id, xid, part.value)
+            self.stats_tap.done(xid)
+            plan = self.reader.failed(xid, now)
+        elif isinstance(part, multipart.AggregatePart):
+            plan = self.reader.counted(xid, part.flow_count, now) or []
+        else:
+            plan = self.reader.part(xid, part.rules, part.more, now) or []
+        self._send(dp, plan)
+        self._ask_reader(dp)
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -286,6 +337,27 @@ class NatApp(BaseApp):  # type: ignore[misc]
             self.stats_tap.expect(dp, request.xid)
             dp.send_msg(request)
             self.flow_counters.slice_sent(request.xid, due, now)
+
+    def _ask_reader(self, dp: Datapath) -> None:
+        """Send the read's next request, if one is due (and whatever a timeout settled)."""
+        now = time.monotonic()
+        request, plan = self.reader.next_request(now)
+        self._send(dp, plan)
+        if request is not None:
+            message = (encoder.aggregate_stats_request if request.ask is scan.Ask.COUNT else
+                       encoder.flow_stats_request)(dp, request.node.cookie, request.node.mask)
+            dp.set_xid(message)
+            self.stats_tap.expect(dp, message.xid)
+            dp.send_msg(message)
+            self.reader.sent(request, message.xid, now)
+
+    def _start_audit(self) -> bool:
+        """An audit asked for through the API: False if no switch, or another read runs."""
+        dp = self.datapath
+        if dp is None or not self.reader.start(Purpose.AUDIT, time.monotonic()):
+            return False
+        self._ask_reader(dp)
+        return True
 
     def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
         """From the receive loop (stats_tap): the app reads it on its own event thread."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingOf
@@ -52,6 +53,8 @@ DEFAULTS: dict[str, str] = {
     "api_hosts": "",
     "api_cors_origins": "",
     "api_insecure": "false",
+    "state_file": "",
+    "audit_interval": "600",
 }
 OPTIONS: dict[str, str] = {
     "public_ipv4": "The NAT's public address and prefix, e.g. 192.168.3.1/24.",
@@ -75,6 +78,9 @@ OPTIONS: dict[str, str] = {
     "api_cors_origins": "Origins (http://host:port) of other pages allowed to call the REST API from a browser, "
                         "comma separated; none by default, and no CORS headers are sent.",
     "api_insecure": "true to serve the REST API on a non-loopback address without a token.",
+    "state_file": "File where redirects added through the REST API are kept across restarts (written atomically); "
+                  "empty: they last until the controller stops.",
+    "audit_interval": "Seconds between audits of the switch's rules against the table (0: only on request).",
 }
 
 # Timeouts below these break what hosts behind a NAT rely on; labs shorten them on purpose, so a warning.
@@ -128,6 +134,8 @@ class NatConfig:
     dpid: int | None = None
     router_mac: str = DEFAULTS["router_mac"]
     api: ApiConfig = ApiConfig()
+    state_file: str = ""
+    audit_interval_s: int = 600
 
     @property
     def public_ip(self) -> IPv4Address:
@@ -159,6 +167,8 @@ class NatConfig:
             "api_hosts": list(self.api.hosts),
             "api_cors_origins": list(self.api.cors_origins),
             "api_insecure": self.api.insecure,
+            "state_file": self.state_file,
+            "audit_interval": self.audit_interval_s,
         }
 
 
@@ -200,6 +210,8 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         api=ApiConfig(token_file=values["api_token_file"], hosts=_api_hosts(values["api_hosts"]),
                       cors_origins=_origins(values["api_cors_origins"]),
                       insecure=_bool("api_insecure", values["api_insecure"])),
+        state_file=values["state_file"],
+        audit_interval_s=_int("audit_interval", values["audit_interval"], 0, 7 * 86400),
     )
 
 
@@ -219,6 +231,18 @@ def read_token(path: str) -> str:
         raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
                           "characters without spaces (e.g. from: openssl rand -hex 32)")
     return token
+
+
+def check_state_file(path: str) -> None:
+    """ConfigError if ``[nat] state_file`` names a file in a directory that does not exist (or is not writable):
+    redirects added through the API could not be kept."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} is not writable")
+    if os.path.isdir(path):
+        raise ConfigError(f"[nat] state_file = {path!r} is a directory, not a file")
 
 
 def check_api_exposure(listen_host: str, api: ApiConfig) -> None:

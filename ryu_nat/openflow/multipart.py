@@ -139,9 +139,9 @@ def decode_aggregate(data: bytes) -> AggregatePart | DecodeError:
     return AggregatePart(xid, _AGGREGATE.unpack_from(data, HEAD_LEN)[2])
 
 
-def reply_xid(data: bytes) -> int | None:
-    """The xid of a multipart reply's bytes, if they are long enough to say."""
-    return int.from_bytes(data[4:8], "big") if len(data) >= 8 else None
+def is_aggregate(data: bytes) -> bool:
+    """True for the bytes of an aggregate-statistics reply (the multipart type says; the rest is not checked)."""
+    return data[8:10] == OFPMP_AGGREGATE.to_bytes(2, "big")
 
 
 def _reply_head(data: bytes, mp_type: int) -> tuple[int, bool, int] | DecodeError:

@@ -154,13 +154,15 @@ class Scan:
         self._stack: list[_Entry] = [_Entry(Node(), None, None)]
         self._pending: _Pending | None = None
         self._retry: tuple[Request, int] | None = None  # a request asked again, and how often it was sent
+        self._asked: Request | None = None  # handed out by next_request, not yet sent
         self._results: list[Result] = []
         self.requests = 0
         self.rules_read = 0
 
     @property
     def done(self) -> bool:
-        return not self._stack and self._pending is None
+        """Nothing left to ask, and no answer awaited (a request handed out but not sent is awaited)."""
+        return not self._stack and self._pending is None and self._asked is None
 
     @property
     def pending_xid(self) -> int | None:
@@ -168,6 +170,10 @@ class Scan:
 
     def next_request(self, now: float) -> Request | None:
         """The request to send now, if any: none while one is outstanding (unless it timed out)."""
+        self._asked = self._next(now)
+        return self._asked
+
+    def _next(self, now: float) -> Request | None:
         pending = self._pending
         if pending is not None:
             if now - pending.sent_at < self.timeout_s:
@@ -193,7 +199,7 @@ class Scan:
 
     def sent(self, request: Request, xid: int, now: float) -> None:
         """``request`` went out with ``xid``."""
-        retry, self._retry = self._retry, None
+        retry, self._retry, self._asked = self._retry, None, None
         tries = retry[1] + 1 if retry is not None and retry[0] is request else 1
         self._pending = _Pending(request, xid, now, tries)
         self.requests += 1

@@ -111,13 +111,14 @@ def _barrier_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
 
 
 def _multipart_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
-    """Flow-statistics requests only: the one multipart request the app sends."""
+    """Flow- and aggregate-statistics requests only: the multipart requests the app sends."""
     stats_type, flags = struct.unpack_from(ofp.OFP_MULTIPART_REQUEST_PACK_STR, body, ofp.OFP_HEADER_SIZE)
-    assert stats_type == ofp.OFPMP_FLOW, f"multipart request type {stats_type}"
+    assert stats_type in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE), f"multipart request type {stats_type}"
     fields = struct.unpack_from(ofp.OFP_FLOW_STATS_REQUEST_0_PACK_STR, body, ofp.OFP_MULTIPART_REQUEST_SIZE)
     table_id, out_port, out_group, cookie, cookie_mask = fields
     match = parser.OFPMatch.parser(body, ofp.OFP_MULTIPART_REQUEST_SIZE + ofp.OFP_FLOW_STATS_REQUEST_0_SIZE)
-    return parser.OFPFlowStatsRequest(datapath, flags, table_id, out_port, out_group, cookie, cookie_mask, match)
+    request = parser.OFPFlowStatsRequest if stats_type == ofp.OFPMP_FLOW else parser.OFPAggregateStatsRequest
+    return request(datapath, flags, table_id, out_port, out_group, cookie, cookie_mask, match)
 
 
 _DECODERS: dict[int, Callable[[FakeDatapath, bytes], MsgBase]] = {

@@ -16,7 +16,8 @@ from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.openflow.flowentries import OFPFF_SEND_FLOW_REM, SwitchRule
 from ryu_nat.openflow.plan import Plan
-from ryu_nat.openflow.scan import Ask, Scan, Slice, Unreadable
+from ryu_nat.openflow.scan import Ask
+from ryu_nat.operator.switchread import Purpose, SwitchReader
 
 from .builders import frame
 from .fakeswitch import FakeSwitch
@@ -56,6 +57,7 @@ class Lab:
         self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(3))
         self.switch = FakeSwitch(ports=(UPLINK, H1_PORT, H2_PORT))
         self.plans: list[Plan] = []
+        self._xid = 0
         self.connect()
 
     def connect(self, read_back: bool = True, ports: tuple[int, ...] = (UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE)) -> None:
@@ -79,37 +81,32 @@ class Lab:
     def read_back(self) -> list[tuple[int, dict[str, Any]]]:
         """Every slice of our rules, as the app asks for them after a restart, fed to the gateway; then done:
         where the packets that waited went (ARP answered, as in :meth:`send`)."""
-        review = self.gateway.review
-        self._scan(Scan(), lambda node, found: review.restore_slice(found, self.now),
-                   lambda node: review.restore_unreadable(node.cookie, node.mask))
-        self.apply(review.restore_done(self.now))
+        assert self.drive(SwitchReader(self.gateway), Purpose.RESTORE)
         return self._answer_arp(self.switch.emitted())
 
-    def audit(self, limit: int = 512) -> None:
+    def audit(self) -> None:
         """One audit, slice after slice, as the app runs it."""
-        review = self.gateway.review
-        self._scan(Scan(lambda first, last: review.audit_crowded(first, last, limit)),
-                   lambda node, found: review.audit_slice(node.mapping_ids, found, limit), lambda node: [],
-                   review.audit_watch)
-        self.gateway.stats.audit["runs"] += 1
+        assert self.drive(SwitchReader(self.gateway), Purpose.AUDIT)
 
-    def _scan(self, scan: Scan, on_slice: Any, on_unreadable: Any, before_slice: Any = None) -> None:
-        xid = 0
-        while (request := scan.next_request(self.now)) is not None:
-            xid += 1
-            scan.sent(request, xid, self.now)
+    def drive(self, reader: SwitchReader, purpose: Purpose) -> bool:
+        """One read by ``reader``: its requests to the switch and the answers back, as the app sends them;
+        False if the reader would not start it."""
+        if not reader.start(purpose, self.now):
+            return False
+        while True:
+            request, plan = reader.next_request(self.now)
+            self.apply(plan)
+            if request is None:
+                return True
+            self._xid += 1
+            reader.sent(request, self._xid, self.now)
             found = self.switch_rules(request.node.cookie, request.node.mask)
             if request.ask is Ask.COUNT:
-                scan.counted(xid, len(found))
+                answered = reader.counted(self._xid, len(found), self.now)
             else:
-                if before_slice is not None:
-                    before_slice()
-                scan.part(xid, found, more=False)
-            for result in scan.take_results():
-                if isinstance(result, Slice):
-                    self.apply(on_slice(result.node, result.rules))
-                elif isinstance(result, Unreadable):
-                    self.apply(on_unreadable(result.node))
+                answered = reader.part(self._xid, found, False, self.now)
+            assert answered is not None
+            self.apply(answered)
 
     def apply(self, plan: Plan) -> None:
         self.plans.append(plan)
