@@ -32,7 +32,7 @@ from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api
 from ryu_nat.configfiles import check_files
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
-from ryu_nat.openflow import encoder, multipart, scan, sentlog
+from ryu_nat.openflow import encoder, sentlog
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
@@ -40,6 +40,7 @@ from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
 from ryu_nat.operator.statefile import StateFile
 from ryu_nat.operator.stats_tap import FlowStatsTap
+from ryu_nat.operator.statsrequests import StatsRequests
 from ryu_nat.operator.switchread import Purpose, SwitchReader
 
 LOG = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ if "wsapi_host" not in CONF:
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
-STATS_WARN_INTERVAL_S = 60.0
 REST_WAIT_S = 10.0  # a REST request the event thread has not taken by then is answered 503
 STOP_POLL_S = 0.1  # how often the stopper looks for a stop signal
 
@@ -133,11 +133,12 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
         self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
         self.stats_tap = FlowStatsTap(self._stats_part_arrived)
-        self._stats_warned_until = float("-inf")
         self.reader = SwitchReader(self.gateway, self.config.audit_interval_s)
         state = StateFile(self.config.state_file) if self.config.state_file else None
         self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send, self.reader,
                                 self._start_audit, state)
+        self.requests = StatsRequests(self.flow_counters, self.reader, self.stats_tap,
+                                      self.facade.next_counted_mapping, self._send)
         if state is not None:
             self._restore_redirects(state)
         registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
@@ -208,8 +209,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
             if self.gateway.review.restoring:
                 LOG.info("dpid=%016x: the table is empty: reading the mappings back from the switch's rules "
                          "(ICMP query mappings lived only in the controller: they are lost)", dp.id)
-                self.reader.start(Purpose.RESTORE, now)
-                self._ask_reader(dp)
+                self.requests.start(dp, Purpose.RESTORE)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: ofp_event.EventOFPPacketIn) -> None:
@@ -256,9 +256,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
             with self._guard("expire", dp):
                 now = time.monotonic()
                 self._send(dp, self.gateway.expire(now))
-                if self.reader.audit_due(now):
-                    self.reader.start(Purpose.AUDIT, now)
-                self._ask_reader(dp)  # the first request of an audit, or one asked again after a timeout
+                if not (self.reader.audit_due(now) and self.requests.start(dp, Purpose.AUDIT)):
+                    self.requests.ask_reader(dp)  # a request asked again after a timeout, if one is due
 
     @set_ev_cls(EventStatsDue)
     def _stats_due(self, ev: EventStatsDue) -> None:
@@ -266,46 +265,15 @@ class NatApp(BaseApp):  # type: ignore[misc]
         dp = self.datapath
         if dp is not None:
             with self._guard("flow_stats_request", dp):
-                self._ask_next_slice(dp)
+                self.requests.ask_next_slice(dp)
 
     @set_ev_cls(EventFlowStatsPart)
     def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
         """A reply part to our request: its rules' counters, or (a restore's or an audit's) the rules read
         back, from the bytes."""
-        if ev.datapath is not self.datapath:
-            return
-        xid = int.from_bytes(ev.data[4:8], "big")
-        if xid == self.reader.pending_xid:
-            with self._guard("read_back_reply", ev.datapath):
-                self._read_back_part(ev.datapath, xid, ev.data)
-            return
-        with self._guard("flow_stats_reply", ev.datapath):
-            part = multipart.decode_flow_stats(ev.data)
-            if isinstance(part, multipart.DecodeError):
-                self._warn_stats("dpid=%016x: flow-statistics reply xid=%d refused: %s", ev.datapath.id, xid,
-                                 part.value)
-                self.flow_counters.reply_failed(xid)
-                return
-            if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
-                return
-            if self.flow_counters.pending_xid is None:
-                self.stats_tap.done(part.xid)  # done, or given up: further parts are not ours to read
-                self._ask_next_slice(ev.datapath)  # or end the sweep, if no block is left
-
-    def _read_back_part(self, dp: Datapath, xid: int, data: bytes) -> None:
-        """A count or a part of a slice for the read in progress: the gateway's answer sent, the next asked."""
-        now = time.monotonic()
-        part = multipart.decode_aggregate(data) if multipart.is_aggregate(data) else multipart.decode_flow_entries(data)
-        if isinstance(part, multipart.DecodeError):
-            self._warn_stats("dpid=%016x: statistics reply xid=%d refused: %s", dp.id, xid, part.value)
-            self.stats_tap.done(xid)
-            plan = self.reader.failed(xid, now)
-        elif isinstance(part, multipart.AggregatePart):
-            plan = self.reader.counted(xid, part.flow_count, now) or []
-        else:
-            plan = self.reader.part(xid, part.rules, part.more, now) or []
-        self._send(dp, plan)
-        self._ask_reader(dp)
+        if ev.datapath is self.datapath:
+            with self._guard("flow_stats_reply", ev.datapath):
+                self.requests.part(ev.datapath, ev.data)
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -328,47 +296,13 @@ class NatApp(BaseApp):  # type: ignore[misc]
             dp.send(data)
             self.sent.record(sent)
 
-    def _ask_next_slice(self, dp: Datapath) -> None:
-        now = time.monotonic()
-        due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
-        if due is not None:
-            request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
-            dp.set_xid(request)
-            self.stats_tap.expect(dp, request.xid)
-            dp.send_msg(request)
-            self.flow_counters.slice_sent(request.xid, due, now)
-
-    def _ask_reader(self, dp: Datapath) -> None:
-        """Send the read's next request, if one is due (and whatever a timeout settled)."""
-        now = time.monotonic()
-        request, plan = self.reader.next_request(now)
-        self._send(dp, plan)
-        if request is not None:
-            message = (encoder.aggregate_stats_request if request.ask is scan.Ask.COUNT else
-                       encoder.flow_stats_request)(dp, request.node.cookie, request.node.mask)
-            dp.set_xid(message)
-            self.stats_tap.expect(dp, message.xid)
-            dp.send_msg(message)
-            self.reader.sent(request, message.xid, now)
-
     def _start_audit(self) -> bool:
         """An audit asked for through the API: False if no switch, or another read runs."""
-        dp = self.datapath
-        if dp is None or not self.reader.start(Purpose.AUDIT, time.monotonic()):
-            return False
-        self._ask_reader(dp)
-        return True
+        return self.datapath is not None and self.requests.start(self.datapath, Purpose.AUDIT)
 
     def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
         """From the receive loop (stats_tap): the app reads it on its own event thread."""
         self._send_event(EventFlowStatsPart(dp, data), None)
-
-    def _warn_stats(self, message: str, *args: object) -> None:
-        """At most one warning per interval: a switch sending garbage must not flood the log."""
-        now = time.monotonic()
-        if now >= self._stats_warned_until:
-            self._stats_warned_until = now + STATS_WARN_INTERVAL_S
-            LOG.warning(message, *args)
 
     def _ticker(self) -> None:
         while self.is_active:
