@@ -45,7 +45,7 @@ class LogLimiter:
         if swallowed is None:
             return False
         if swallowed:
-            message += " (%d more like this in the last %.0f s not logged)"
+            message += " (%d more like this in the last %g s not logged)"
             args = (*args, swallowed, self.interval_s)
         logger.log(level, message, *args, exc_info=exc_info)
         return True
@@ -72,7 +72,7 @@ class FrameworkFilter(logging.Filter):
             return False
         if swallowed:
             record.msg = f"{record.getMessage()} ({swallowed} more like this in the last " \
-                         f"{self.limiter.interval_s:.0f} s not logged)"
+                         f"{self.limiter.interval_s:g} s not logged)"
             record.args = None
         return True
 

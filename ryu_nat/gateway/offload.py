@@ -211,7 +211,8 @@ class Offload:
         """``hop`` was learned anew or moved: the rules of the mappings behind it go again (see
         :meth:`send_moved`)."""
         for mapping_id in self._behind.get(hop, ()):
-            self._moved[mapping_id] = None
+            if self._states[mapping_id].has_rules:  # a PENDING one gets its rules with its first packet
+                self._moved[mapping_id] = None
 
     @property
     def has_moved(self) -> bool:
