@@ -165,3 +165,41 @@ def test_a_strangers_packet_does_not_blind_a_one_way_udp_flow(lab_net: NatNet, s
     # The port has an owner: the rule drops only the stranger (address and port).
     assert f"nw_src={STRANGER}" in drop.match and "tp_src=5555" in drop.match, drop
     assert stats(nat)["drops"]["unsolicited"] >= 1
+
+
+def test_hosts_replaced_behind_a_reconnecting_switch_are_found_again(lab_net: NatNet, start_nat: Any) -> None:
+    """Mininet restarted while the controller ran on: the switch connects again, the hosts behind it have
+    new Ethernet addresses. Old and new flows must reach them again within seconds, not never."""
+    nat = start_nat()
+    srv, h1 = lab_net.srv, lab_net.private[0]
+    exchange = ("udp-client", "--to", f"{SERVER_IP}:{UDP_PORT}", "--from-port", 40200, "--timeout", 1)
+    old_macs = {host: host.MAC() for host in (srv, h1)}
+    with lab.server(srv, "udp", UDP_PORT):
+        [before] = lab.probe(h1, *exchange)["results"]
+        assert before.get("echo_ok"), before
+        try:
+            for index, host in enumerate(old_macs):
+                set_mac(host, f"02:00:00:00:7e:{index:02x}")
+            lab.reset_hosts(lab_net.hosts)
+            lab.attach_controller(lab_net.nat.name, lab_net.controller_port)
+            lab.wait_until(lambda: nat.log_text().count("NAT switch connected") >= 2, 15, what="the reconnect")
+
+            def works(*args: object) -> bool:
+                return bool(lab.probe(h1, *args)["results"][0].get("echo_ok"))
+
+            lab.wait_until(lambda: works(*exchange), 15, interval_s=0.5, what="the old flow again")
+            assert works("udp-client", "--to", f"{SERVER_IP}:{UDP_PORT}", "--timeout", 1)  # and a new one
+        finally:
+            for host, mac in old_macs.items():
+                set_mac(host, mac)
+            lab.reset_hosts(lab_net.hosts)
+    moved = stats(nat)["arp"]
+    assert moved.get("mappings_moved", 0) >= 1 and moved.get("forgotten", 0) >= 1, moved
+
+
+def set_mac(host: Any, mac: str) -> None:
+    """A new Ethernet address for ``host``, its routes kept (Mininet's setMAC takes the link down)."""
+    routes = [line for line in host.cmd("ip route show default").splitlines() if line.strip()]
+    host.setMAC(mac)
+    for route in routes:
+        host.cmd(f"ip route replace {route}")
