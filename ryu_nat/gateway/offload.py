@@ -9,8 +9,8 @@ installs both again. Whenever the core removes a mapping, its rules' deletion
 goes out first in the next plan, before any rule that could reuse its port.
 
 A mapping whose rules never reach the switch does not live on: it is given up
-when ARP gives up on its next hop (:meth:`Offload.unreachable`), and in any case
-``PENDING_S`` after it was made (:meth:`Offload.expire`), so its port is freed.
+when ARP gives up on its next hop, and in any case ``PENDING_S`` after it was
+made (both found by :meth:`Offload.expire`), so its port is freed.
 Each mapping is indexed by the two neighbours its rules send to (the next hop
 of each end): when one of them moves (a new MAC or port), the rules of the
 mappings behind it are sent again (:meth:`Offload.moved`), at most
