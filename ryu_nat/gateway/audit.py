@@ -74,7 +74,7 @@ class Verdict:
 
     def _delete(self, cookie: int, finding: Finding) -> None:
         self.findings[finding] += 1
-        delete = FlowDelete(cookie, cookies.ALL_MASK)
+        delete = FlowDelete(cookie, cookies.EXACT_MASK)
         if delete not in self.deletions:
             self.deletions.append(delete)
 

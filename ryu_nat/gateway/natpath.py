@@ -17,7 +17,12 @@ last :data:`ENDED_KEPT` mappings that ended are remembered by channel, with why
 and when, so that explaining a packet can say that its mapping expired at T.
 :meth:`NatPath.decide` has a dry run (``dry_run=True``) that goes through the
 same decisions and changes nothing: no mapping added or refreshed, no port or
-id taken, no counter moved. No I/O; time is passed in.
+id taken, no counter moved.
+
+What the NAT path would accept from the uplink is asked of it here, not worked
+out elsewhere: :meth:`NatPath.port_has_owner` for the inbound guard's drop
+rules, :meth:`NatPath.expects` for the fragments cache's trust. No I/O; time is
+passed in.
 """
 
 from __future__ import annotations
@@ -26,26 +31,26 @@ import enum
 import logging
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
 from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, RestoreError, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator
-from ryu_nat.core.table import AddError, FreedPorts, Mapping, Page, RemovalReason
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalReason
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow.plan import ipv4_text
 from ryu_nat.openflow.rules import OFFLOADED
+from ryu_nat.ratelimit import LogLimiter
 
 LOG = logging.getLogger(__name__)
 
-WARN_INTERVAL_S = 5.0
 ENDED_KEPT = 4096  # ended mappings remembered for explaining packets (two channels each)
 
 
@@ -73,15 +78,16 @@ class NatPath:
     """Source NAT, redirects and hairpinning over one public address."""
 
     def __init__(self, config: NatConfig, rng: random.Random, stats: Stats,
-                 on_removed: Callable[[Mapping], None]) -> None:
+                 on_removed: Callable[[Mapping], None], limiter: LogLimiter) -> None:
         self._public = Subnet.of(config.public)
         self._private = Subnet.of(config.private)
         self._stats = stats
         self._on_removed = on_removed
+        self._limiter = limiter
         self._nat = Nat(LruNatTable(config.table_sizes), config.public.ip, PortAllocator(config.port_range, rng),
                         config.timeouts, listener=self._removed)
         self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
-        self._last_warning: dict[str, float] = {}
+        self._remotes: Counter[int] = Counter()  # remote address << 8 | protocol -> its live mappings
         self._ended: OrderedDict[tuple[Proto, int], Ended] = OrderedDict()
         self._now = 0.0
         self._dry_ports = random.Random(0)  # dry runs draw ports from here, never from the NAT's own source
@@ -127,12 +133,10 @@ class NatPath:
     def refusal(self, d: Datagram, from_private: bool) -> DropReason | None:
         """Why an IPv4 datagram sent to the NAT's MAC from that side is not one to route, if it is not."""
         if from_private:
-            return None if self._private.contains(d.src) else DropReason.SPOOFED_SOURCE
+            return None if self._private.is_other_host(d.src) else DropReason.SPOOFED_SOURCE
         if d.dst != self._public.address:
             return DropReason.NOT_FOR_US
-        if self._private.contains(d.src) or d.src == self._public.address:
-            return DropReason.SPOOFED_SOURCE
-        return None
+        return None if _is_public_source(d.src, self._public, self._private) else DropReason.SPOOFED_SOURCE
 
     def translate(self, d: Datagram, now: float) -> Translated:
         """``d`` translated by the mapping just added for it."""
@@ -141,9 +145,34 @@ class NatPath:
         return translated
 
     def end(self, mapping: Mapping, now: float) -> None:
-        """The switch says ``mapping`` is over (its rules idled out)."""
+        """``mapping`` is over: its rules idled out, or never reached the switch in time."""
         self._now = now
         self._nat.remove(mapping, RemovalReason.EXPIRED)
+
+    # --- what it would accept from the uplink -------------------------------------------------------
+
+    def port_has_owner(self, proto: Proto, public_port: int) -> bool:
+        """True if traffic to ``public_port`` may be accepted from some sender: a private endpoint holds
+        it (a live mapping), or a redirect has it."""
+        ports = self._nat.ports
+        return ports.owner_of(proto, public_port) is not None or ports.is_reserved(proto, public_port)
+
+    def expects(self, piece: Datagram) -> bool:
+        """Could ``piece``, a fragment from the uplink, belong to a live mapping or a redirect?
+
+        A first fragment carries its ports: its own channel must have a mapping, or
+        its port a redirect. A later one carries none: its sender must be the remote
+        of some live mapping of its protocol (a new redirect client's later pieces
+        count once its first piece arrives).
+        """
+        if piece.frag_offset:
+            return self._remotes[piece.src << 8 | piece.proto] > 0
+        if piece.proto not in (Proto.TCP, Proto.UDP, Proto.ICMP) or not piece.src_port and not piece.dst_port:
+            return False
+        proto = Proto(piece.proto)
+        if self._nat.table.lookup(proto, piece.key) is not None:
+            return True
+        return proto is not Proto.ICMP and (proto, piece.dst_port) in self._redirects
 
     def expire(self, now: float) -> None:
         """Remove mappings idle past their timeout (those the controller times: ICMP)."""
@@ -158,7 +187,10 @@ class NatPath:
 
     def restore(self, mapping: Mapping) -> RestoreError | None:
         """Put back a mapping read back from the switch (see :meth:`ryu_nat.core.nat.Nat.restore`)."""
-        return self._nat.restore(mapping)
+        refused = self._nat.restore(mapping)
+        if refused is None:
+            self._remotes[_remote_key(mapping)] += 1
+        return refused
 
     def ids_above(self, last_id: int) -> None:
         self._nat.ids_above(last_id)
@@ -247,9 +279,10 @@ class NatPath:
             return DropReason.of(would) if isinstance(would, AddError) else would
         added = self._nat.add(d, mode, now, idle_timeout_s=timeout)
         if isinstance(added, AddError):
-            self._warn(added.value, now, "refused %s: %s", _describe(d), added.value)
+            self._limiter.log(LOG, logging.WARNING, added.value, now, "refused %s: %s", _describe(d), added.value)
             return DropReason.of(added)
         self._stats.mappings_created[added.kind.value] += 1
+        self._remotes[_remote_key(added)] += 1
         LOG.debug("new mapping %r", added)
         return added
 
@@ -261,13 +294,27 @@ class NatPath:
         remembered[(proto, mapping.original)] = remembered[(proto, mapping.reply)] = ended
         while len(remembered) > 2 * ENDED_KEPT:
             remembered.popitem(last=False)
+        remote = _remote_key(mapping)
+        left = self._remotes[remote] - 1
+        if left:
+            self._remotes[remote] = left
+        else:
+            del self._remotes[remote]
         self._on_removed(mapping)
 
-    def _warn(self, key: str, now: float, message: str, *args: object) -> None:
-        """A warning at most every few seconds per kind, so bad traffic cannot flood the log."""
-        if now - self._last_warning.get(key, -WARN_INTERVAL_S) >= WARN_INTERVAL_S:
-            self._last_warning[key] = now
-            LOG.warning(message, *args)
+
+def _is_public_source(src: int, public: Subnet, private: Subnet) -> bool:
+    """Can ``src`` be one host beyond the uplink? Not a private address, not the NAT's own, nor a network,
+    broadcast, multicast, loopback or unspecified one."""
+    if private.contains(src) or not is_nattable(src):
+        return False
+    return not public.contains(src) or public.is_other_host(src)
+
+
+def _remote_key(mapping: Mapping) -> int:
+    """The ``_remotes`` key of a mapping: its outside end (the client of a redirect, else the replier)."""
+    remote = mapping.initiator if mapping.kind is MappingKind.REDIRECT else mapping.replier
+    return remote << 8 | mapping.proto
 
 
 def _describe(d: Datagram) -> str:

@@ -146,7 +146,7 @@ class Restore:
             else:
                 strays[rule.cookie] = None
                 self.count(RestoreOutcome.OUTSIDE_LAYOUT)
-        reading.deletions += [FlowDelete(cookie, cookies.ALL_MASK) for cookie in strays]
+        reading.deletions += [FlowDelete(cookie, cookies.EXACT_MASK) for cookie in strays]
         for mapping_id in sorted(by_id):
             group = by_id[mapping_id]
             reading.last_id = mapping_id

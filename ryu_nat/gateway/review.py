@@ -173,7 +173,7 @@ class Review:
             mapping, outcome = decision, Outcome.NEW_MAPPING
             leaves_as = Channel.from_key(mapping.proto, reverse_key(mapping.reply))  # a first packet is an original
         state = self._offload.state(mapping.id) if mapping.id else None
-        initiator, replier = self._neighbours.peek(mapping.initiator), self._neighbours.peek(mapping.replier)
+        initiator, replier = self._neighbours.locate(mapping.initiator), self._neighbours.locate(mapping.replier)
         installed = () if state is None or initiator is None or replier is None else \
             self._offload.rules_of(mapping, initiator, replier)
         return replace(known, outcome=outcome, mapping=mapping, leaves_as=leaves_as,

@@ -5,8 +5,8 @@ the restore after a restart, and audits).
 Each request goes out with its xid expected by the tap (:mod:`ryu_nat.operator.stats_tap`), which takes
 the reply's parts off Ryu's receive path as bytes; each part comes back here on the app's event thread, is
 decoded at fixed offsets (:mod:`ryu_nat.openflow.multipart`) and handed to its consumer, and the plans the
-gateway answers with go out with the app's send. A switch that answers garbage gets one warning a minute,
-not one per part. The only I/O: the datapath's ``send_msg`` (through the app's send for plans).
+gateway answers with go out with the app's send. A switch that answers garbage gets its warnings through the
+app's one log limiter (:mod:`ryu_nat.ratelimit`), not one per part. The only I/O: the datapath's ``send_msg`` (through the app's send for plans).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.stats_tap import FlowStatsTap
 from ryu_nat.operator.switchread import Purpose, SwitchReader
+from ryu_nat.ratelimit import LogLimiter
 
 LOG = logging.getLogger(__name__)
-WARN_INTERVAL_S = 60.0
 
 Datapath = Any  # ryu.controller.controller.Datapath, or a test fake
 
@@ -32,14 +32,15 @@ class StatsRequests:
     """What to ask the switch for, and what becomes of each reply part."""
 
     def __init__(self, counters: FlowCounters, reader: SwitchReader, tap: FlowStatsTap,
-                 next_counted_mapping: Callable[[int], int | None], send: Callable[[Datapath, Plan], None]) -> None:
+                 next_counted_mapping: Callable[[int], int | None], send: Callable[[Datapath, Plan], None],
+                 limiter: LogLimiter) -> None:
         """``next_counted_mapping(after)``: the lowest id above ``after`` of a mapping whose rules are counted."""
         self._counters = counters
         self._reader = reader
         self._tap = tap
         self._next_counted_mapping = next_counted_mapping
         self._send = send
-        self._warned_until = float("-inf")
+        self._limiter = limiter
 
     def ask_next_slice(self, dp: Datapath) -> None:
         """The counter poll's next slice, if one is due."""
@@ -107,8 +108,5 @@ class StatsRequests:
         return xid
 
     def _warn(self, message: str, *args: object) -> None:
-        """At most one warning per interval: a switch sending garbage must not flood the log."""
-        now = time.monotonic()
-        if now >= self._warned_until:
-            self._warned_until = now + WARN_INTERVAL_S
-            LOG.warning(message, *args)
+        """Through the limiter: a switch sending garbage must not flood the log."""
+        self._limiter.log(LOG, logging.WARNING, "flow_stats_reply", time.monotonic(), message, *args)

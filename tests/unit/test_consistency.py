@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from ryu_nat.gateway.audit import Finding
+from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.restore import RestoreOutcome
 from ryu_nat.openflow import cookies
 from ryu_nat.operator import metrics
@@ -58,7 +59,7 @@ def test_explain_answers_in_json_with_the_mapping_its_rules_and_where_the_packet
                                                              (cookies.RuleKind.ORIGINAL, cookies.RuleKind.REPLY)]
     assert f"set_field:{H1}->ipv4_dst" in answer["rules"][1]["actions"]
     dropped = api.get(f"/nat/explain?proto=tcp&src={INTERNET}:7000&dst={PUBLIC}:7777")
-    assert dropped["reason"] == {"code": "unsolicited", "description": "inbound with no mapping and no redirect"}
+    assert dropped["reason"] == {"code": "unsolicited", "description": DropReason.UNSOLICITED.description}
     ping = api.get(f"/nat/explain?proto=icmp&src={H1}&dst={PUBLIC}&id=9")
     assert (ping["outcome"], ping["packet"]["src"]["port"]) == ("answered", 9)
     assert api.lab.gateway.stats.drops["unsolicited"] == 0  # explaining a drop does not count one

@@ -4,13 +4,15 @@ rules, what cannot be rebuilt is deleted and counted, and routed packets wait un
 from __future__ import annotations
 
 from ryu_nat.core.addresses import Proto, pack_key, reverse_key
+from ryu_nat.core.fragments import fragment
 from ryu_nat.core.table import MappingKind
 from ryu_nat.gateway.offload import RuleState
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import FlowDelete, FlowRule, Match, Output
+from ryu_nat.openflow.reasons import FlowRemovedReason
 
-from .builders import echo_bytes, tcp_bytes, udp_bytes
+from .builders import echo_bytes, parsed, tcp_bytes, udp_bytes
 from .lab import H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab, from_host, ip
 
 FIN_ACK, ACK = 0x11, 0x10
@@ -177,3 +179,27 @@ def test_a_hairpin_mapping_comes_back_as_one():
     [after] = lab.gateway.mappings()
     assert (after.id, after.kind, after.original, after.reply) == (before.id, before.kind, before.original,
                                                                   before.reply)
+
+
+def test_a_restored_mappings_remote_is_trusted_with_fragments_after_it_ends_and_comes_back():
+    """The fragments cache trusts pieces without ports from the remote of a live mapping: a restored mapping
+    counts as one, and its end takes exactly its own count away (a new mapping to that remote is trusted)."""
+    lab = Lab()
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 9000)))
+    lab.restart()
+    [restored] = lab.gateway.mappings()
+    lab.apply(lab.gateway.flow_removed(cookies.make(RuleKind.ORIGINAL, restored.id), FlowRemovedReason.IDLE_TIMEOUT,
+                                       lab.now))
+    lab.apply(lab.gateway.flow_removed(cookies.make(RuleKind.REPLY, restored.id), FlowRemovedReason.IDLE_TIMEOUT,
+                                       lab.now))
+    assert list(lab.gateway.mappings()) == []
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5001, SERVER, 9000)))
+    first, *later = fragment(parsed(udp_bytes(SERVER, 9000, PUBLIC, out["udp_src"], payload=bytes(4000))), 1480)
+    for piece in reversed(later):  # the pieces without ports first
+        assert lab.send(UPLINK, from_host(SERVER, piece)) == []
+    for i in range(100):  # one-piece junk from many spoofed outside sources
+        junk = fragment(parsed(udp_bytes(f"198.18.{i // 250}.{i % 250 + 1}", 53, PUBLIC, 40000, payload=bytes(2000),
+                                         ident=i)), 1480)[0]
+        assert lab.send(UPLINK, from_host(SERVER, junk)) == []
+    delivered = lab.send(UPLINK, from_host(SERVER, first))
+    assert [(port, fields["ipv4_dst"]) for port, fields in delivered] == [(H1_PORT, H1)] * (1 + len(later))
