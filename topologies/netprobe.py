@@ -42,6 +42,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 MAX_DATAGRAM = 65535
@@ -132,27 +133,25 @@ def serve_tcp_connection(conn: socket.socket, peer: tuple[str, int], name: str) 
 
 def tcp_server(args: argparse.Namespace) -> int:
     """Per connection: read the request and the upload to EOF, answer, send the download, close."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((args.bind, args.port))
-    listener.listen(128)
-    print("READY tcp", args.port, flush=True)
-    while True:
-        conn, peer = listener.accept()
-        threading.Thread(target=serve_tcp_connection, args=(conn, peer, args.name),
-                         daemon=True).start()
+    return serve_tcp(args, "tcp", serve_tcp_connection)
 
 
 def tcp_echo_server(args: argparse.Namespace) -> int:
     """Per connection, per line received: one line back, what the server saw (peer) and the line; close on EOF."""
+    return serve_tcp(args, "tcp-echo", echo_lines)
+
+
+def serve_tcp(args: argparse.Namespace, kind: str,
+              serve: Callable[[socket.socket, tuple[str, int], str], None]) -> int:
+    """Listen on ``args.port``, say READY, and ``serve`` each connection in its own thread."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.bind, args.port))
     listener.listen(128)
-    print("READY tcp-echo", args.port, flush=True)
+    print("READY", kind, args.port, flush=True)
     while True:
         conn, peer = listener.accept()
-        threading.Thread(target=echo_lines, args=(conn, peer, args.name), daemon=True).start()
+        threading.Thread(target=serve, args=(conn, peer, args.name), daemon=True).start()
 
 
 def echo_lines(conn: socket.socket, peer: tuple[str, int], name: str) -> None:
