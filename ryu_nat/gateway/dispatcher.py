@@ -37,7 +37,7 @@ from ryu_nat.gateway.reassembly import Reassembly
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.gateway.switching import PrivateSwitch
 from ryu_nat.openflow import rules
-from ryu_nat.openflow.plan import Barrier, Plan, SwitchSetup
+from ryu_nat.openflow.plan import Barrier, PacketOut, Plan, SwitchSetup
 from ryu_nat.openflow.reasons import FlowRemovedReason, PacketInReason
 
 
@@ -55,10 +55,12 @@ class Gateway:
         self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
                                          self._uplink, self.stats)
         self._offload = Offload(config, self.stats)
-        self._nat = NatPath(config, rng or random.Random(), self.stats, on_removed=self._offload.forget)
+        rng = rng or random.Random()
+        self._nat = NatPath(config, rng, self.stats, on_removed=self._offload.forget)
         self._local = LocalTraffic(self._mac, self.stats)
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats)
-        self._fragments = Reassembly(self.stats)
+        self._fragments = Reassembly(self.stats, config.public_mtu, config.private_mtu, self._public.address,
+                                     rng.randrange(0x10000))
         for rule in config.redirects:
             self.add_redirect(rule)
 
@@ -239,7 +241,7 @@ class Gateway:
         decision = self._nat.decide(d, from_private, now)
         match decision:
             case Translated():
-                return self._forward(decision, came_from, data, now, whole)
+                return self._forward(d, decision, came_from, data, now, whole)
             case Mapping():
                 return self._new_mapping(decision, d, came_from, data, now, whole)
             case Verdict.TIME_EXCEEDED:
@@ -259,25 +261,36 @@ class Gateway:
         """A mapping was added for ``d``: a TCP or UDP first packet goes through the new rules' rewrite."""
         if d.proto in rules.OFFLOADED:
             self._offload.track(mapping)
-            if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
+            fits = self._fragments.fits(d, self._private.contains(mapping.replier))
+            if whole is None and fits and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 hop = self._neighbours.locate(mapping.replier)
                 if hop is None:
                     return self._neighbours.hold(mapping.replier, came_from.port, data, now, self._switch.ports)
                 return self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
-        return self._forward(self._nat.translate(d, now), came_from, data, now, whole)
+        return self._forward(d, self._nat.translate(d, now), came_from, data, now, whole)
 
-    def _forward(self, t: Translated, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
-        """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
+    def _forward(self, d: Datagram, t: Translated, came_from: Location, data: bytes, now: float,
+                 whole: Reassembled | None) -> Plan:
+        """Send ``d``, translated (``t``), on with its mapping's rules if offloaded; cut to fit the side it
+        leaves by (or, with DF set, answered with fragmentation needed)."""
         out = t.packet
         hop = self._neighbours.locate(out.dst)
         if hop is None:
             return self._hold(out.dst, came_from, data, now, whole)
+        to_private = self._private.contains(out.dst)
         plan: Plan = []
         if self._offload.tracks(t.mapping) and out.embedded is None:
             if whole is None:
-                return self._offload.carry(t, came_from, hop, data)
-            plan = self._offload.install(t.mapping, t.direction, came_from, hop)
-        pieces = [out.raw] if whole is None else self._fragments.pieces(out, whole)
+                carried = self._offload.carry(t, came_from, hop, data)
+                if self._fragments.fits(out, to_private):
+                    return carried
+                plan = [item for item in carried if not isinstance(item, PacketOut)]  # the rules, not the packet
+            else:
+                plan = self._offload.install(t.mapping, t.direction, came_from, hop)
+        pieces = self._fragments.cut(out, whole, to_private)
+        if pieces is None:
+            here = self._public.address if came_from.port == self._uplink else self._private.address
+            return plan + self._local.fragmentation_needed(d, came_from, here, self._fragments.mtu(to_private))
         return plan + [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
 
     def _hold(self, ip: int, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
@@ -285,7 +298,7 @@ class Gateway:
         if whole is None:
             return self._neighbours.hold(ip, came_from.port, data, now, self._switch.ports)
         plan: Plan = []
-        for piece in self._fragments.pieces(whole.datagram, whole):
+        for piece in self._fragments.as_arrived(whole):
             plan += self._neighbours.hold(ip, came_from.port, ethernet_frame(self._mac, came_from.mac, piece), now,
                                           self._switch.ports)
         return plan

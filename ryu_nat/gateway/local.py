@@ -1,5 +1,6 @@
-"""Traffic for the NAT itself: echo replies from its own addresses, and time-exceeded for packets
-whose TTL runs out at the NAT (so traceroute shows it as a hop). No I/O."""
+"""Traffic for the NAT itself: echo replies from its own addresses, time-exceeded for packets whose TTL
+runs out at the NAT (so traceroute shows it as a hop), and fragmentation needed for packets too big
+for the side they leave by (so path-MTU discovery works through it). No I/O."""
 
 from __future__ import annotations
 
@@ -37,5 +38,15 @@ class LocalTraffic:
             return []
         self._stats.icmp_sent["time_exceeded"] += 1
         message = icmp.time_exceeded(d, IPv4Address(from_ip))
+        return [rules.send_frame(ethernet_frame(came_from.mac, self._mac, message), [came_from.port],
+                                 came_from.port)]
+
+    def fragmentation_needed(self, d: Datagram, came_from: Location, from_ip: int, next_hop_mtu: int) -> Plan:
+        """``d`` has DF set and is bigger than ``next_hop_mtu``: tell its sender, from the NAT's address on
+        that side (RFC 4787 REQ-13, RFC 5508 REQ-10, RFC 1191). The caller counted the drop."""
+        if not icmp.may_answer_with_error(d):
+            return []
+        self._stats.icmp_sent["fragmentation_needed"] += 1
+        message = icmp.fragmentation_needed(d, IPv4Address(from_ip), next_hop_mtu)
         return [rules.send_frame(ethernet_frame(came_from.mac, self._mac, message), [came_from.port],
                                  came_from.port)]

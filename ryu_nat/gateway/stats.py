@@ -23,7 +23,7 @@ DESCRIPTIONS: dict[str, str] = {
     "drops": "Packets dropped, by reason: " + "; ".join(f"{reason.value} ({reason.description})"
                                                         for reason in DropReason) + ".",
     "arp": "ARP: requests_answered, requests_sent, replies_learned, queued (packets waiting for a reply).",
-    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply.",
+    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
     "openflow_errors": "OpenFlow error messages from the switch.",
 }
