@@ -71,7 +71,8 @@ class Gateway:
         two ends are known; the others come back with their next packet)."""
         self._switch.connected(ports)
         self._guard.forget()
-        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
+        base = rules.base(self._mac, self._uplink, self.config.public_mtu, self.config.private_mtu)
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *base]
         return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
 
     def port_changed(self, port: int, present: bool) -> Plan:

@@ -75,12 +75,21 @@ class Output:
     port: int
 
 
-Action = Union[SetField, DecTtl, Output]
+@dataclass(frozen=True, slots=True)
+class CheckPktLarger:
+    """Open vSwitch's packet-length test (a Nicira action): register 0's bit 0 becomes 1 if the
+    Ethernet frame is longer than ``pkt_len`` bytes, else 0. A later table matches that bit."""
+
+    pkt_len: int
+
+
+Action = Union[SetField, DecTtl, Output, CheckPktLarger]
 
 
 @dataclass(frozen=True, slots=True)
 class FlowRule:
-    """Add (or replace: same match and priority) a rule in table 0."""
+    """Add (or replace: same table, match and priority) a rule: apply ``actions``, then, with
+    ``goto_table``, go on matching in that (later) table."""
 
     priority: int
     match: Match
@@ -89,6 +98,8 @@ class FlowRule:
     idle_timeout_s: int = 0
     hard_timeout_s: int = 0
     notify_removed: bool = False
+    table_id: int = 0
+    goto_table: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

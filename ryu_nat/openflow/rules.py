@@ -1,7 +1,13 @@
 """One function per kind of flow rule, and the packet-outs that go with them.
 
-Table 0 only; priorities, highest first:
+Two tables. Table 0 only measures: routed IPv4 has its length tested against
+the MTU of the side it leaves by (Open vSwitch's ``check_pkt_larger``, into
+register 0), and everything goes on to table 1. Table 1 is the NAT;
+priorities, highest first:
 
+    400  a frame table 0 found too big -> controller, which cuts it or, with DF
+         set, answers fragmentation needed (RFC 4787 REQ-13); so a mapping's
+         rules never carry a datagram its next hop cannot take
     301  TCP RST to the router MAC -> controller (the mapping turns transitory)
     300  TCP FIN from the uplink to the router MAC -> controller (likewise; a normal close
          sends a FIN each way, so one side is enough, and each connection costs one
@@ -13,18 +19,22 @@ Table 0 only; priorities, highest first:
      50  switching between private hosts by destination MAC
       0  table-miss -> controller
 
-No Ryu imports.
+The length test is in the base rules, not in each mapping's: a flow set-up
+still sends two flow-mods. No Ryu imports.
 """
 
 from __future__ import annotations
 
 from ryu_nat.core.addresses import Proto, unpack_key
-from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST
+from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
-from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
-                                   Output, PacketOut, SetField, ipv4_text)
+from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, CheckPktLarger, DecTtl, FlowDelete,
+                                   FlowRule, Match, Output, PacketOut, SetField, ipv4_text)
 
+TABLE_SIZE = 0
+TABLE_NAT = 1
+PRIORITY_TOO_BIG = 400
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
 PRIORITY_MAPPING = 200
@@ -44,21 +54,46 @@ def _output(port: int, in_port: int | None) -> Output:
     return Output(OFPP_IN_PORT if port == in_port else port)
 
 
+def size_checks(router_mac: str, uplink: int, public_mtu: int, private_mtu: int) -> list[FlowRule]:
+    """Table 0: routed IPv4 has its frame length tested, then every frame goes on to table 1.
+
+    From the uplink, against the private side's MTU; routed from a private port
+    (to the router MAC), against the smaller MTU: it leaves by the uplink, or by a
+    private port when it hairpins. The controller checks again against the exact
+    side. Open vSwitch counts the Ethernet header in the length.
+    """
+    cookie = cookies.make(RuleKind.BASE)
+    inbound = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4)
+    routed = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4)
+    return [FlowRule(2, inbound, (CheckPktLarger(private_mtu + ETH_HEADER_LEN),), cookie, table_id=TABLE_SIZE,
+                     goto_table=TABLE_NAT),
+            FlowRule(1, routed, (CheckPktLarger(min(public_mtu, private_mtu) + ETH_HEADER_LEN),), cookie,
+                     table_id=TABLE_SIZE, goto_table=TABLE_NAT),
+            FlowRule(0, Match(), (), cookie, table_id=TABLE_SIZE, goto_table=TABLE_NAT)]
+
+
+def too_big_to_controller() -> FlowRule:
+    """A frame table 0 found longer than its next hop's MTU goes to the controller, ahead of any rewrite."""
+    return FlowRule(PRIORITY_TOO_BIG, Match.of(reg0=(1, 1)), (Output(OFPP_CONTROLLER),),
+                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
+
+
 def table_miss() -> FlowRule:
     """Whatever no rule matches goes to the controller, whole."""
-    return FlowRule(PRIORITY_MISS, Match(), (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
+    return FlowRule(PRIORITY_MISS, Match(), (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE),
+                    table_id=TABLE_NAT)
 
 
 def arp_to_controller() -> FlowRule:
     """The controller answers ARP for the NAT's addresses and relays it between private hosts."""
     return FlowRule(PRIORITY_ARP, Match.of(eth_type=ETH_TYPE_ARP), (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE))
+                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
 
 
 def uplink_to_controller(uplink: int) -> FlowRule:
     """Uplink traffic that no mapping claims goes to the controller, never to the private L2 rules."""
     return FlowRule(PRIORITY_UPLINK, Match.of(in_port=uplink), (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE))
+                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
 
 
 def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = None) -> FlowRule:
@@ -67,13 +102,15 @@ def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = Non
     match = Match.of(in_port=in_port, eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP),
                      tcp_flags=(flag, flag))
     return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE))
+                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
 
 
-def base(router_mac: str, uplink: int) -> list[FlowRule]:
-    """The rules that stay while the switch is connected: table-miss, ARP, the uplink's catch-all,
-    and TCP FIN (from the uplink) and RST (from anywhere) to the controller."""
-    return [table_miss(), arp_to_controller(), uplink_to_controller(uplink),
+def base(router_mac: str, uplink: int, public_mtu: int = 1500, private_mtu: int = 1500) -> list[FlowRule]:
+    """The rules that stay while the switch is connected: the size checks and frames too big to the
+    controller, table-miss, ARP, the uplink's catch-all, and TCP FIN (from the uplink) and RST (from
+    anywhere) to the controller."""
+    return [*size_checks(router_mac, uplink, public_mtu, private_mtu), too_big_to_controller(), table_miss(),
+            arp_to_controller(), uplink_to_controller(uplink),
             tcp_flag_to_controller(router_mac, TCP_FIN, uplink), tcp_flag_to_controller(router_mac, TCP_RST)]
 
 
@@ -114,7 +151,8 @@ def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int
     """
     return FlowRule(PRIORITY_MAPPING, channel_match(proto, arriving, in_port),
                     rewrite_actions(proto, arriving, leaving, eth_src, eth_dst, out_port, in_port),
-                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
+                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True,
+                    table_id=TABLE_NAT)
 
 
 def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int) -> FlowRule:
@@ -122,13 +160,14 @@ def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_
     dst_field = _PORT_FIELDS[proto][1]
     match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=ipv4_text(public_ip),
                      **{dst_field: port})
-    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s)
+    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s,
+                    table_id=TABLE_NAT)
 
 
 def private_l2(mac: str, port: int, idle_timeout_s: int) -> FlowRule:
     """Frames to a private host's MAC go out of its port (switching between private hosts)."""
     return FlowRule(PRIORITY_L2, Match.of(eth_dst=mac), (Output(port),), cookies.make(RuleKind.L2),
-                    idle_timeout_s=idle_timeout_s)
+                    idle_timeout_s=idle_timeout_s, table_id=TABLE_NAT)
 
 
 def delete_mapping(mapping_id: int) -> FlowDelete:
