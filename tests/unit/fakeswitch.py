@@ -501,9 +501,12 @@ def _action(action: MsgBase) -> Action:
         assert action.port != OFPP_CONTROLLER or action.max_len == ofp.OFPCML_NO_BUFFER, action
         return Output(action.port)
     if isinstance(action, parser.OFPActionExperimenter) and action.experimenter == NX_EXPERIMENTER_ID:
-        assert action.subtype == NXAST_CHECK_PKT_LARGER, f"no plan action sends Nicira subtype {action.subtype}"
-        pkt_len, offset, field = struct.unpack_from("!HHI", bytes(action.data))
-        assert (offset, field) == (0, NXM_NX_REG0) and not any(bytes(action.data)[8:]), action
+        # Decoded, Ryu splits the subtype off (NXActionUnknown); as the encoder built it, it leads the data.
+        body = bytes(action.data) if not hasattr(action, "subtype") else struct.pack("!H", action.subtype) + bytes(
+            action.data)
+        subtype, pkt_len, offset, field = struct.unpack_from("!HHHI", body)
+        assert subtype == NXAST_CHECK_PKT_LARGER, f"no plan action sends Nicira subtype {subtype}"
+        assert (offset, field) == (0, NXM_NX_REG0) and not any(body[10:]), action
         return CheckPktLarger(pkt_len)
     raise AssertionError(f"no plan action sends {action}")
 
