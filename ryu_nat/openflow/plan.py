@@ -22,6 +22,8 @@ OFPP_CONTROLLER = 0xFFFFFFFD
 OFPP_TABLE = 0xFFFFFFF9
 OFPP_ANY = 0xFFFFFFFF
 
+TABLE_NAT = 1  # the NAT's rules; frames reach it from table 0, which tests their length
+
 MatchValue = Union[int, str, tuple[int, int]]
 
 
@@ -89,7 +91,8 @@ Action = Union[SetField, DecTtl, Output, CheckPktLarger]
 @dataclass(frozen=True, slots=True)
 class FlowRule:
     """Add (or replace: same table, match and priority) a rule: apply ``actions``, then, with
-    ``goto_table``, go on matching in that (later) table."""
+    ``goto_table``, go on matching in that (later) table. Rules live in the NAT's table unless
+    ``table_id`` says otherwise (table 0 only measures frame lengths: ``rules.size_checks``)."""
 
     priority: int
     match: Match
@@ -98,7 +101,7 @@ class FlowRule:
     idle_timeout_s: int = 0
     hard_timeout_s: int = 0
     notify_removed: bool = False
-    table_id: int = 0
+    table_id: int = TABLE_NAT
     goto_table: int | None = None
 
 

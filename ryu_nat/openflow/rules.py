@@ -30,10 +30,9 @@ from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, CheckPktLarger, DecTtl, FlowDelete,
-                                   FlowRule, Match, Output, PacketOut, SetField, ipv4_text)
+                                   FlowRule, Match, Output, PacketOut, SetField, TABLE_NAT, ipv4_text)
 
 TABLE_SIZE = 0
-TABLE_NAT = 1
 PRIORITY_TOO_BIG = 400
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
@@ -75,25 +74,24 @@ def size_checks(router_mac: str, uplink: int, public_mtu: int, private_mtu: int)
 def too_big_to_controller() -> FlowRule:
     """A frame table 0 found longer than its next hop's MTU goes to the controller, ahead of any rewrite."""
     return FlowRule(PRIORITY_TOO_BIG, Match.of(reg0=(1, 1)), (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
+                    cookies.make(RuleKind.BASE))
 
 
 def table_miss() -> FlowRule:
     """Whatever no rule matches goes to the controller, whole."""
-    return FlowRule(PRIORITY_MISS, Match(), (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE),
-                    table_id=TABLE_NAT)
+    return FlowRule(PRIORITY_MISS, Match(), (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
 
 
 def arp_to_controller() -> FlowRule:
     """The controller answers ARP for the NAT's addresses and relays it between private hosts."""
     return FlowRule(PRIORITY_ARP, Match.of(eth_type=ETH_TYPE_ARP), (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
+                    cookies.make(RuleKind.BASE))
 
 
 def uplink_to_controller(uplink: int) -> FlowRule:
     """Uplink traffic that no mapping claims goes to the controller, never to the private L2 rules."""
     return FlowRule(PRIORITY_UPLINK, Match.of(in_port=uplink), (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
+                    cookies.make(RuleKind.BASE))
 
 
 def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = None) -> FlowRule:
@@ -102,7 +100,7 @@ def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = Non
     match = Match.of(in_port=in_port, eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP),
                      tcp_flags=(flag, flag))
     return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE), table_id=TABLE_NAT)
+                    cookies.make(RuleKind.BASE))
 
 
 def base(router_mac: str, uplink: int, public_mtu: int = 1500, private_mtu: int = 1500) -> list[FlowRule]:
@@ -151,8 +149,7 @@ def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int
     """
     return FlowRule(PRIORITY_MAPPING, channel_match(proto, arriving, in_port),
                     rewrite_actions(proto, arriving, leaving, eth_src, eth_dst, out_port, in_port),
-                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True,
-                    table_id=TABLE_NAT)
+                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
 
 
 def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int) -> FlowRule:
@@ -160,14 +157,13 @@ def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_
     dst_field = _PORT_FIELDS[proto][1]
     match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=ipv4_text(public_ip),
                      **{dst_field: port})
-    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s,
-                    table_id=TABLE_NAT)
+    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s)
 
 
 def private_l2(mac: str, port: int, idle_timeout_s: int) -> FlowRule:
     """Frames to a private host's MAC go out of its port (switching between private hosts)."""
     return FlowRule(PRIORITY_L2, Match.of(eth_dst=mac), (Output(port),), cookies.make(RuleKind.L2),
-                    idle_timeout_s=idle_timeout_s, table_id=TABLE_NAT)
+                    idle_timeout_s=idle_timeout_s)
 
 
 def delete_mapping(mapping_id: int) -> FlowDelete:

@@ -35,12 +35,13 @@ def udp_match(in_port: int = 1, **extra) -> Match:
 
 
 def rule(priority: int, match: Match, *actions, cookie: int = BASE, **timeouts) -> FlowRule:
-    return FlowRule(priority, match, tuple(actions), cookie, **timeouts)
+    """A rule in table 0, where every packet starts (these tests use one table)."""
+    return FlowRule(priority, match, tuple(actions), cookie, table_id=0, **timeouts)
 
 
 def mapping_rule(mapping_id: int, kind: RuleKind = RuleKind.ORIGINAL, idle_timeout_s: int = 30) -> FlowRule:
     return FlowRule(200, udp_match(udp_src=mapping_id, udp_dst=53 + kind), (Output(2),),
-                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
+                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True, table_id=0)
 
 
 TABLE_MISS = rule(0, Match(), Output(OFPP_CONTROLLER))

@@ -2,9 +2,7 @@
 
 A row's evidence is pytest node ids in backquotes (``tests/unit/test_x.py::test_y``),
 checked here by parsing the test file (a function of that name must be defined
-in it), or "not applicable" / "not met" with a reason. "pending issue-12a" is
-accepted only on the rows of :data:`PENDING_ISSUE_12A`: requirements issue 12's
-other half is building; when its tests land, their rows name them instead.
+in it), or "not applicable" / "not met" with a reason.
 """
 
 from __future__ import annotations
@@ -38,17 +36,6 @@ EXPECTED: dict[str, list[str]] = {
                  "12 hairpinning for ICMP"],
     "RFC 6888": [f"REQ-{n}" for n in range(1, 15)],
 }
-
-PENDING_ISSUE_12A: frozenset[tuple[str, str]] = frozenset({
-    ("RFC 4787", "REQ-3a"), ("RFC 4787", "REQ-4"), ("RFC 4787", "REQ-8"), ("RFC 4787", "REQ-9"),
-    ("RFC 4787", "REQ-9a"), ("RFC 4787", "REQ-11"),
-    ("RFC 5382", "REQ-3"), ("RFC 5382", "REQ-3a"), ("RFC 5382", "REQ-3b"), ("RFC 5382", "REQ-5"),
-    ("RFC 5382", "REQ-8"),
-    ("RFC 5508", "REQ-8"),
-    ("RFC 7857", "2.1 TCP session tracking"), ("RFC 7857", "2.2 TCP RST"), ("RFC 7857", "6 EIF protocol independence"),
-    ("RFC 7857", "7 EIF mapping refresh"), ("RFC 7857", "8 port parity"),
-    ("RFC 6888", "REQ-4"), ("RFC 6888", "REQ-5"), ("RFC 6888", "REQ-7"), ("RFC 6888", "REQ-11"),
-})
 
 
 def rows() -> dict[tuple[str, str], list[str]]:
@@ -89,10 +76,8 @@ def test_each_row_says_what_proves_it(key):
     missing = [f"{path}::{name}" for path, name in named
                if not (REPO / path).is_file() or name not in defined_tests(path)]
     assert missing == [], f"{key} names tests that do not exist"
-    pending = "pending issue-12a" in evidence
-    assert pending == (key in PENDING_ISSUE_12A), f"{key}: 'pending issue-12a' only on the rows listed here"
     reasoned = re.match(r"^not (applicable|met)( \(MAY\))?: \S", evidence) is not None
-    assert named or pending or reasoned, f"{key}: no test, and no 'not applicable' / 'not met' with a reason"
+    assert named or reasoned, f"{key}: no test, and no 'not applicable' / 'not met' with a reason"
 
 
 def test_the_checker_catches_a_test_that_does_not_exist():
