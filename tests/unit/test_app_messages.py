@@ -33,7 +33,7 @@ def app(make_app):
 def dp(app) -> FakeDatapath:
     datapath = FakeDatapath(ports=(UPLINK, H1_PORT))
     app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
-    app._packet_in(packet_in_event(datapath, UPLINK, arp_reply(SERVER, PUBLIC)))  # SERVER's MAC is known
+    app._packet_in(packet_in_event(datapath, UPLINK, arp_request(SERVER, PUBLIC)))  # SERVER asks for us: its MAC is known
     datapath.sent.clear()
     return datapath
 
