@@ -27,7 +27,7 @@ DESCRIPTIONS: dict[str, str] = {
            "forgotten (neighbours that answered no re-check), mac_changes, mappings_moved (mappings whose rules "
            "were sent again because a neighbour moved), mappings_unreachable (new mappings removed because ARP "
            "gave up on their next hop).",
-    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply.",
+    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
     "openflow_errors": "OpenFlow error messages from the switch.",
 }
