@@ -296,16 +296,16 @@ class FlowTable:
     _ENTRY = struct.Struct("!HBxIIHHHH4xQQQ")
 
     def __init__(self) -> None:
-        self.rules: dict[int, tuple[float, int, int, bytes]] = {}  # cookie -> (added, priority, idle, tail)
+        self.rules: dict[int, tuple[float, int, int, bytes, int]] = {}  # cookie -> (added, priority, idle, tail, table)
         self.requests = 0
         self.entries_sent = 0
 
     def flow_mod(self, buf: bytearray, at: int, length: int, now: float) -> None:
-        cookie, cookie_mask, command, idle, _, priority = struct.unpack_from("!QQxBHHH", buf, at + 8)
+        cookie, cookie_mask, table_id, command, idle, _, priority = struct.unpack_from("!QQBBHHH", buf, at + 8)
         if cookie >> 48 != OURS_TAG:
             return
         if command == FC_ADD:
-            self.rules[cookie] = (now, priority, idle, bytes(buf[at + 48: at + length]))
+            self.rules[cookie] = (now, priority, idle, bytes(buf[at + 48: at + length]), table_id)
         elif command in (FC_DELETE, FC_DELETE_STRICT):
             if cookie_mask == MAPPING_MASK:  # both rules of one mapping
                 mapping = cookie & ID_MASK
@@ -339,10 +339,10 @@ class FlowTable:
         self.requests += 1
         entries = []
         for rule_cookie in self.selected(cookie, mask):
-            added, priority, idle, tail = self.rules[rule_cookie]
+            added, priority, idle, tail, table_id = self.rules[rule_cookie]
             age = max(now - added, 0.0)
             packets = int(age)
-            entries.append(self._ENTRY.pack(48 + len(tail), 0, int(age), int(age % 1 * 1e9), priority, idle, 0,
+            entries.append(self._ENTRY.pack(48 + len(tail), table_id, int(age), int(age % 1 * 1e9), priority, idle, 0,
                                             1, rule_cookie, packets, packets * 100) + tail)
         self.entries_sent += len(entries)
         parts: list[list[bytes]] = [[]]

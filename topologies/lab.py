@@ -354,7 +354,7 @@ def ofctl_flow(rule: Any) -> str:
     """A plan FlowRule (``ryu_nat.openflow.plan``) in ``ovs-ofctl add-flows`` syntax: what the app would install."""
     from ryu_nat.openflow.plan import OFPP_IN_PORT, DecTtl, Output, SetField
 
-    head = [f"cookie={rule.cookie:#x}", f"priority={rule.priority}"]
+    head = [f"cookie={rule.cookie:#x}", f"table={rule.table_id}", f"priority={rule.priority}"]
     if rule.idle_timeout_s:
         head.append(f"idle_timeout={rule.idle_timeout_s}")
     if rule.notify_removed:

@@ -27,7 +27,7 @@ DESCRIPTIONS: dict[str, str] = {
            "forgotten (neighbours that answered no re-check), mac_changes, mappings_moved (mappings whose rules "
            "were sent again because a neighbour moved), mappings_unreachable (new mappings removed because ARP "
            "gave up on their next hop).",
-    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply.",
+    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed.",
     "restore": "Reading the table back from the switch's rules after a restart: runs (completed), restored "
                "(mappings put back from both rules), restored_one_rule (UDP mappings put back from the one rule "
                "left), held (routed packets that waited for it); and rules deleted because they rebuild nothing: "

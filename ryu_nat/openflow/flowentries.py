@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ryu_nat.openflow.plan import Action, DecTtl, FlowRule, Match, MatchValue, Output, SetField
+from ryu_nat.openflow.plan import TABLE_NAT, Action, DecTtl, FlowRule, Match, MatchValue, Output, SetField
 
 OFPMT_OXM = 1
 OFPIT_APPLY_ACTIONS = 4
@@ -70,13 +70,14 @@ class SwitchRule:
     bytes: int
     match: Match | None
     actions: tuple[Action, ...] | None
+    table_id: int = TABLE_NAT
 
     def as_rule(self) -> FlowRule | None:
         """The plan's form of this rule, if it is one the NAT could have installed."""
         if self.match is None or self.actions is None:
             return None
         return FlowRule(self.priority, self.match, self.actions, self.cookie, self.idle_timeout_s,
-                        self.hard_timeout_s, bool(self.flags & OFPFF_SEND_FLOW_REM))
+                        self.hard_timeout_s, bool(self.flags & OFPFF_SEND_FLOW_REM), self.table_id)
 
 
 def read_match(data: bytes, start: int, end: int) -> Match | None:

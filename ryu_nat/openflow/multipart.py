@@ -35,7 +35,7 @@ _REPLY_HEAD = struct.Struct("!BBHIHH4x")
 # (priority, idle_timeout, hard_timeout, flags, pad), cookie, packet_count, byte_count, (match type), match length.
 _ENTRY = struct.Struct("!H2xII12xQQQ2xH")
 # The same, whole: ... priority, idle_timeout, hard_timeout, flags, pad, cookie, counters, match type and length.
-_FULL_ENTRY = struct.Struct("!H2xIIHHHH4xQQQHH")
+_FULL_ENTRY = struct.Struct("!HBxIIHHHH4xQQQHH")
 # ofp_aggregate_stats_reply: packet_count, byte_count, flow_count, pad.
 _AGGREGATE = struct.Struct("!QQI4x")
 HEAD_LEN = _REPLY_HEAD.size  # 16
@@ -118,13 +118,13 @@ def decode_flow_entries(data: bytes) -> FlowEntriesPart | DecodeError:
     for offset in _entries(data, length):
         if isinstance(offset, DecodeError):
             return offset
-        (entry_len, seconds, nanoseconds, priority, idle, hard, flags, cookie, packets, byte_count, match_type,
-         match_len) = unpack(data, offset)
+        (entry_len, table_id, seconds, nanoseconds, priority, idle, hard, flags, cookie, packets, byte_count,
+         match_type, match_len) = unpack(data, offset)
         match_at = offset + FIXED_ENTRY_LEN
         match = read_match(data, match_at + 4, match_at + match_len) if match_type == OFPMT_OXM else None
         actions = read_instructions(data, match_at + (match_len + 7) // 8 * 8, offset + entry_len)
         rules.append(SwitchRule(cookie, priority, idle, hard, flags, seconds + nanoseconds / 1e9, packets,
-                                byte_count, match, actions))
+                                byte_count, match, actions, table_id))
     return FlowEntriesPart(xid, more, rules)
 
 

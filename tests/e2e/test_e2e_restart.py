@@ -183,16 +183,17 @@ def test_the_audit_repairs_each_disagreement_made_with_ovs_ofctl(lab_net: NatNet
     # controller hears of neither.
     reply_cookie = cookies.make(RuleKind.REPLY, first["id"])
     [reply_flow] = [flow for flow in flows[first["id"]] if flow.cookie == reply_cookie]
-    quiet = f"cookie={reply_cookie:#x},priority=200,{reply_flow.match},actions={reply_flow.actions}"
-    lab.run("ovs-ofctl", "-O", "OpenFlow13", "add-flow", NAT_SWITCH, quiet)
-    lab.run("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "--strict", NAT_SWITCH, f"priority=200,{reply_flow.match}")
+    where = f"table={reply_flow.table},priority=200,{reply_flow.match}"
+    lab.run("ovs-ofctl", "-O", "OpenFlow13", "add-flow", NAT_SWITCH,
+            f"cookie={reply_cookie:#x},{where},actions={reply_flow.actions}")
+    lab.run("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "--strict", NAT_SWITCH, where)
     # A mismatch: the second mapping's original rule now writes another public port.
     original_cookie = cookies.make(RuleKind.ORIGINAL, second["id"])
     [original_flow] = [flow for flow in flows[second["id"]] if flow.cookie == original_cookie]
     wrong = original_flow.actions.replace(f"set_field:{second['public']['port']}->udp_src", "set_field:9->udp_src")
     assert wrong != original_flow.actions
     lab.run("ovs-ofctl", "-O", "OpenFlow13", "mod-flows", "--strict", NAT_SWITCH,
-            f"priority=200,{original_flow.match},actions={wrong}")
+            f"table={original_flow.table},priority=200,{original_flow.match},actions={wrong}")
     found = ctl(nat, "--json", "check")
     report = __import__("json").loads(found.stdout)
     assert report["last_audit"]["counts"] == {"orphan_rule": 2, "port_owned_twice": 2, "outside_layout": 1,

@@ -184,7 +184,7 @@ def flow_stats_entry(rule: Any, duration_s: float = 0.0, packets: int = 0, byte_
     for instruction in flow_mod.instructions:
         instruction.serialize(instructions, len(instructions))
     length = ofp.OFP_FLOW_STATS_0_SIZE + len(match) + len(instructions)
-    return struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, length, 0, int(duration_s), int(duration_s % 1 * 1e9),
+    return struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, length, flow_mod.table_id, int(duration_s), int(duration_s % 1 * 1e9),
                        flow_mod.priority, flow_mod.idle_timeout, flow_mod.hard_timeout, flow_mod.flags,
                        flow_mod.cookie, packets, byte_count) + bytes(match) + bytes(instructions)
 

@@ -77,7 +77,7 @@ class Lab:
         """The rules a flow-statistics request for (cookie, mask) gets, as the switch reports them."""
         return [SwitchRule(entry.rule.cookie, entry.rule.priority, entry.rule.idle_timeout_s, entry.rule.hard_timeout_s,
                            OFPFF_SEND_FLOW_REM if entry.rule.notify_removed else 0, self.now - entry.installed_at,
-                           entry.packets, entry.packets * 100, entry.rule.match, entry.rule.actions)
+                           entry.packets, entry.packets * 100, entry.rule.match, entry.rule.actions, entry.rule.table_id)
                 for entry in self.switch.entries() if entry.rule.cookie & mask == cookie & mask]
 
     def read_back(self) -> list[tuple[int, dict[str, Any]]]:

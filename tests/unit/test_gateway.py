@@ -31,8 +31,8 @@ def test_connect_clears_our_session_rules_then_installs_the_base_rules():
     assert first_plan[1:4] == [FlowDelete(cookies.make(kind), cookies.KIND_MASK)
                                for kind in (RuleKind.BASE, RuleKind.L2, RuleKind.DROP)]
     assert isinstance(first_plan[4], Barrier)
-    priorities = sorted(r.priority for r in lab.switch.rules())
-    assert priorities == [0, 51, 100, 300, 301]
+    assert sorted((r.table_id, r.priority) for r in lab.switch.rules()) == [
+        (0, 0), (0, 1), (0, 2), (1, 0), (1, 51), (1, 100), (1, 300), (1, 301), (1, 400)]
     assert lab.gateway.private_ports == {H1_PORT, H2_PORT}
 
 

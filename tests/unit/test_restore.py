@@ -3,6 +3,8 @@ rules, what cannot be rebuilt is deleted and counted, and routed packets wait un
 
 from __future__ import annotations
 
+import dataclasses
+
 from ryu_nat.core.addresses import Proto, pack_key, reverse_key
 from ryu_nat.core.fragments import fragment
 from ryu_nat.core.table import MappingKind
@@ -120,6 +122,17 @@ def test_rules_made_for_another_configuration_are_not_rebuilt():
     lab = Lab()
     lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     lab.overrides = {"router_mac": "02:00:00:00:00:77"}  # rules that write the old MAC would be wrong now
+    lab.restart()
+    assert list(lab.gateway.mappings()) == [] and mapping_rules(lab) == []
+    assert lab.gateway.stats.restore["outside_layout"] == 2
+
+
+def test_a_mapping_rule_outside_the_nats_table_is_not_rebuilt():
+    """Table 0 only measures frames: a pair whose rules sit there rewrites nothing the NAT would install."""
+    lab = Lab()
+    outside = [dataclasses.replace(rule, table_id=rules.TABLE_SIZE)
+               for rule in udp_rules(7, H1, 5000, SERVER, 53, 30000)]
+    lab.apply(outside)
     lab.restart()
     assert list(lab.gateway.mappings()) == [] and mapping_rules(lab) == []
     assert lab.gateway.stats.restore["outside_layout"] == 2
