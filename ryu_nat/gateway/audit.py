@@ -38,7 +38,6 @@ from ryu_nat.openflow.flowentries import SwitchRule
 from ryu_nat.openflow.plan import FlowDelete, Plan
 from ryu_nat.openflow.rules import Rewrite
 
-_SESSION_KINDS = frozenset({RuleKind.BASE, RuleKind.L2, RuleKind.DROP})
 
 PortHolder = Callable[[Proto, int], "int | None"]
 """(protocol, public port) -> the private endpoint (packed, address << 16 | port) that holds it, if any."""
@@ -87,7 +86,7 @@ def compare(switch_rules: Iterable[SwitchRule], expected: MappingOf[int, Expecte
     agreeing: Counter[tuple[int, RuleKind]] = Counter()
     for rule in switch_rules:
         kind, mapping_id = cookies.kind_of(rule.cookie), cookies.mapping_id_of(rule.cookie)
-        if kind in _SESSION_KINDS or mapping_id in changed:
+        if kind in rules.SESSION_KINDS or mapping_id in changed:
             continue
         want = expected.get(mapping_id) if mapping_id else None
         flow = rule.as_rule()

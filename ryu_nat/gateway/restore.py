@@ -44,7 +44,6 @@ from ryu_nat.openflow.rules import Rewrite
 
 MAX_HELD = 1024
 MAX_HELD_BYTES = 2 * 2**20
-_SESSION_KINDS = frozenset({RuleKind.BASE, RuleKind.L2, RuleKind.DROP})
 
 
 class RestoreOutcome(enum.Enum):
@@ -139,7 +138,7 @@ class Restore:
         strays: dict[int, None] = {}
         for rule in switch_rules:
             kind, mapping_id = cookies.kind_of(rule.cookie), cookies.mapping_id_of(rule.cookie)
-            if kind in _SESSION_KINDS:
+            if kind in rules.SESSION_KINDS:
                 continue  # the connection's own rules, installed afresh
             if mapping_id:
                 by_id.setdefault(mapping_id, []).append(rule)

@@ -41,6 +41,8 @@ PRIORITY_TOO_BIG = 400
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
 PRIORITY_MAPPING = 200
+# Kinds of rule a connection installs afresh (none is rebuilt from the switch after a restart, or audited).
+SESSION_KINDS = (RuleKind.BASE, RuleKind.L2, RuleKind.DROP)
 PRIORITY_DROP = 150
 PRIORITY_ARP = 100
 PRIORITY_UPLINK = 51
@@ -192,10 +194,9 @@ def delete_ours() -> FlowDelete:
 
 
 def delete_session_rules() -> list[FlowDelete]:
-    """Every rule of ours but the mappings' (base, switching between private hosts, drop rules): what a
-    connection sets up afresh, while the mapping rules of an earlier run stay to be read back."""
-    return [FlowDelete(cookies.make(kind), cookies.KIND_MASK) for kind in (RuleKind.BASE, RuleKind.L2,
-                                                                            RuleKind.DROP)]
+    """Every rule of ours but the mappings' (:data:`SESSION_KINDS`): what a connection sets up afresh,
+    while the mapping rules of an earlier run stay to be read back."""
+    return [FlowDelete(cookies.make(kind), cookies.KIND_MASK) for kind in SESSION_KINDS]
 
 
 def send_frame(frame: bytes, out_ports: list[int] | tuple[int, ...], in_port: int | None = None) -> PacketOut:
