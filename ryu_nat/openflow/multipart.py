@@ -92,15 +92,13 @@ def decode_flow_stats(data: bytes) -> FlowStatsPart | DecodeError:
 
     A part is taken whole or not at all, so a bad entry never leaves half a poll.
     """
-    head = _reply_head(data, OFPMP_FLOW)
-    if isinstance(head, DecodeError):
-        return head
-    xid, more, length = head
+    framed = _flow_reply(data)
+    if isinstance(framed, DecodeError):
+        return framed
+    xid, more, offsets = framed
     rules: list[RuleCounts] = []
     unpack = _ENTRY.unpack_from
-    for offset in _entries(data, length):
-        if isinstance(offset, DecodeError):
-            return offset
+    for offset in offsets:
         _, seconds, nanoseconds, cookie, packets, byte_count, _ = unpack(data, offset)
         rules.append(RuleCounts(cookie, packets, byte_count, seconds + nanoseconds / 1e9))
     return FlowStatsPart(xid, more, rules)
@@ -109,15 +107,13 @@ def decode_flow_stats(data: bytes) -> FlowStatsPart | DecodeError:
 def decode_flow_entries(data: bytes) -> FlowEntriesPart | DecodeError:
     """The rules in one OFPMP_FLOW reply message, each with its match and actions (None where they are
     not the NAT's kind); a DecodeError if the part's framing is wrong, as for :func:`decode_flow_stats`."""
-    head = _reply_head(data, OFPMP_FLOW)
-    if isinstance(head, DecodeError):
-        return head
-    xid, more, length = head
+    framed = _flow_reply(data)
+    if isinstance(framed, DecodeError):
+        return framed
+    xid, more, offsets = framed
     rules: list[SwitchRule] = []
     unpack = _FULL_ENTRY.unpack_from
-    for offset in _entries(data, length):
-        if isinstance(offset, DecodeError):
-            return offset
+    for offset in offsets:
         (entry_len, table_id, seconds, nanoseconds, priority, idle, hard, flags, cookie, packets, byte_count,
          match_type, match_len) = unpack(data, offset)
         match_at = offset + FIXED_ENTRY_LEN
@@ -154,6 +150,21 @@ def _reply_head(data: bytes, mp_type: int) -> tuple[int, bool, int] | DecodeErro
     if length < HEAD_LEN or length > len(data):
         return DecodeError.SHORT
     return xid, bool(flags & OFPMPF_REPLY_MORE), length
+
+
+def _flow_reply(data: bytes) -> tuple[int, bool, list[int]] | DecodeError:
+    """A flow-statistics reply message's xid, whether more parts follow, and the offset of each entry; a
+    DecodeError if its header or any entry's framing is wrong (a part is taken whole or not at all)."""
+    head = _reply_head(data, OFPMP_FLOW)
+    if isinstance(head, DecodeError):
+        return head
+    xid, more, length = head
+    offsets = []
+    for offset in _entries(data, length):
+        if isinstance(offset, DecodeError):
+            return offset
+        offsets.append(offset)
+    return xid, more, offsets
 
 
 def _entries(data: bytes, length: int) -> Iterator[int | DecodeError]:
