@@ -7,7 +7,8 @@ switch reported and the time, and return the OpenFlow messages to send (a
 plan). One packet-in goes: parse, then the part for its kind (ARP to the
 neighbours, frames between private hosts to the private switch, routed IPv4 to
 the NAT path), whose decision the dispatcher hands to the part that acts on it
-(offload, local traffic, the inbound guard, neighbours to wait for a next hop).
+(offload, filter rules, local traffic, the inbound guard, neighbours to wait for
+a next hop).
 Packets that an ARP answer releases come back through :meth:`Gateway.packet_in`'s
 queue, not by recursion. No part calls another; no I/O; never yields.
 """
@@ -21,13 +22,15 @@ from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.filtering import Admitted, admitted_datagram
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
 from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
                                  parse_frame)
 from ryu_nat.core.table import FreedPorts, Mapping, Page
-from ryu_nat.gateway.drops import DropReason
+from ryu_nat.gateway.drops import PROHIBITED, DropReason
+from ryu_nat.gateway.filters import FilterRules
 from ryu_nat.gateway.guard import InboundGuard
 from ryu_nat.gateway.local import LocalTraffic
 from ryu_nat.gateway.natpath import NatPath, Verdict
@@ -55,7 +58,9 @@ class Gateway:
         self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
                                          self._uplink, self.stats)
         self._offload = Offload(config, self.stats)
-        self._nat = NatPath(config, rng or random.Random(), self.stats, on_removed=self._offload.forget)
+        self._filters = FilterRules(config, self.stats)
+        self._nat = NatPath(config, rng or random.Random(), self.stats, on_removed=self._offload.forget,
+                            on_unfiltered=self._filters.withdraw)
         self._local = LocalTraffic(self._mac, self.stats)
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats)
         self._fragments = Reassembly(self.stats)
@@ -69,6 +74,7 @@ class Gateway:
         two ends are known; the others come back with their next packet)."""
         self._switch.connected(ports)
         self._guard.forget()
+        self._filters.forget()
         plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
         return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
 
@@ -90,11 +96,13 @@ class Gateway:
             arrivals.extend(released)
         return self._finish(plan)
 
-    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float) -> Plan:
-        """A rule of ours left the switch; a mapping ends when its last rule idled out."""
-        ended = self._offload.rule_removed(cookie, reason)
-        if ended is not None:
-            self._nat.end(ended)
+    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float, packet_count: int = 0,
+                     idle_timeout_s: int = 0) -> Plan:
+        """A rule of ours left the switch after ``packet_count`` packets; when a mapping's last rule idled
+        out (after ``idle_timeout_s``), the mapping ends, or an established TCP one lives on in the table."""
+        idled = self._offload.rule_removed(cookie, reason, packet_count)
+        if idled is not None:
+            self._nat.rules_idled(idled, idle_timeout_s, now)
         return self._finish([])
 
     def expire(self, now: float) -> Plan:
@@ -242,6 +250,14 @@ class Gateway:
                 return self._forward(decision, came_from, data, now, whole)
             case Mapping():
                 return self._new_mapping(decision, d, came_from, data, now, whole)
+            case Admitted():  # filtering lets it in: through its filter rule, or rewritten here if in pieces
+                hop = self._neighbours.locate(decision.private_ip)
+                if hop is None:
+                    return self._hold(decision.private_ip, came_from, data, now, whole)
+                if whole is None:
+                    return self._filters.admit(decision, came_from, hop, data)
+                pieces = self._fragments.pieces(admitted_datagram(d, decision), whole)
+                return [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
             case Verdict.TIME_EXCEEDED:
                 local = self._private.address if from_private else self._public.address
                 return self._local.time_exceeded(d, came_from, local)
@@ -251,6 +267,8 @@ class Gateway:
                 if d.proto == Proto.ICMP:
                     return self._local.answer(d, came_from)
                 return self._guard.refuse(d, now)
+            case DropReason() if decision in PROHIBITED and from_private:
+                return self._local.prohibited(d, came_from, self._private.address, decision, now)
             case DropReason():
                 return self._dropped(decision)
 
@@ -296,5 +314,5 @@ class Gateway:
 
     def _finish(self, plan: Plan) -> Plan:
         """Deletions of removed mappings' rules go first, before any rule that could reuse a port."""
-        deletions = self._offload.take_deletions()
+        deletions = self._offload.take_deletions() + self._filters.take_deletions()
         return [*deletions, *plan] if deletions else plan

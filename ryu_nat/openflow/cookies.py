@@ -2,7 +2,7 @@
 
     bits 63..48  APP_TAG (0x4E41, "NA"): ours, so one masked delete clears all our rules
     bits 47..40  rule kind (RuleKind)
-    bits 39..0   mapping id for mapping rules, 0 otherwise
+    bits 39..0   mapping id for mapping rules, filter rule id for filter rules, 0 otherwise
 
 A flow-removed carries the cookie, so it names its mapping; deleting by
 ``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping;
@@ -32,6 +32,7 @@ class RuleKind(enum.IntEnum):
     REPLY = 3  # a mapping's reply-direction rewrite
     L2 = 4  # switching between private hosts
     DROP = 5  # short-lived drop of unsolicited inbound traffic
+    FILTER = 6  # inbound traffic that filtering lets reach a private endpoint's public port
 
 
 def make(kind: RuleKind, mapping_id: int = 0) -> int:
@@ -39,6 +40,9 @@ def make(kind: RuleKind, mapping_id: int = 0) -> int:
     if not 0 <= mapping_id <= _ID_MASK:
         raise ValueError(f"mapping id {mapping_id} does not fit in a cookie")
     return OURS | int(kind) << _KIND_SHIFT | mapping_id
+
+
+EXACT_MASK = (1 << 64) - 1  # with make(kind, id): that one rule
 
 
 def for_mapping(mapping_id: int) -> int:
