@@ -262,10 +262,10 @@ class Nat:
 
     def rules_idled(self, mapping: Mapping, idle_s: float, now: float) -> bool:
         """The switch removed ``mapping``'s rules after ``idle_s`` idle seconds: remove the mapping (True),
-        unless its timeout is longer (an established TCP connection whose rules had the transitory
-        timeout, RFC 5382 REQ-5); then it times the rest of it itself (False)."""
+        unless its timeout is longer (an established TCP connection whose rules had the transitory one,
+        RFC 5382 REQ-5); then it times the rest itself (False)."""
         timeout = self.timeouts.of(mapping)
-        if mapping.proto is not Proto.TCP or idle_s >= timeout:
+        if idle_s >= timeout:
             self.remove(mapping, RemovalReason.EXPIRED)
             return True
         mapping.last_used = now - idle_s

@@ -31,14 +31,18 @@ from ryu_nat.config import NatConfig
 from ryu_nat.core import tcp
 from ryu_nat.core.addresses import Proto, reverse_key
 from ryu_nat.core.nat import Direction, Translated, leaving
-from ryu_nat.core.tcp import TcpChange
 from ryu_nat.core.neighbours import Location
-from ryu_nat.core.table import Mapping
+from ryu_nat.core.packet import TCP_ACK, TCP_SYN
+from ryu_nat.core.table import ANSWERED, Mapping
+from ryu_nat.core.tcp import TcpChange
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import FlowRule, PacketOut, Plan
 from ryu_nat.openflow.reasons import FlowRemovedReason
+
+_SYN_ACK = TCP_SYN | TCP_ACK
+
 
 class RuleState(enum.Enum):
     """Which of a mapping's two rewrite rules the switch holds, as far as the controller knows."""
@@ -96,7 +100,9 @@ class Offload:
         change = t.tcp_change
         keep_rules = self._states.get(mapping.id) is RuleState.INSTALLED and (
             change is None or change is TcpChange.TRANSITORY and mapping.id not in self._established)
-        if not keep_rules:
+        # A half-open connection's SYN again (the SYN rule brought it here, past its rules): their idle
+        # timers start again with it, so the transitory timeout counts from the last SYN.
+        if not keep_rules or t.packet.tcp_flags & _SYN_ACK == TCP_SYN and not mapping.flags & ANSWERED:
             return self.install_and_send(mapping, t.direction, came_from, goes_to, data)
         # Both rules are on the switch with the right timeout (this packet overtook them, or it is a FIN,
         # or a close of rules that had the transitory timeout already): it goes through its direction's

@@ -149,11 +149,12 @@ def packet_in_event(datapath: FakeDatapath, in_port: int, data: bytes, reason: i
 
 
 def flow_removed_event(datapath: FakeDatapath, cookie: int, reason: int, priority: int = 0,
-                       idle_timeout_s: int = 0, hard_timeout_s: int = 0,
+                       idle_timeout_s: int = 0, hard_timeout_s: int = 0, packet_count: int = 0,
                        **match_fields: Any) -> ofp_event.EventOFPFlowRemoved:
-    """A flow-removed as the switch sends it for a rule with the given cookie, priority, timeouts and match."""
+    """A flow-removed as the switch sends it for a rule with the given cookie, priority, timeouts, packet
+    count and match."""
     fixed = struct.pack(ofp.OFP_FLOW_REMOVED_PACK_STR0, cookie, priority, reason, 0, 0, 0, idle_timeout_s,
-                        hard_timeout_s, 0, 0)
+                        hard_timeout_s, packet_count, 0)
     msg = _from_switch(datapath, ofp.OFPT_FLOW_REMOVED, fixed, parser.OFPMatch(**match_fields))
     return ofp_event.EventOFPFlowRemoved(msg)
 

@@ -102,10 +102,11 @@ class PacketIn(NamedTuple):
 
 
 class FlowRemoved(NamedTuple):
-    """A flow-removed message: the rule that went, and why (ofp.OFPRR_*)."""
+    """A flow-removed message: the rule that went, why (ofp.OFPRR_*), and how many packets it matched."""
 
     rule: FlowRule
     reason: int
+    packets: int = 0
 
     @property
     def cookie(self) -> int:
@@ -154,7 +155,7 @@ class FakeSwitch:
                     for key, entry in list(self._table.items()):
                         if entry.rule.cookie & mask == cookie & mask:
                             del self._table[key]
-                            self._removed(entry.rule, ofp.OFPRR_DELETE)
+                            self._removed(entry, ofp.OFPRR_DELETE)
                 case PacketOut(data, actions, in_port):
                     packet = fields_of_frame(data, in_port)
                     _check_actions(actions, packet, f"packet-out {item}")
@@ -259,11 +260,11 @@ class FakeSwitch:
             else:
                 continue
             del self._table[key]
-            self._removed(rule, reason)
+            self._removed(entry, reason)
 
-    def _removed(self, rule: FlowRule, reason: int) -> None:
-        if rule.notify_removed and reason in self.flow_removed_reasons:
-            self._flow_removed.append(FlowRemoved(rule, reason))
+    def _removed(self, entry: Entry, reason: int) -> None:
+        if entry.rule.notify_removed and reason in self.flow_removed_reasons:
+            self._flow_removed.append(FlowRemoved(entry.rule, reason, entry.packets))
 
     # --- what the switch sends back, and introspection -------------------------------------------
 

@@ -88,7 +88,8 @@ class Lab:
         self.now += seconds
         self.switch.advance(self.now)
         for removed in self.switch.flow_removed_events():
-            self.apply(self.gateway.flow_removed(removed.cookie, FlowRemovedReason(removed.reason), self.now))
+            self.apply(self.gateway.flow_removed(removed.cookie, FlowRemovedReason(removed.reason), self.now,
+                                                 removed.packets, removed.rule.idle_timeout_s))
         self.apply(self.gateway.expire(self.now))
 
     def last_packet_outs(self) -> list[bytes]:
