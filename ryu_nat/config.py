@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TypeVar
 
-_T = TypeVar("_T")
-
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
 from ryu_nat.core.filtering import Filtering
 from ryu_nat.core.limits import Limits, Timeouts
 from ryu_nat.core.ports import PortRange
 from ryu_nat.openflow.plan import OFPP_MAX
 
+_T = TypeVar("_T")
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -102,7 +101,6 @@ RFC_MINIMUM_S: dict[str, tuple[int, str]] = {
 
 class ConfigError(ValueError):
     """A ``[nat]`` option has a wrong value; the message names option and value."""
-
 
 
 @dataclass(frozen=True, slots=True)
