@@ -20,7 +20,7 @@ from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.rules import PRIORITY_FILTER
 
-from .builders import parsed, udp_bytes
+from .builders import parsed, tcp_bytes, udp_bytes
 from .corefix import make_nat
 from .lab import GATEWAY, H1, H1_PORT, H2, H2_PORT, INTERNET, PUBLIC, SERVER, UPLINK, Lab, from_host
 
@@ -162,6 +162,23 @@ def test_rfc4787_req8_the_answer_to_a_filtered_in_datagram_leaves_from_the_same_
     assert (port, out["ipv4_src"], out["udp_src"]) == (UPLINK, PUBLIC, public_port)
     assert lab.gateway.mapping_count(Proto.UDP) == 2
 
+
+def test_rfc7857_s6_endpoint_independent_filtering_of_a_udp_port_lets_in_no_tcp():
+    lab = Lab({"filtering": "endpoint-independent"})
+    public_port = open_mapping(lab, H1, 5000, H1_PORT)
+    assert lab.send(UPLINK, from_host(GATEWAY, tcp_bytes(INTERNET, 9, PUBLIC, public_port))) == []
+    assert lab.gateway.stats.drops["unsolicited"] == 1 and filter_rules(lab) == []
+
+
+def test_rfc7857_s7_traffic_that_filtering_lets_in_refreshes_no_mapping():
+    """Only the mapping's own traffic keeps it (RFC 4787 REQ-6): a stranger let in keeps nothing alive."""
+    lab = Lab({"filtering": "endpoint-independent"})
+    public_port = open_mapping(lab, H1, 5000, H1_PORT)
+    for _ in range(2):
+        lab.advance(100)
+        assert [port for port, _ in inbound(lab, INTERNET, 9, public_port)] == [H1_PORT]
+    lab.advance(100)  # 300 s after H1's datagram, the UDP timeout, 100 s after the stranger's
+    assert lab.gateway.mapping_count(Proto.UDP) == 0 and filter_rules(lab) == []
 
 # --- REQ-9: hairpinning ---------------------------------------------------------------------------------
 
