@@ -107,6 +107,12 @@ class Row:
         return self.target.met(self.ratio.median if self.ratio else None,
                                self.ours.median if self.ours else None)
 
+    def console(self) -> str:
+        """The row as one line for a section run alone from the command line."""
+        base = f"  vs {self.baseline_name} {self.baseline.text(self.unit)}" if self.baseline else ""
+        ratio = f"  ratio {self.ratio.text('x')}" if self.ratio else ""
+        return f"{self.benchmark}: {self.ours.text(self.unit) if self.ours else '-'}{base}{ratio}  {self.note}"
+
     def as_json(self) -> dict[str, object]:
         data = asdict(self)
         data["met"] = self.met

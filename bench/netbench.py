@@ -514,6 +514,4 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     for row in run(args.section, args.reps):
-        base = f"  vs {row.baseline_name} {row.baseline.text(row.unit)}" if row.baseline else ""
-        ratio = f"  ratio {row.ratio.text('x')}" if row.ratio else ""
-        print(f"{row.benchmark}: {row.ours.text(row.unit) if row.ours else '-'}{base}{ratio}  {row.note}")
+        print(row.console())

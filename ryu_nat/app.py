@@ -39,6 +39,7 @@ from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
 from ryu_nat.operator.stats_tap import FlowStatsTap
+from ryu_nat.ratelimit import LogLimiter, limit_framework_warnings
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -53,7 +54,6 @@ if "wsapi_host" not in CONF:
 CONF.set_default("wsapi_host", "127.0.0.1")
 
 TICK_S = 1.0
-STATS_WARN_INTERVAL_S = 60.0
 REST_WAIT_S = 10.0  # a REST request the event thread has not taken by then is answered 503
 STOP_POLL_S = 0.1  # how often the stopper looks for a stop signal
 
@@ -119,8 +119,11 @@ class NatApp(BaseApp):  # type: ignore[misc]
         for warning in rfc_warnings(self.config):
             LOG.warning("ryu_nat: %s", warning)
         self.stats = Stats()
+        # One limiter for every line traffic can cause: ours, and the framework's own (Ryu's or os-ken's).
+        self.limiter = LogLimiter()
+        limit_framework_warnings(self.limiter)
         # RFC 6056: public ports an off-path attacker cannot predict, so from the kernel, not a seeded PRNG.
-        self.gateway = Gateway(self.config, random.SystemRandom(), self.stats)
+        self.gateway = Gateway(self.config, random.SystemRandom(), self.stats, self.limiter)
         self.datapath: Datapath | None = None
         self.encoder = encoder.Encoder()
         self.sent = sentlog.SentLog()
@@ -129,7 +132,6 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
         self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
         self.stats_tap = FlowStatsTap(self._stats_part_arrived)
-        self._stats_warned_until = float("-inf")
         self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
         registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
         self.rest_app = rest.make_wsgi_app(self.facade, registry, policy)
@@ -145,7 +147,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
         hub.spawn(self._ticker)  # not joined at stop: it ends by itself within TICK_S
         hub.spawn(self._stats_ticker)  # likewise, within SLICE_GAP_S
         host, port = CONF.wsapi_host, CONF.wsapi_port
-        self.rest_server = RestServer(self.rest_app, host, port, self._on_event_thread)
+        self.rest_server = RestServer(self.rest_app, host, port, self._on_event_thread, limiter=self.limiter)
         try:
             self.rest_server.start()
         except OSError as exc:
@@ -193,7 +195,7 @@ class NatApp(BaseApp):  # type: ignore[misc]
         with self._guard("packet_in", msg.datapath):
             received = time.monotonic()
             setups = self.stats.flow_setups
-            plan = self.gateway.packet_in(msg.match["in_port"], bytes(msg.data), received,
+            plan = self.gateway.packet_in(msg.match.get("in_port"), bytes(msg.data), received,
                                           PacketInReason.of(msg.reason))
             self._send(msg.datapath, plan)
             if self.stats.flow_setups != setups:
@@ -266,8 +268,9 @@ class NatApp(BaseApp):  # type: ignore[misc]
             LOG.info("dpid=%016x: not the NAT switch (dpid = %016x); leaving it alone", dp.id, wanted)
             return False
         if wanted is None and self.datapath is not None and self.datapath.id != dp.id:
-            LOG.warning("dpid=%016x: a second switch; the NAT is dpid=%016x (set [nat] dpid to choose)",
-                        dp.id, self.datapath.id)
+            self.limiter.log(LOG, logging.WARNING, "second_switch", time.monotonic(),
+                             "dpid=%016x: a second switch; the NAT is dpid=%016x (set [nat] dpid to choose)",
+                             dp.id, self.datapath.id)
             return False
         self.datapath = dp
         return True
@@ -293,11 +296,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self._send_event(EventFlowStatsPart(dp, data), None)
 
     def _warn_stats(self, message: str, *args: object) -> None:
-        """At most one warning per interval: a switch sending garbage must not flood the log."""
-        now = time.monotonic()
-        if now >= self._stats_warned_until:
-            self._stats_warned_until = now + STATS_WARN_INTERVAL_S
-            LOG.warning(message, *args)
+        """Through the limiter: a switch sending garbage must not flood the log."""
+        self.limiter.log(LOG, logging.WARNING, "flow_stats_reply", time.monotonic(), message, *args)
 
     def _ticker(self) -> None:
         while self.is_active:
@@ -349,6 +349,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
             yield
         except Exception:  # last line of defence: a bug in one event must not stop the controller
             self.stats.handler_errors += 1
-            LOG.exception("dpid=%016x: %s handler failed", dp.id, event_name)
+            # Through the limiter: a bug that every packet of a flood triggers must not flood the log too.
+            self.limiter.log(LOG, logging.ERROR, ("handler", event_name), time.monotonic(),
+                             "dpid=%016x: %s handler failed", dp.id, event_name, exc_info=True)
             if self.reraise:
                 raise

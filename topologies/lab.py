@@ -450,10 +450,11 @@ def netprobe_command(*args: object) -> list[str]:
 
 
 @contextmanager
-def server(host: Any, kind: str, port: int, name: str | None = None) -> Iterator[HostProcess]:
-    """A netprobe ``udp``/``tcp`` server on ``host``, listening when this yields."""
+def server(host: Any, kind: str, port: int, name: str | None = None, *extra: object) -> Iterator[HostProcess]:
+    """A netprobe ``udp``/``tcp`` server on ``host`` (``extra``: more of its options, as ``--silent``),
+    listening when this yields."""
     process = HostProcess(host, netprobe_command(f"{kind}-server", "--port", port,
-                                                 "--name", name or host.name))
+                                                 "--name", name or host.name, *extra))
     try:
         process.wait_for_line(r"^READY")
         yield process

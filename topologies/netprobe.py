@@ -12,6 +12,10 @@ payload bytes: UDP echoes the datagram's payload, TCP sends ``download``
 bytes of :func:`pattern` data. So a check needs no trust in either side's
 report alone: each end hashes what it got.
 
+``raw-send`` puts Ethernet frames (hex, one per line of a file) on an
+interface as they are, through an AF_PACKET socket: what an attacker on that
+LAN could send (forged ARP, odd TCP options, fragment junk, spoofed sources).
+
 Examples (from the Mininet CLI)::
 
     srv python3 topologies/netprobe.py udp-server --port 9999 --name srv &
@@ -80,7 +84,8 @@ def split_header(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def udp_server(args: argparse.Namespace) -> int:
-    """Answer each datagram with what arrived (peer, TTL, hash), then echo its payload."""
+    """Answer each datagram with what arrived (peer, TTL, hash), then echo its payload (``--silent``:
+    only report it, so the flow stays one-way)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
@@ -96,7 +101,8 @@ def udp_server(args: argparse.Namespace) -> int:
                 "ttl": received_ttl(ancdata), "len": len(payload), "sha256": digest(payload),
                 "tag": request.get("tag")}
         emit(seen)
-        sock.sendto(json.dumps(seen).encode() + b"\n" + payload, peer)
+        if not args.silent:
+            sock.sendto(json.dumps(seen).encode() + b"\n" + payload, peer)
 
 
 def serve_tcp_connection(conn: socket.socket, peer: tuple[str, int], name: str) -> None:
@@ -302,6 +308,22 @@ def tcp_many(args: argparse.Namespace) -> int:
     return 0
 
 
+def raw_send(args: argparse.Namespace) -> int:
+    """Send the frames of ``--frames`` (hex, one per line) out of ``--intf``, at most ``--rate`` a second."""
+    with open(args.frames) as lines:
+        frames = [bytes.fromhex(line.strip()) for line in lines if line.strip()]
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((args.intf, 0))
+    gap = 1.0 / args.rate if args.rate else 0.0
+    started = time.monotonic()
+    for index, frame in enumerate(frames):
+        if gap:
+            time.sleep(max(0.0, started + index * gap - time.monotonic()))
+        sock.send(frame)
+    emit({"sent": len(frames), "seconds": round(time.monotonic() - started, 3)})
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -311,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--bind", default="0.0.0.0")
         sub.add_argument("--name", default="netprobe", help="reported in every answer")
         sub.set_defaults(handler=handler)
+        if name == "udp-server":
+            sub.add_argument("--silent", action="store_true", help="report datagrams, answer none")
 
     udp = commands.add_parser("udp-client")
     udp.add_argument("--to", action="append", required=True, help="IP:PORT, repeatable")
@@ -339,6 +363,12 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--count", type=int, default=300)
     many.add_argument("--max-failures", type=int, default=5)
     many.set_defaults(handler=tcp_many, download=0, hold=0.0, reset=False)
+
+    raw = commands.add_parser("raw-send")
+    raw.add_argument("--intf", required=True, help="interface to send on")
+    raw.add_argument("--frames", required=True, help="file of frames, hex, one per line")
+    raw.add_argument("--rate", type=float, default=0.0, help="frames per second (0: as fast as possible)")
+    raw.set_defaults(handler=raw_send)
 
     for sub in (udp, peer, tcp, many):
         sub.add_argument("--from-port", type=int, default=0, help="source port (0: any)")

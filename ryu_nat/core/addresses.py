@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
+ZERO_MAC = "00:00:00:00:00:00"
+_GROUP_DIGITS = frozenset("13579bdfBDF")  # the second hex digit of a group address (first byte's low bit set)
 _PORT_BITS = 16
 _ADDR_BITS = 32
 SOURCE_SHIFT = _ADDR_BITS + 2 * _PORT_BITS  # where a packed key's source address starts
@@ -116,6 +118,19 @@ def is_nattable(addr: int) -> bool:
     if first == 0 or first == 127 or first >= 224:
         return False
     return (addr >> 16) != 0xA9FE
+
+
+def is_group_mac(mac: str) -> bool:
+    """True for a broadcast or multicast Ethernet address (the group bit of its first byte), as ``'01:00:5e:..'``."""
+    return mac[1] in _GROUP_DIGITS
+
+
+def is_host_mac(mac: str) -> bool:
+    """True for an Ethernet address one host can have: not a group address, not all zeros.
+
+    On every packet-in's path: no parsing of the text.
+    """
+    return mac[1] not in _GROUP_DIGITS and mac != ZERO_MAC
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ class FragmentCache:
     At most ``max_datagrams`` datagrams and ``max_bytes`` bytes in all, at most
     ``max_per_source`` datagrams from one source address; each is dropped
     ``timeout_s`` after its first piece. ``evicted`` counts datagrams dropped to
-    make room for others.
+    make room for others, ``timed_out`` those dropped unfinished at their timeout.
     """
 
     def __init__(self, max_datagrams: int = 64, timeout_s: float = 10.0, max_per_source: int = 16,
@@ -85,6 +85,7 @@ class FragmentCache:
         self.max_per_source = max_per_source
         self.max_bytes = max_bytes
         self.evicted = 0
+        self.timed_out = 0
         self._pending: dict[Key, _Pending] = {}  # oldest first
         self._per_source: Counter[int] = Counter()
         self._bytes = 0
@@ -112,6 +113,7 @@ class FragmentCache:
         pending = self._pending.get(key)
         if pending is not None and now - pending.first_seen > self.timeout_s:
             self._remove(key, pending)
+            self.timed_out += 1
             pending = None
         payload = piece.raw[piece.header_len:]
         start, stop = piece.frag_offset, piece.frag_offset + len(payload)
@@ -163,6 +165,7 @@ class FragmentCache:
         stale = [key for key, pending in self._pending.items() if now - pending.first_seen > self.timeout_s]
         for key in stale:
             self._remove(key, self._pending[key])
+        self.timed_out += len(stale)
         return len(stale)
 
     # --- pieces ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from ryu_nat.backend import icmp, ipv4
 
 from ryu_nat.core import checksum
 from ryu_nat.core.addresses import Proto
-from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, ICMP_ERROR_TYPES, Datagram
+from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, Datagram
 
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
@@ -23,11 +23,18 @@ ADMIN_PROHIBITED = 13  # communication administratively prohibited (RFC 1812 5.2
 DEFAULT_TTL = 64
 
 
+# ICMP types that are no error (RFC 792, 950, 1256): echo, router advertisement and solicitation,
+# timestamp, information, address mask. Every other type, unknown ones included, may be an error,
+# and gets none in return (as Linux's icmp_send treats unknown types).
+ICMP_INFORMATIONAL_TYPES = frozenset({0, 8, 9, 10, 13, 14, 15, 16, 17, 18})
+
+
 def may_answer_with_error(d: Datagram) -> bool:
-    """RFC 1812 4.3.2.7: no ICMP error about an ICMP error or a later fragment."""
+    """RFC 1812 4.3.2.7: no ICMP error about an ICMP error (or a message that may be one: a type
+    that is not informational) or a later fragment."""
     if d.frag_offset:
         return False
-    return not (d.proto == Proto.ICMP and d.icmp_type in ICMP_ERROR_TYPES)
+    return not (d.proto == Proto.ICMP and d.icmp_type not in ICMP_INFORMATIONAL_TYPES)
 
 
 def _ipv4_packet(src: IPv4Address, dst: IPv4Address, body: bytes) -> bytes:

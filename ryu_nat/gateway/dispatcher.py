@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_host_mac, is_nattable
 from ryu_nat.core.filtering import Admitted, admitted_datagram
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
@@ -39,100 +39,20 @@ from ryu_nat.gateway.offload import Offload, RuleState
 from ryu_nat.gateway.reassembly import Reassembly
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.gateway.switching import PrivateSwitch
-from ryu_nat.openflow import rules
-from ryu_nat.openflow.plan import Barrier, Plan, SwitchSetup
+from ryu_nat.openflow import cookies, rules
+from ryu_nat.openflow.cookies import RuleKind
+from ryu_nat.openflow.plan import Barrier, Plan, SwitchSetup, is_physical_port
 from ryu_nat.openflow.reasons import FlowRemovedReason, PacketInReason
+from ryu_nat.ratelimit import LogLimiter
 
 
-class Gateway:
-    """One NAT switch: the parts, and the plans that follow from what the switch reports."""
+class GatewayQueries:
+    """What the operator may ask a :class:`Gateway`: answered from its parts' state, changing nothing
+    (a lookup counts as use). Kept apart from the events so each class reads on its own."""
 
-    def __init__(self, config: NatConfig, rng: random.Random | None = None, stats: Stats | None = None) -> None:
-        self.config = config
-        self.stats = stats or Stats()
-        self._uplink = config.public_port
-        self._mac = config.router_mac
-        self._public = Subnet.of(config.public)
-        self._private = Subnet.of(config.private)
-        self._switch = PrivateSwitch(self._uplink, self._mac, self.stats)
-        self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
-                                         self._uplink, self.stats)
-        self._offload = Offload(config, self.stats)
-        self._filters = FilterRules(config, self.stats)
-        self._nat = NatPath(config, rng or random.Random(), self.stats, on_removed=self._offload.forget,
-                            on_unfiltered=self._filters.withdraw)
-        self._local = LocalTraffic(self._mac, self.stats)
-        self._guard = InboundGuard(self._uplink, self._public.address, self.stats)
-        self._fragments = Reassembly(self.stats)
-        for rule in config.redirects:
-            self.add_redirect(rule)
-
-    # --- switch events ------------------------------------------------------------------
-
-    def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
-        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
-        two ends are known; the others come back with their next packet)."""
-        self._switch.connected(ports)
-        self._guard.forget()
-        self._filters.forget()
-        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
-        return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
-
-    def port_changed(self, port: int, present: bool) -> Plan:
-        """A port came or went; private ports are every port but the uplink."""
-        self._switch.port_changed(port, present)
-        return self._finish([])
-
-    def packet_in(self, in_port: int, data: bytes, now: float,
-                  reason: PacketInReason = PacketInReason.NO_MATCH) -> Plan:
-        """Handle one packet the switch sent up, then any it released; the plan answers them."""
-        plan, released = self._handle(in_port, data, now, reason)
-        if not released:
-            return self._finish(plan)
-        arrivals: deque[Waiting] = deque(released)
-        while arrivals:
-            handled, released = self._handle(*arrivals.popleft(), now, PacketInReason.NO_MATCH)
-            plan += handled
-            arrivals.extend(released)
-        return self._finish(plan)
-
-    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float, packet_count: int = 0,
-                     idle_timeout_s: int = 0) -> Plan:
-        """A rule of ours left the switch after ``packet_count`` packets; when a mapping's last rule idled
-        out (after ``idle_timeout_s``), the mapping ends, or an established TCP one lives on in the table."""
-        idled = self._offload.rule_removed(cookie, reason, packet_count)
-        if idled is not None:
-            self._nat.rules_idled(idled, idle_timeout_s, now)
-        return self._finish([])
-
-    def expire(self, now: float) -> Plan:
-        """Periodic work: idle ICMP mappings, ARP retries and give-ups, stale fragments and drop rules."""
-        self._nat.expire(now)
-        self._fragments.expire(now)
-        self._guard.expire(now)
-        return self._finish(self._neighbours.expire(now, self._switch.ports))
-
-    # --- operator actions ------------------------------------------------------------------
-
-    def add_redirect(self, rule: RedirectRule) -> Plan:
-        """Forward ``rule.public_port``, at once (a drop rule on that port is deleted)."""
-        self._nat.add_redirect(rule)
-        return self._finish(self._guard.open_port(rule.proto, rule.public_port))
-
-    def remove_redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
-        """Stop forwarding a port; connections already forwarded keep their mappings."""
-        return self._nat.remove_redirect(proto, public_port)
-
-    def remove_connections(self, host: IPv4Address) -> tuple[FreedPorts, Plan]:
-        """mirage-nat's remove_connections: every mapping of a private host, and its rules."""
-        return self._nat.remove_connections(host), self._finish([])
-
-    def reset(self) -> Plan:
-        """Remove every mapping and its rules."""
-        self._nat.reset()
-        return self._finish([])
-
-    # --- what the operator may ask ------------------------------------------------------------
+    _nat: NatPath
+    _offload: Offload
+    _switch: PrivateSwitch
 
     def mappings(self, proto: Proto | None = None, host: IPv4Address | None = None) -> Iterator[Mapping]:
         """Live mappings, optionally of one protocol and/or one private host."""
@@ -186,6 +106,112 @@ class Gateway:
     def private_ports(self) -> frozenset[int]:
         return self._switch.ports
 
+
+class Gateway(GatewayQueries):
+    """One NAT switch: the parts, and the plans that follow from what the switch reports."""
+
+    def __init__(self, config: NatConfig, rng: random.Random | None = None, stats: Stats | None = None,
+                 limiter: LogLimiter | None = None) -> None:
+        self.config = config
+        self.stats = stats or Stats()
+        limiter = limiter or LogLimiter()
+        self._uplink = config.public_port
+        self._mac = config.router_mac
+        self._public = Subnet.of(config.public)
+        self._private = Subnet.of(config.private)
+        self._switch = PrivateSwitch(self._uplink, self._mac, self.stats)
+        self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
+                                         self._uplink, self.stats, on_moved=lambda hop: self._offload.moved(hop))
+        self._offload = Offload(config, self.stats, hop_of=self._neighbours.next_hop)
+        self._filters = FilterRules(config, self.stats)
+        self._nat = NatPath(config, rng or random.Random(), self.stats, self._offload.forget, limiter,
+                            on_unfiltered=self._filters.withdraw)
+        self._local = LocalTraffic(self._mac, self._public, self._private, self.stats)
+        self._guard = InboundGuard(self._uplink, self._public.address, self.stats, limiter)
+        self._fragments = Reassembly(self.stats)
+        for rule in config.redirects:
+            self.add_redirect(rule)
+
+    # --- switch events ------------------------------------------------------------------
+
+    def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
+        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
+        two ends are known; the others come back with their next packet)."""
+        self._switch.connected(ports)
+        self._guard.forget()
+        self._filters.forget()
+        self._neighbours.connected(now)
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
+        return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
+
+    def port_changed(self, port: int, present: bool) -> Plan:
+        """A port came or went; private ports are every port but the uplink."""
+        self._switch.port_changed(port, present)
+        return self._finish([])
+
+    def packet_in(self, in_port: int | None, data: bytes, now: float,
+                  reason: PacketInReason = PacketInReason.NO_MATCH) -> Plan:
+        """Handle one packet the switch sent up, then any it released; the plan answers them.
+
+        ``in_port`` None: the packet-in had none. Only a physical port is a place a
+        packet can come from (and a private port to send to later).
+        """
+        if in_port is None or not is_physical_port(in_port):
+            return self._dropped(DropReason.BAD_IN_PORT)
+        plan, released = self._handle(in_port, data, now, reason)
+        if not released:
+            return self._finish(plan)
+        arrivals: deque[Waiting] = deque(released)
+        while arrivals:
+            handled, released = self._handle(*arrivals.popleft(), now, PacketInReason.NO_MATCH)
+            plan += handled
+            arrivals.extend(released)
+        return self._finish(plan)
+
+    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float, packets: int = 0,
+                     idle_timeout_s: int = 0) -> Plan:
+        """A rule of ours left the switch, having matched ``packets``; what a drop rule dropped is counted.
+        When a mapping's last rule idled out (after ``idle_timeout_s``), the mapping ends, or an established
+        TCP one lives on in the table."""
+        if cookies.kind_of(cookie) is RuleKind.DROP:
+            self._guard.rule_ended(packets)
+            return []
+        idled = self._offload.rule_removed(cookie, reason, packets)
+        if idled is not None:
+            self._nat.rules_idled(idled, idle_timeout_s, now)
+        return self._finish([])
+
+    def expire(self, now: float) -> Plan:
+        """Periodic work: idle ICMP mappings, mappings whose rules never reached the switch, ARP retries,
+        give-ups and re-checks, stale fragments and drop rules."""
+        self._nat.expire(now)
+        self._fragments.expire(now)
+        self._guard.expire(now)
+        plan, given_up = self._neighbours.expire(now, self._switch.ports, self._offload.is_behind)
+        for mapping in self._offload.expire(now, given_up):
+            self._nat.end(mapping)
+        return self._finish(plan)
+
+    # --- operator actions ------------------------------------------------------------------
+
+    def add_redirect(self, rule: RedirectRule) -> Plan:
+        """Forward ``rule.public_port``, at once (a drop rule on that port is deleted)."""
+        self._nat.add_redirect(rule)
+        return self._finish(self._guard.open_port(rule.proto, rule.public_port))
+
+    def remove_redirect(self, proto: Proto, public_port: int) -> RedirectRule | None:
+        """Stop forwarding a port; connections already forwarded keep their mappings."""
+        return self._nat.remove_redirect(proto, public_port)
+
+    def remove_connections(self, host: IPv4Address) -> tuple[FreedPorts, Plan]:
+        """mirage-nat's remove_connections: every mapping of a private host, and its rules."""
+        return self._nat.remove_connections(host), self._finish([])
+
+    def reset(self) -> Plan:
+        """Remove every mapping and its rules."""
+        self._nat.reset()
+        return self._finish([])
+
     # --- one packet --------------------------------------------------------------------------
 
     def _handle(self, in_port: int, data: bytes, now: float, reason: PacketInReason) -> tuple[Plan, list[Waiting]]:
@@ -193,11 +219,13 @@ class Gateway:
         frame = parse_frame(data)
         if isinstance(frame, ParseError):
             return self._dropped(DropReason.of(frame)), []
+        if not is_host_mac(frame.eth_src) or frame.eth_src == self._mac:
+            return self._dropped(DropReason.BAD_SOURCE_MAC), []
         if reason is PacketInReason.INVALID_TTL:
             self.stats.packet_ins["invalid_ttl"] += 1
         if frame.ethertype == ETH_TYPE_ARP:
             self.stats.packet_ins["arp"] += 1
-            answer = self._neighbours.arp(in_port, frame)
+            answer = self._neighbours.arp(in_port, frame, now)
             if answer is None:
                 return [], []
             if in_port != self._uplink:
@@ -212,13 +240,13 @@ class Gateway:
         self._switch.host_seen(in_port, frame.eth_src)
         came_from = Location(in_port, frame.eth_src)
         d = frame.datagram
-        released = [] if d is None else self._neighbours.private_sender(d.src, came_from)
+        released = [] if d is None else self._neighbours.private_sender(d.src, came_from, now)
         if frame.eth_dst != self._mac:
             return self._switch.forward(in_port, frame, data), released
         self.stats.packet_ins["private"] += 1
         if d is None:
             return self._dropped(DropReason.NOT_IPV4), released
-        if not self._private.contains(d.src):
+        if not self._private.is_other_host(d.src):
             return self._dropped(DropReason.SPOOFED_SOURCE), released
         return self._route(came_from, d, data, now, from_private=True), released
 
@@ -229,18 +257,18 @@ class Gateway:
             return self._dropped(DropReason.NOT_IPV4), []
         if frame.eth_dst != self._mac or d.dst != self._public.address:
             return self._dropped(DropReason.NOT_FOR_US), []
-        if self._private.contains(d.src) or d.src == self._public.address:
+        if not _is_public_source(d.src, self._public, self._private):
             return self._dropped(DropReason.SPOOFED_SOURCE), []
         came_from = Location(in_port, frame.eth_src)
-        released = self._neighbours.public_sender(d.src, came_from)
-        return self._route(came_from, d, data, now, from_private=False), released
+        self._neighbours.public_sender(d.src, came_from, now)
+        return self._route(came_from, d, data, now, from_private=False), []
 
     def _route(self, came_from: Location, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
         """A routed datagram (a fragment waits for its datagram) from ``came_from`` (port and sender's MAC):
         what the NAT path decides, carried out."""
         whole = None
         if d.is_fragment:
-            whole = self._fragments.add(d, now)
+            whole = self._fragments.add(d, now, trusted=from_private or self._nat.expects(d))
             if whole is None:
                 return []
             d = whole.datagram
@@ -266,7 +294,8 @@ class Gateway:
             case Verdict.UNSOLICITED:
                 if d.proto == Proto.ICMP:
                     return self._local.answer(d, came_from)
-                return self._guard.refuse(d, now)
+                owned = d.proto in rules.OFFLOADED and self._nat.port_has_owner(Proto(d.proto), d.dst_port)
+                return self._guard.refuse(d, now, owned)
             case DropReason() if decision in PROHIBITED and from_private:
                 return self._local.prohibited(d, came_from, self._private.address, decision, now)
             case DropReason():
@@ -275,14 +304,19 @@ class Gateway:
     def _new_mapping(self, mapping: Mapping, d: Datagram, came_from: Location, data: bytes, now: float,
                      whole: Reassembled | None) -> Plan:
         """A mapping was added for ``d``: a TCP or UDP first packet goes through the new rules' rewrite."""
+        opened: Plan = []
         if d.proto in rules.OFFLOADED:
-            self._offload.track(mapping)
+            self._offload.track(mapping, now)
+            port = mapping.allocated_port
+            if port is not None:
+                opened = self._guard.open_port(mapping.proto, port)  # its drop rules may hide what it accepts
             if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 hop = self._neighbours.locate(mapping.replier)
                 if hop is None:
-                    return self._neighbours.hold(mapping.replier, came_from.port, data, now, self._switch.ports)
-                return self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
-        return self._forward(self._nat.translate(d, now), came_from, data, now, whole)
+                    return opened + self._neighbours.hold(mapping.replier, came_from.port, data, now,
+                                                          self._switch.ports)
+                return opened + self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
+        return opened + self._forward(self._nat.translate(d, now), came_from, data, now, whole)
 
     def _forward(self, t: Translated, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
         """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
@@ -313,6 +347,17 @@ class Gateway:
         return []
 
     def _finish(self, plan: Plan) -> Plan:
-        """Deletions of removed mappings' rules go first, before any rule that could reuse a port."""
+        """Deletions of removed mappings' rules go first, before any rule that could reuse a port; rules
+        of mappings whose neighbours moved go last."""
+        if self._offload.has_moved:
+            plan = plan + self._offload.send_moved(self._neighbours.locate)
         deletions = self._offload.take_deletions() + self._filters.take_deletions()
         return [*deletions, *plan] if deletions else plan
+
+
+def _is_public_source(src: int, public: Subnet, private: Subnet) -> bool:
+    """Can ``src`` be one host beyond the uplink? Not a private address, not the NAT's own, nor a network,
+    broadcast, multicast, loopback or unspecified one."""
+    if private.contains(src) or not is_nattable(src):
+        return False
+    return not public.contains(src) or public.is_other_host(src)

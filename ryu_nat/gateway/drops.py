@@ -18,6 +18,8 @@ from ryu_nat.core.table import AddError
 class DropReason(enum.Enum):
     """Why a packet went no further; values are counter names."""
 
+    BAD_IN_PORT = "bad_in_port"
+    BAD_SOURCE_MAC = "bad_source_mac"
     TRUNCATED = "truncated"
     NOT_IPV4 = "not_ipv4"
     BAD_HEADER = "bad_header"
@@ -29,6 +31,8 @@ class DropReason(enum.Enum):
     FRAGMENT_MALFORMED = "fragment_malformed"
     FRAGMENT_UNALIGNED = "fragment_unaligned"
     FRAGMENT_NO_ROOM = "fragment_no_room"
+    FRAGMENT_EVICTED = "fragment_evicted"
+    FRAGMENT_TIMEOUT = "fragment_timeout"
     OVERLAP = "overlap"
     CANNOT_NAT = "cannot_nat"
     PORTS_EXHAUSTED = "ports_exhausted"
@@ -60,6 +64,10 @@ class DropReason(enum.Enum):
 PROHIBITED = frozenset({DropReason.PORTS_EXHAUSTED, DropReason.TABLE_FULL, DropReason.HOST_LIMIT})
 
 DESCRIPTIONS: dict[DropReason, str] = {
+    DropReason.BAD_IN_PORT: "a packet-in without a physical in_port: none, 0, or a reserved port (CONTROLLER, "
+                            "LOCAL, ANY, ...)",
+    DropReason.BAD_SOURCE_MAC: "sent from (or, in ARP, claiming) a group (broadcast or multicast), zero or the "
+                               "NAT's own Ethernet address",
     DropReason.TRUNCATED: "shorter than its headers say",
     DropReason.NOT_IPV4: "neither IPv4 nor ARP (another ethertype or IP version)",
     DropReason.BAD_HEADER: "an IPv4 header whose length fields disagree",
@@ -72,6 +80,9 @@ DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.FRAGMENT_UNALIGNED: "a fragment other than the last that is not a whole number of 8-byte blocks",
     DropReason.FRAGMENT_NO_ROOM: "a fragment the full cache had no room for: what it holds may not be displaced "
                                  "by it",
+    DropReason.FRAGMENT_EVICTED: "a datagram under reassembly, dropped to make room for pieces that may displace it "
+                                 "(counted once per datagram)",
+    DropReason.FRAGMENT_TIMEOUT: "a datagram whose pieces did not all arrive within 10 s (counted once per datagram)",
     DropReason.OVERLAP: "a new mapping would take a channel of another mapping",
     DropReason.CANNOT_NAT: "no mapping may be made: a broadcast, multicast, loopback, link-local or unspecified "
                            "address, port 0, an ICMP message that is not a query, or a later fragment",
@@ -81,15 +92,18 @@ DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.HOST_LIMIT: "the private host has max_mappings_per_host mappings of the protocol (when_full = "
                            "refuse)",
     DropReason.NOT_FOR_US: "from the uplink, but not addressed to the NAT's MAC and public address",
-    DropReason.SPOOFED_SOURCE: "a source address that cannot be on the side it came from",
+    DropReason.SPOOFED_SOURCE: "a source address that cannot be on the side it came from, or is no one host's: the "
+                               "NAT's own, a network or broadcast address, multicast, loopback or unspecified",
     DropReason.PRIVATE_DESTINATION: "from a private host to another private host, sent to the NAT's MAC",
     DropReason.LOCAL: "addressed to the NAT itself, and not an echo request",
-    DropReason.UNSOLICITED: "inbound with no mapping and no redirect, and not let in by filtering",
+    DropReason.UNSOLICITED: "inbound with no mapping and no redirect, and not let in by filtering (refused by the "
+                            "controller, or by the switch's short-lived drop rules: those are counted when each "
+                            "rule ends)",
     DropReason.HAIRPIN_FILTERED: "from a private host to another's public port, which that host's filtering "
                                  "does not let it reach",
     DropReason.UNTRANSLATED_ICMP_ERROR: "an ICMP error about no conversation the NAT knows",
-    DropReason.TTL_EXCEEDED: "its TTL ran out here, and no time-exceeded may be sent about it (RFC 1812: it is "
-                             "an ICMP error or a later fragment)",
+    DropReason.TTL_EXCEEDED: "its TTL ran out here, and no time-exceeded may be sent about it (RFC 1812 4.3.2.7: "
+                             "an ICMP error, a later fragment, or to or from an address that is not one host)",
     DropReason.ARP_TIMEOUT: "it waited for a next hop that never answered ARP",
     DropReason.ARP_QUEUE_FULL: "too many packets already wait for that next hop, or for next hops in all",
 }

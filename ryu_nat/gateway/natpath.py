@@ -19,9 +19,12 @@ decisions, in order:
 TCP and UDP mappings are added without a timeout of their own: their switch
 rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`), except
 an established TCP connection whose rules idled out before its timeout: this
-part times the rest. :meth:`NatPath.accepts` is the one answer to "would this
-inbound packet reach a private host", for whoever must not get in its way. No
-I/O; time is passed in.
+part times the rest.
+
+What the NAT path would accept from the uplink is asked of it here, not worked
+out elsewhere: :meth:`NatPath.port_has_owner` for the inbound guard's drop
+rules, :meth:`NatPath.expects` for the fragments cache's trust. No I/O; time is
+passed in.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import enum
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 
@@ -40,15 +44,14 @@ from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator, owner_key
-from ryu_nat.core.table import AddError, FreedPorts, Mapping, Page, RemovalReason
+from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalReason
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow.plan import ipv4_text
 from ryu_nat.openflow.rules import OFFLOADED
+from ryu_nat.ratelimit import LogLimiter
 
 LOG = logging.getLogger(__name__)
-
-WARN_INTERVAL_S = 5.0
 
 
 class Verdict(enum.Enum):
@@ -70,18 +73,19 @@ class NatPath:
     """Source NAT, redirects and hairpinning over one public address."""
 
     def __init__(self, config: NatConfig, rng: random.Random, stats: Stats,
-                 on_removed: Callable[[Mapping], None], on_unfiltered: Unfiltered) -> None:
+                 on_removed: Callable[[Mapping], None], limiter: LogLimiter, on_unfiltered: Unfiltered) -> None:
         self._public = Subnet.of(config.public)
         self._private = Subnet.of(config.private)
         self._stats = stats
         self._on_removed = on_removed
+        self._limiter = limiter
         self._on_unfiltered = on_unfiltered
         self._filtering = config.filtering
         ports = PortAllocator(config.port_range, rng, keep_parity=config.port_parity)
         self._nat = Nat(LruNatTable(config.table_sizes), config.public.ip, ports, config.timeouts,
                         listener=self._removed, filtering=config.filtering, limits=config.limits)
         self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
-        self._last_warning: dict[str, float] = {}
+        self._remotes: Counter[int] = Counter()  # remote address << 8 | protocol -> its live mappings
 
     # --- packets ---------------------------------------------------------------------------
 
@@ -113,18 +117,6 @@ class NatPath:
             return Verdict.TIME_EXCEEDED
         return mode if isinstance(mode, Admitted) else self._add(d, mode, now)
 
-    def accepts(self, proto: Proto, public_port: int, remote: Endpoint, now: float) -> bool:
-        """True if a packet from ``remote`` (outside) to the public address:``public_port`` would reach a
-        private host now: by a live mapping's channel, a redirect, or the filtering of the private endpoint
-        that holds the port (RFC 4787 REQ-8). What a stranger's packet must not get in the way of (REQ-11).
-        Asking does not count as use of any mapping."""
-        if proto not in OFFLOADED:
-            return False
-        if (proto, public_port) in self._redirects or not self._nat.table.is_port_free(
-                proto, remote.ip, self._nat.public_ip, remote.port, public_port):
-            return True
-        return self._nat.filter.admits(proto, public_port, int(remote.ip), remote.port, now) is not None
-
     def rules_idled(self, mapping: Mapping, idle_s: float, now: float) -> None:
         """The switch removed the last of ``mapping``'s rules after ``idle_s`` idle seconds: it ends,
         or, an established TCP connection, lives on in the table for the rest of its timeout."""
@@ -135,6 +127,35 @@ class NatPath:
         translated = self._nat.translate(d, now)
         assert isinstance(translated, Translated), translated
         return translated
+
+    def end(self, mapping: Mapping) -> None:
+        """``mapping`` is over: its rules never reached the switch in time."""
+        self._nat.remove(mapping, RemovalReason.EXPIRED)
+
+    # --- what it would accept from the uplink -------------------------------------------------------
+
+    def port_has_owner(self, proto: Proto, public_port: int) -> bool:
+        """True if traffic to ``public_port`` may be accepted from some sender: a private endpoint holds
+        it (a live mapping), or a redirect has it."""
+        ports = self._nat.ports
+        return ports.owner_of(proto, public_port) is not None or ports.is_reserved(proto, public_port)
+
+    def expects(self, piece: Datagram) -> bool:
+        """Could ``piece``, a fragment from the uplink, belong to a live mapping or a redirect?
+
+        A first fragment carries its ports: its own channel must have a mapping, or
+        its port a redirect. A later one carries none: its sender must be the remote
+        of some live mapping of its protocol (a new redirect client's later pieces
+        count once its first piece arrives).
+        """
+        if piece.frag_offset:
+            return self._remotes[piece.src << 8 | piece.proto] > 0
+        if piece.proto not in (Proto.TCP, Proto.UDP, Proto.ICMP) or not piece.src_port and not piece.dst_port:
+            return False
+        proto = Proto(piece.proto)
+        if self._nat.table.lookup(proto, piece.key) is not None:
+            return True
+        return proto is not Proto.ICMP and (proto, piece.dst_port) in self._redirects
 
     def expire(self, now: float) -> None:
         """Remove mappings idle past their timeout (those the controller times: ICMP)."""
@@ -237,30 +258,37 @@ class NatPath:
     def _add(self, d: Datagram, mode: AddMode, now: float) -> Mapping | DropReason:
         added = self._nat.add(d, mode, now, idle_timeout_s=math.inf if d.proto in OFFLOADED else None)
         if isinstance(added, AddError):
-            self._warn(added.value, now, "refused %s: %s", _describe(d), added.value)
+            self._limiter.log(LOG, logging.WARNING, added.value, now, "refused %s: %s", _describe(d), added.value)
             return DropReason.of(added)
         self._stats.mappings_created[added.kind.value] += 1
+        self._remotes[_remote_key(added)] += 1
         LOG.debug("new mapping %r", added)
         return added
 
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
         self._stats.mappings_removed[reason.value] += 1
         LOG.debug("mapping %d removed (%s)", mapping.id, reason.value)
+        remote = _remote_key(mapping)
+        left = self._remotes[remote] - 1
+        if left:
+            self._remotes[remote] = left
+        else:
+            del self._remotes[remote]
         self._on_removed(mapping)
         proto = mapping.proto
         if proto in OFFLOADED:
-            for public_port, remote in public_sides(mapping, self._public.address):
+            for public_port, remote_ip in public_sides(mapping, self._public.address):
                 if self._nat.ports.owner_of(proto, public_port) is None:
                     self._on_unfiltered(proto, public_port, None)
                 if self._filtering is Filtering.ADDRESS_DEPENDENT and not self._nat.filter.talks_to(
-                        proto, public_port, remote):
-                    self._on_unfiltered(proto, public_port, remote)
+                        proto, public_port, remote_ip):
+                    self._on_unfiltered(proto, public_port, remote_ip)
 
-    def _warn(self, key: str, now: float, message: str, *args: object) -> None:
-        """A warning at most every few seconds per kind, so bad traffic cannot flood the log."""
-        if now - self._last_warning.get(key, -WARN_INTERVAL_S) >= WARN_INTERVAL_S:
-            self._last_warning[key] = now
-            LOG.warning(message, *args)
+
+def _remote_key(mapping: Mapping) -> int:
+    """The ``_remotes`` key of a mapping: its outside end (the client of a redirect, else the replier)."""
+    remote = mapping.initiator if mapping.kind is MappingKind.REDIRECT else mapping.replier
+    return remote << 8 | mapping.proto
 
 
 def _describe(d: Datagram) -> str:

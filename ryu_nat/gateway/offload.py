@@ -14,6 +14,15 @@ established timeout), installs both again. Whenever the core removes a mapping,
 its rules' deletion goes out first in the next plan, before any rule that could
 reuse its port.
 
+A mapping whose rules never reach the switch does not live on: it is given up
+when ARP gives up on its next hop, and in any case ``PENDING_S`` after it was
+made (both found by :meth:`Offload.expire`), so its port is freed.
+Each mapping is indexed by the two neighbours its rules send to (the next hop
+of each end): when one of them moves (a new MAC or port), the rules of the
+mappings behind it are sent again (:meth:`Offload.moved`), at most
+``MOVES_PER_TICK`` mappings per tick, so a neighbour that keeps moving cannot
+make the controller do nothing else.
+
     PENDING ──install──► INSTALLED ──one rule left──► ORIGINAL_ONLY / REPLY_ONLY ──the other──► ABSENT
        ▲                     ▲                                  │                                 │
        │                     └──────────── install (a packet missed a rule, or reconnect) ◄───────┘
@@ -42,6 +51,8 @@ from ryu_nat.openflow.plan import FlowRule, PacketOut, Plan
 from ryu_nat.openflow.reasons import FlowRemovedReason
 
 _SYN_ACK = TCP_SYN | TCP_ACK
+PENDING_S = 10.0  # a mapping whose rules were never sent by then is removed (ARP gives up after 3 s)
+MOVES_PER_TICK = 2048  # mappings whose rules may be sent again per tick because a neighbour moved
 
 
 class RuleState(enum.Enum):
@@ -69,21 +80,34 @@ class RuleState(enum.Enum):
 class Offload:
     """The rule state of every offloaded mapping, and the rules and packet-outs that change it."""
 
-    def __init__(self, config: NatConfig, stats: Stats) -> None:
+    def __init__(self, config: NatConfig, stats: Stats, hop_of: Callable[[int], int]) -> None:
         self._mac = config.router_mac
         self._timeouts = config.timeouts
         self._udp_s = int(config.timeouts.udp_s)
         self._transitory_s = int(config.timeouts.tcp_transitory_s)
         self._stats = stats
+        self._hop_of = hop_of
         self._mappings: dict[int, Mapping] = {}
         self._states: dict[int, RuleState] = {}
         self._established: set[int] = set()  # TCP mappings whose rules have the established timeout
+        self._pending: dict[int, float] = {}  # mapping id -> when it was made, oldest first
+        self._behind: dict[int, set[int]] = {}  # next hop -> ids of the mappings whose rules send to it
+        self._moved: dict[int, None] = {}  # ids whose rules wait to be sent again, in order
+        self._move_credit = MOVES_PER_TICK
         self._deletions: Plan = []
 
-    def track(self, mapping: Mapping) -> None:
+    def track(self, mapping: Mapping, now: float) -> None:
         """A new mapping whose packets the switch will carry."""
-        self._mappings[mapping.id] = mapping
-        self._states[mapping.id] = RuleState.PENDING
+        mapping_id = mapping.id
+        self._mappings[mapping_id] = mapping
+        self._states[mapping_id] = RuleState.PENDING
+        self._pending[mapping_id] = now
+        for hop in self._hops(mapping):
+            behind = self._behind.get(hop)
+            if behind is None:
+                self._behind[hop] = {mapping_id}
+            else:
+                behind.add(mapping_id)
 
     def tracks(self, mapping: Mapping) -> bool:
         return mapping.id in self._mappings
@@ -91,7 +115,6 @@ class Offload:
     def state(self, mapping_id: int) -> RuleState | None:
         """The rule state of a mapping; None if it is not (or no longer) offloaded."""
         return self._states.get(mapping_id)
-
 
     def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
         """A translated packet of an offloaded mapping that reached the controller: send it on, and
@@ -117,6 +140,8 @@ class Offload:
         """Both rewrite rules of a mapping, given where the packet at hand came from and goes to."""
         original, reply = self._rewrite_rules(mapping, direction, came_from, goes_to)
         self._states[mapping.id] = RuleState.INSTALLED
+        if self._pending:
+            self._pending.pop(mapping.id, None)
         self._stats.flow_setups += 1
         return [original, reply]
 
@@ -124,6 +149,7 @@ class Offload:
         """After a switch (re)connected without our rules: the rules of every mapping whose two ends
         ``locate`` knows; the others come back with their next packet."""
         plan: Plan = []
+        self._moved.clear()  # every rule goes again now
         for mapping in list(self._mappings.values()):
             if self._states[mapping.id] is not RuleState.PENDING:
                 self._states[mapping.id] = RuleState.ABSENT
@@ -153,10 +179,83 @@ class Offload:
 
     def forget(self, mapping: Mapping) -> None:
         """The core removed ``mapping``: its rules leave the switch with the next plan."""
-        if self._mappings.pop(mapping.id, None) is not None:
-            del self._states[mapping.id]
-            self._established.discard(mapping.id)
-            self._deletions.append(rules.delete_mapping(mapping.id))
+        mapping_id = mapping.id
+        if self._mappings.pop(mapping_id, None) is None:
+            return
+        del self._states[mapping_id]
+        self._established.discard(mapping_id)
+        if self._pending:
+            self._pending.pop(mapping_id, None)
+        if self._moved:
+            self._moved.pop(mapping_id, None)
+        for hop in self._hops(mapping):
+            behind = self._behind.get(hop)
+            if behind is not None:
+                behind.discard(mapping_id)
+                if not behind:
+                    del self._behind[hop]
+        self._deletions.append(rules.delete_mapping(mapping_id))
+
+    # --- mappings that never reached the switch ----------------------------------------------------
+
+    def expire(self, now: float, given_up: list[int]) -> list[Mapping]:
+        """Mappings to remove because their rules never reached the switch: still PENDING ``PENDING_S``
+        after they were made, or waiting for a next hop in ``given_up`` (ARP gave up on it). Also
+        refills the budget of rules sent again for neighbours that moved."""
+        self._move_credit = MOVES_PER_TICK
+        doomed: dict[int, None] = {}
+        for hop in given_up:
+            for mapping_id in self._behind.get(hop, ()):
+                if self._states[mapping_id] is RuleState.PENDING:
+                    doomed[mapping_id] = None
+                    self._stats.arp["mappings_unreachable"] += 1
+        for mapping_id, since in self._pending.items():
+            if now - since < PENDING_S:
+                break
+            doomed[mapping_id] = None
+        return [self._mappings[mapping_id] for mapping_id in doomed]
+
+    # --- neighbours that moved ----------------------------------------------------------------------
+
+    def is_behind(self, hop: int) -> bool:
+        """True if some mapping's rules send to ``hop``."""
+        return hop in self._behind
+
+    def moved(self, hop: int) -> None:
+        """``hop`` was learned anew or moved: the rules of the mappings behind it go again (see
+        :meth:`send_moved`)."""
+        for mapping_id in self._behind.get(hop, ()):
+            if self._states[mapping_id].has_rules:  # a PENDING one gets its rules with its first packet
+                self._moved[mapping_id] = None
+
+    @property
+    def has_moved(self) -> bool:
+        return bool(self._moved)
+
+    def send_moved(self, locate: Callable[[int], Location | None]) -> Plan:
+        """The rules the switch holds of mappings whose neighbours moved, with the neighbours' new
+        locations; at most the budget left for this tick (the rest wait for the next tick)."""
+        plan: Plan = []
+        while self._moved and self._move_credit > 0:
+            mapping_id = next(iter(self._moved))
+            del self._moved[mapping_id]
+            self._move_credit -= 1
+            mapping = self._mappings[mapping_id]
+            state = self._states[mapping_id]
+            initiator, replier = locate(mapping.initiator), locate(mapping.replier)
+            if not state.has_rules or initiator is None or replier is None:
+                continue
+            original, reply = self._rewrite_rules(mapping, Direction.ORIGINAL, initiator, replier)
+            if state is not RuleState.REPLY_ONLY:
+                plan.append(original)
+            if state is not RuleState.ORIGINAL_ONLY:
+                plan.append(reply)
+            self._stats.arp["mappings_moved"] += 1
+        return plan
+
+    def _hops(self, mapping: Mapping) -> tuple[int, int]:
+        """The neighbours the two rules of ``mapping`` send to."""
+        return self._hop_of(mapping.initiator), self._hop_of(mapping.replier)
 
     def take_deletions(self) -> Plan:
         """The deletions of removed mappings' rules not sent yet; they go before anything else."""

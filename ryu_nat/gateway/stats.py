@@ -23,7 +23,11 @@ DESCRIPTIONS: dict[str, str] = {
     "flow_setups": "Mappings whose two rewrite rules were sent to the switch (reinstalls included).",
     "drops": "Packets dropped, by reason: " + "; ".join(f"{reason.value} ({reason.description})"
                                                         for reason in DropReason) + ".",
-    "arp": "ARP: requests_answered, requests_sent, replies_learned, queued (packets waiting for a reply).",
+    "arp": "ARP and neighbours: requests_answered, requests_sent, replies_learned (new neighbours), queued "
+           "(packets waiting for a reply), probes_sent (re-checks of neighbours not confirmed for a minute), "
+           "forgotten (neighbours that answered no re-check), mac_changes, mappings_moved (mappings whose rules "
+           "were sent again because a neighbour moved), mappings_unreachable (new mappings removed because ARP "
+           "gave up on their next hop).",
     "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, prohibited (destination unreachable, "
                  "administratively prohibited: a private host's new flow got no mapping).",
     "icmp_suppressed": "ICMP errors the NAT did not send because their rate was spent: prohibited.",

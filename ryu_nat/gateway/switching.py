@@ -12,18 +12,14 @@ from collections.abc import Iterable
 
 import cachetools
 
+from ryu_nat.core.addresses import is_group_mac, is_host_mac
 from ryu_nat.core.packet import Frame
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import rules
-from ryu_nat.openflow.plan import OFPP_MAX, Plan
+from ryu_nat.openflow.plan import Plan, is_physical_port
 
 L2_IDLE_TIMEOUT_S = 300
 L2_TABLE_SIZE = 4096
-
-
-def is_group_mac(mac: str) -> bool:
-    """True for a broadcast or multicast Ethernet address (the group bit of its first byte)."""
-    return int(mac[:2], 16) & 1 == 1
 
 
 class PrivateSwitch:
@@ -59,7 +55,7 @@ class PrivateSwitch:
     def host_seen(self, in_port: int, mac: str) -> None:
         """A private host sent from ``mac`` on ``in_port``: that port is private and the MAC lives there."""
         self._ports.add(in_port)
-        if not is_group_mac(mac) and mac != self._router_mac:
+        if is_host_mac(mac) and mac != self._router_mac:
             self._macs[mac] = in_port
 
     def forward(self, in_port: int, frame: Frame, data: bytes) -> Plan:
@@ -74,4 +70,4 @@ class PrivateSwitch:
         return [rules.private_l2(frame.eth_dst, port, L2_IDLE_TIMEOUT_S), rules.send_frame(data, [port], in_port)]
 
     def _is_private(self, port: int) -> bool:
-        return port != self._uplink and port < OFPP_MAX
+        return port != self._uplink and is_physical_port(port)

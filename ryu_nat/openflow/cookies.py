@@ -2,12 +2,14 @@
 
     bits 63..48  APP_TAG (0x4E41, "NA"): ours, so one masked delete clears all our rules
     bits 47..40  rule kind (RuleKind)
-    bits 39..0   mapping id for mapping rules, filter rule id for filter rules, 0 otherwise
+    bits 39..0   mapping id for mapping rules; filter rule id for filter rules; protocol << 16 | port for
+                 drop rules; 0 otherwise
 
 A flow-removed carries the cookie, so it names its mapping; deleting by
 ``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping;
 ``mapping_block`` selects both rules of every mapping in a range of ids (the
-flow-statistics polls ask for one such slice at a time).
+flow-statistics polls ask for one such slice at a time); ``for_drops`` with
+``EXACT_MASK`` selects the drop rules of one public port.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ OURS = APP_TAG << _TAG_SHIFT
 OURS_MASK = 0xFFFF << _TAG_SHIFT
 MAPPING_MASK = OURS_MASK | _ID_MASK
 KIND_MASK = OURS_MASK | 0xFF << _KIND_SHIFT  # with make(kind): every rule of that kind
+EXACT_MASK = KIND_MASK | _ID_MASK  # every bit: rules with exactly this cookie
 
 
 class RuleKind(enum.IntEnum):
@@ -42,12 +45,14 @@ def make(kind: RuleKind, mapping_id: int = 0) -> int:
     return OURS | int(kind) << _KIND_SHIFT | mapping_id
 
 
-EXACT_MASK = (1 << 64) - 1  # with make(kind, id): that one rule
-
-
 def for_mapping(mapping_id: int) -> int:
     """The cookie value that, under ``MAPPING_MASK``, selects both rules of a mapping."""
     return make(RuleKind.ORIGINAL, mapping_id) & MAPPING_MASK
+
+
+def for_drops(proto: int, port: int) -> int:
+    """The cookie of the drop rules of one public port (of IP protocol ``proto``)."""
+    return make(RuleKind.DROP, proto << 16 | port)
 
 
 def mapping_block(number: int, bits: int) -> tuple[int, int]:

@@ -25,6 +25,11 @@ OFPP_ANY = 0xFFFFFFFF
 MatchValue = Union[int, str, tuple[int, int]]
 
 
+def is_physical_port(port: int) -> bool:
+    """True for a port number a packet can arrive on: 1 to OFPP_MAX, not 0 nor a reserved port."""
+    return 0 < port <= OFPP_MAX
+
+
 def ipv4_text(addr: int) -> str:
     """An address as the plan writes it (``0x0A000002`` -> ``'10.0.0.2'``); fast: on every set-up's path."""
     return socket.inet_ntoa(addr.to_bytes(4, "big"))

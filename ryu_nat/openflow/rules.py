@@ -10,7 +10,8 @@ Table 0 only; priorities, highest first:
     200  a mapping's rewrite rule, one per direction
     190  a filter rule: inbound traffic that filtering lets reach a private endpoint's
          public port, from anyone (endpoint-independent) or one address (address-dependent)
-    150  short-lived drop of unsolicited inbound traffic to one public port
+    150  short-lived drop of unsolicited inbound traffic to one public port (from one sender, if
+         the port has an owner)
     100  ARP -> controller
      51  anything else from the uplink -> controller (keeps it off the L2 rules)
      50  switching between private hosts by destination MAC
@@ -26,7 +27,7 @@ from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_ACK, TCP_FIN, T
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
-                                   Output, PacketOut, SetField, ipv4_text)
+                                   MatchValue, Output, PacketOut, SetField, ipv4_text)
 
 PRIORITY_TCP_SYN = 299
 PRIORITY_TCP_FIN = 300
@@ -122,12 +123,18 @@ def mapping_rewrite(kind: RuleKind, mapping_id: int, proto: Proto, arriving: int
                     cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
 
 
-def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int) -> FlowRule:
-    """Drop inbound traffic to a public port with no mapping for a while, sparing the controller."""
-    dst_field = _PORT_FIELDS[proto][1]
+def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_timeout_s: int,
+                     sender: tuple[int, int] | None = None) -> FlowRule:
+    """Drop inbound traffic to a public port for a while, sparing the controller: all of it, or only
+    that of ``sender`` (address, port). The switch reports how many packets it dropped when the rule ends."""
+    src_field, dst_field = _PORT_FIELDS[proto]
+    fields: dict[str, MatchValue] = {dst_field: port}
+    if sender is not None:
+        fields.update(ipv4_src=ipv4_text(sender[0]), **{src_field: sender[1]})
     match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=ipv4_text(public_ip),
-                     **{dst_field: port})
-    return FlowRule(PRIORITY_DROP, match, (), cookies.make(RuleKind.DROP), hard_timeout_s=hard_timeout_s)
+                     **fields)
+    return FlowRule(PRIORITY_DROP, match, (), cookies.for_drops(proto, port), hard_timeout_s=hard_timeout_s,
+                    notify_removed=True)
 
 
 def filter_rule(rule_id: int, uplink: int, public_ip: int, proto: Proto, public_port: int, remote: int | None,
@@ -158,9 +165,9 @@ def delete_filter(rule_id: int) -> FlowDelete:
     return FlowDelete(cookies.make(RuleKind.FILTER, rule_id), cookies.EXACT_MASK)
 
 
-def delete_drops() -> FlowDelete:
-    """Every short-lived drop rule (they come back with the next unsolicited packet)."""
-    return FlowDelete(cookies.make(RuleKind.DROP), cookies.KIND_MASK)
+def delete_drops(proto: Proto, port: int) -> FlowDelete:
+    """Every drop rule of one public port (they come back with the next unsolicited packet)."""
+    return FlowDelete(cookies.for_drops(proto, port), cookies.EXACT_MASK)
 
 
 def delete_ours() -> FlowDelete:

@@ -78,8 +78,8 @@ class NatCollector:
                        ("reason", mappings["removed_by_reason"]))
         yield _counter("ryu_nat_drops", "Packets dropped, by reason.", ("reason", stats["drops"]))
         yield _counter("ryu_nat_packet_ins", "Packet-ins, by kind.", ("kind", stats["packet_ins"]))
-        yield _counter("ryu_nat_arp", "ARP events (requests answered and sent, replies learned, packets queued).",
-                       ("event", stats["arp"]))
+        yield _counter("ryu_nat_arp", "ARP and neighbour events (requests, new neighbours, re-checks, MAC "
+                       "changes, mappings moved or unreachable).", ("event", stats["arp"]))
         yield _counter("ryu_nat_icmp_sent", "ICMP messages the NAT sent itself, by type.",
                        ("type", stats["icmp_sent"]))
         yield _counter("ryu_nat_handler_errors", "Event or REST handlers that raised (a bug; the controller "

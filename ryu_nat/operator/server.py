@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ryu_nat.ratelimit import LogLimiter
+
 LOG = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -44,7 +46,6 @@ HEAD_END = b"\r\n\r\n"
 METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 LISTEN_BACKLOG = 1024  # a flood waits in the kernel's queue (accepted, then cut) rather than seeing SYNs dropped
 ACCEPT_RETRY_S = 0.05  # after a failed accept (out of file descriptors), before the next
-ACCEPT_WARNING_S = 10.0  # at most one warning about failed accepts per this many seconds
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,10 @@ class _Connection:
 class RestServer:
     """Serves one WSGI app on ``(host, port)``; :meth:`start` binds and returns, :meth:`stop` closes everything."""
 
-    def __init__(self, app: WsgiApp, host: str, port: int, run: Runner = run_here, limits: Limits = Limits()) -> None:
+    def __init__(self, app: WsgiApp, host: str, port: int, run: Runner = run_here, limits: Limits = Limits(),
+                 limiter: LogLimiter | None = None) -> None:
         self._app = app
+        self._limiter = limiter or LogLimiter()  # clients decide how often things go wrong: lines are bounded
         self._host = host
         self._port = port
         self._run = run
@@ -188,16 +191,14 @@ class RestServer:
 
     def _accept_loop(self) -> None:
         listener = self._listener
-        warned_at = -ACCEPT_WARNING_S
         while not self._stopping and listener is not None:
             try:
                 sock, peer = listener.accept()
             except OSError as exc:
                 if self._stopping:
                     return
-                if time.monotonic() - warned_at >= ACCEPT_WARNING_S:
-                    warned_at = time.monotonic()
-                    LOG.warning("REST server: accept failed: %s", exc)
+                self._limiter.log(LOG, logging.WARNING, "rest_accept", time.monotonic(),
+                                  "REST server: accept failed: %s", exc)
                 time.sleep(ACCEPT_RETRY_S)
                 continue
             self._admit(_Connection(sock, peer))
@@ -236,7 +237,8 @@ class RestServer:
                 LOG.debug("REST %s:%d refused: %d %s", *connection.peer[:2], refused.status, refused.message)
                 answer = _error(refused.status, refused.code, refused.message)
             except Busy as exc:
-                LOG.warning("REST %s:%d: %s", *connection.peer[:2], exc)
+                self._limiter.log(LOG, logging.WARNING, "rest_busy", time.monotonic(), "REST %s:%d: %s",
+                                  *connection.peer[:2], exc)
                 answer = _error(503, "busy", str(exc))
             self._send(connection, answer)
         except (_Gone, OSError):

@@ -140,21 +140,23 @@ def _from_switch(datapath: FakeDatapath, msg_type: int, fixed: bytes, match: Any
     return msg
 
 
-def packet_in_event(datapath: FakeDatapath, in_port: int, data: bytes, reason: int = ofp.OFPR_NO_MATCH,
+def packet_in_event(datapath: FakeDatapath, in_port: int | None, data: bytes, reason: int = ofp.OFPR_NO_MATCH,
                     cookie: int = 0, table_id: int = 0) -> ofp_event.EventOFPPacketIn:
-    """A packet-in as Open vSwitch sends it (whole frame, no buffer, match with in_port), as Ryu decodes it."""
+    """A packet-in as Open vSwitch sends it (whole frame, no buffer, match with in_port), as Ryu decodes it;
+    ``in_port`` None: a match without one, as a broken or hostile switch might send."""
     fixed = struct.pack(ofp.OFP_PACKET_IN_PACK_STR, ofp.OFP_NO_BUFFER, len(data), reason, table_id, cookie)
-    msg = _from_switch(datapath, ofp.OFPT_PACKET_IN, fixed, parser.OFPMatch(in_port=in_port), b"\0\0" + data)
+    match = parser.OFPMatch() if in_port is None else parser.OFPMatch(in_port=in_port)
+    msg = _from_switch(datapath, ofp.OFPT_PACKET_IN, fixed, match, b"\0\0" + data)
     return ofp_event.EventOFPPacketIn(msg)
 
 
 def flow_removed_event(datapath: FakeDatapath, cookie: int, reason: int, priority: int = 0,
-                       idle_timeout_s: int = 0, hard_timeout_s: int = 0, packet_count: int = 0,
+                       idle_timeout_s: int = 0, hard_timeout_s: int = 0, packets: int = 0,
                        **match_fields: Any) -> ofp_event.EventOFPFlowRemoved:
     """A flow-removed as the switch sends it for a rule with the given cookie, priority, timeouts, packet
     count and match."""
     fixed = struct.pack(ofp.OFP_FLOW_REMOVED_PACK_STR0, cookie, priority, reason, 0, 0, 0, idle_timeout_s,
-                        hard_timeout_s, packet_count, 0)
+                        hard_timeout_s, packets, 0)
     msg = _from_switch(datapath, ofp.OFPT_FLOW_REMOVED, fixed, parser.OFPMatch(**match_fields))
     return ofp_event.EventOFPFlowRemoved(msg)
 

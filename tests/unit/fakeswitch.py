@@ -102,7 +102,7 @@ class PacketIn(NamedTuple):
 
 
 class FlowRemoved(NamedTuple):
-    """A flow-removed message: the rule that went, why (ofp.OFPRR_*), and how many packets it matched."""
+    """A flow-removed message: the rule that went, why (ofp.OFPRR_*), and how many packets it had matched."""
 
     rule: FlowRule
     reason: int

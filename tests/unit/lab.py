@@ -21,6 +21,7 @@ from .fakeswitch import FakeSwitch
 
 UPLINK, H1_PORT, H2_PORT = 1, 2, 3
 ROUTER_MAC = "02:4e:41:54:00:01"
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 PUBLIC = "192.168.3.1"
 PRIVATE = "10.0.0.1"
 GATEWAY = "192.168.3.254"
@@ -48,6 +49,7 @@ class Lab:
     overrides: dict[str, str] = field(default_factory=dict)
     now: float = 0.0
     answer_arp: bool = True
+    macs: dict[str, str] = field(default_factory=lambda: dict(MACS))  # a host's MAC now (a restart changes it)
 
     def __post_init__(self) -> None:
         self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(3))
@@ -74,23 +76,28 @@ class Lab:
         return self._answer_arp(delivered)
 
     def _answer_arp(self, delivered: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+        """Hosts answer the NAT's ARP requests for them: broadcast ones, and those sent to their MAC now."""
         rest = []
         for port, fields in delivered:
             target = fields.get("arp_tpa")
-            if self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC and target in MACS:
-                rest += self.send(port, arp_reply(target, fields["arp_spa"]))
+            asked = (self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC
+                     and target in self.macs and fields.get("eth_dst") in (BROADCAST_MAC, self.macs[target]))
+            if asked:
+                rest += self.send(port, arp_reply(target, fields["arp_spa"], self.macs[target]))
             else:
                 rest.append((port, fields))
         return rest
 
-    def advance(self, seconds: float) -> None:
-        """Time passes: the switch idles rules out, the controller hears of it and ticks."""
+    def advance(self, seconds: float) -> list[tuple[int, dict[str, Any]]]:
+        """Time passes: the switch idles rules out, the controller hears of it and ticks; hosts answer
+        the ARP requests the tick sent them. What the tick sent out and nobody answered."""
         self.now += seconds
         self.switch.advance(self.now)
         for removed in self.switch.flow_removed_events():
             self.apply(self.gateway.flow_removed(removed.cookie, FlowRemovedReason(removed.reason), self.now,
                                                  removed.packets, removed.rule.idle_timeout_s))
         self.apply(self.gateway.expire(self.now))
+        return self._answer_arp(self.switch.emitted())
 
     def last_packet_outs(self) -> list[bytes]:
         from ryu_nat.openflow.plan import PacketOut
@@ -98,14 +105,18 @@ class Lab:
         return [item.data for item in self.plans[-1] if isinstance(item, PacketOut)]
 
 
-def arp_request(sender: str, target: str) -> bytes:
-    packet = arp.arp_ip(arp.ARP_REQUEST, MACS[sender], sender, "00:00:00:00:00:00", target)
-    return ethernet_frame("ff:ff:ff:ff:ff:ff", MACS[sender], bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
+def arp_request(sender: str, target: str, mac: str | None = None) -> bytes:
+    """``sender`` (from its usual MAC, or ``mac``) asks who has ``target``."""
+    mac = mac or MACS[sender]
+    packet = arp.arp_ip(arp.ARP_REQUEST, mac, sender, "00:00:00:00:00:00", target)
+    return ethernet_frame(BROADCAST_MAC, mac, bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
 
 
-def arp_reply(sender: str, to: str) -> bytes:
-    packet = arp.arp_ip(arp.ARP_REPLY, MACS[sender], sender, ROUTER_MAC, to)
-    return ethernet_frame(ROUTER_MAC, MACS[sender], bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
+def arp_reply(sender: str, to: str, mac: str | None = None) -> bytes:
+    """``sender`` (from its usual MAC, or ``mac``) tells the NAT it is there."""
+    mac = mac or MACS[sender]
+    packet = arp.arp_ip(arp.ARP_REPLY, mac, sender, ROUTER_MAC, to)
+    return ethernet_frame(ROUTER_MAC, mac, bytes(packet.serialize(b"", None)), ETH_TYPE_ARP)
 
 
 def from_host(host: str, ip_bytes: bytes) -> bytes:

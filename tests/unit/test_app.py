@@ -95,6 +95,33 @@ def test_a_handler_bug_is_logged_and_counted_not_fatal(app, caplog, monkeypatch)
     assert app.stats.handler_errors == 1 and "packet_in handler failed" in caplog.text
 
 
+def test_a_bug_every_packet_triggers_logs_one_traceback_per_5_s(app, caplog, monkeypatch):
+    dp = FakeDatapath()
+    connect(app, dp)
+    app.reraise = False
+    monkeypatch.setattr(app.gateway, "packet_in", lambda *args, **kwargs: 1 / 0)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(100):
+            app._packet_in(packet_in_event(dp, H1_PORT, b"\x00" * 60))
+    assert app.stats.handler_errors == 100
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None
+
+
+def test_a_packet_in_without_in_port_is_dropped_and_counted_not_a_handler_error(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    connect(app, dp)
+    dp.sent.clear()
+    app._packet_in(packet_in_event(dp, None, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
+    assert (app.stats.drops["bad_in_port"], app.stats.handler_errors, dp.sent) == (1, 0, [])
+
+
+def test_what_a_drop_rule_dropped_is_counted_when_it_ends(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    connect(app, dp)
+    app._flow_removed(flow_removed_event(dp, cookies.for_drops(17, 7777), ofp.OFPRR_HARD_TIMEOUT, packets=7))
+    assert app.stats.drops["unsolicited"] == 7
+
+
 def test_openflow_errors_are_logged_beside_the_message_they_answer(app, caplog):
     from ryu_nat.backend import ofproto_v1_3_parser as parser
 

@@ -43,7 +43,7 @@ def clock(monkeypatch) -> list[float]:
 def dp(app) -> FakeDatapath:
     datapath = FakeDatapath(ports=(UPLINK, H1_PORT))
     app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
-    app._packet_in(packet_in_event(datapath, UPLINK, arp_reply(SERVER, PUBLIC)))  # SERVER's MAC is known
+    app._packet_in(packet_in_event(datapath, UPLINK, arp_request(SERVER, PUBLIC)))  # SERVER asks for us: its MAC is known
     datapath.sent.clear()
     return datapath
 
@@ -133,9 +133,9 @@ def test_rfc5382_req5_the_adapter_hands_on_a_removed_rules_packet_count_and_idle
     dp.sent.clear()
     clock[0] += 241
     app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=240,
-                                         packet_count=3))
+                                         packets=3))
     app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=240,
-                                         packet_count=reply_packets))
+                                         packets=reply_packets))
     assert app.gateway.mapping_count(Proto.TCP) == (1 if lives else 0)
     assert [msg.command for msg in dp.sent] == ([] if lives else [ofp.OFPFC_DELETE])
 

@@ -13,7 +13,8 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-GATEWAY_TESTS = ["tests/unit/test_gateway.py", "tests/unit/test_gateway_parts.py", "tests/unit/test_drops.py"]
+GATEWAY_TESTS = ["tests/unit/test_gateway.py", "tests/unit/test_gateway_parts.py", "tests/unit/test_gateway_border.py",
+                 "tests/unit/test_drops.py"]
 MIN_LINE_COVERAGE = 95.0
 
 

@@ -14,6 +14,7 @@ from ryu_nat.gateway.drops import DESCRIPTIONS, DropReason
 from ryu_nat.gateway.stats import DESCRIPTIONS as COUNTERS
 
 from ryu_nat.gateway.reassembly import Reassembly
+from ryu_nat.openflow.plan import OFPP_CONTROLLER
 
 from .builders import frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes, with_ip_checksum
 from .lab import (H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab,
@@ -29,6 +30,14 @@ def test_every_reason_has_a_description_and_every_description_a_reason():
 @pytest.mark.parametrize("error", [*ParseError, *FragmentError, *AddError])
 def test_each_core_error_is_a_drop_reason_of_its_name(error):
     assert DropReason.of(error).value == error.value
+
+
+def _bad_in_port(lab: Lab) -> None:
+    lab.apply(lab.gateway.packet_in(OFPP_CONTROLLER, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)), lab.now))
+
+
+def _bad_source_mac(lab: Lab) -> None:
+    lab.send(H1_PORT, frame("ff:ff:ff:ff:ff:ff", ROUTER_MAC, udp_bytes(H1, 5000, SERVER, 53)))
 
 
 def _truncated(lab: Lab) -> None:
@@ -84,8 +93,8 @@ def _fragment_unaligned(lab: Lab) -> None:
 
 
 def _fragment_no_room(lab: Lab) -> None:
-    # Through the fragments part itself: the gateway trusts every piece until it can tell outside pieces
-    # that cannot belong to a live mapping (issue 11), and a trusted piece always finds room.
+    # Through the fragments part itself: through the gateway, a cache full of trusted datagrams takes live
+    # mappings with four remotes at least (16 datagrams per source), and only a stranger's piece finds no room.
     part = Reassembly(lab.gateway.stats)
     for ident in range(64):  # the cache holds 64 datagrams, each from its own source here
         assert part.add(parsed(_pieces_from(f"198.51.100.{ident + 1}", ident)[0]), now=0.0) is None
@@ -94,6 +103,17 @@ def _fragment_no_room(lab: Lab) -> None:
 
 def _pieces_from(src: str, ident: int) -> list[bytes]:
     return fragment(parsed(udp_bytes(src, 53, PUBLIC, 40000, payload=bytes(3000), ident=ident)), 1480)
+
+
+def _fragment_evicted(lab: Lab) -> None:
+    for ident in range(64):  # strangers' pieces fill the cache, each from its own (spoofed) source
+        lab.send(UPLINK, from_host(SERVER, _pieces_from(f"198.51.100.{ident + 1}", ident)[0]))
+    lab.send(H1_PORT, from_host(H1, _pieces(1480)[0]))  # a private host's piece is trusted: it displaces one
+
+
+def _fragment_timeout(lab: Lab) -> None:
+    lab.send(H1_PORT, from_host(H1, _pieces(1480)[0]))
+    lab.advance(11)
 
 
 def _fragment_malformed(lab: Lab) -> None:
@@ -177,6 +197,8 @@ def _arp_queue_full(lab: Lab) -> None:
 
 
 TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
+    DropReason.BAD_IN_PORT: (_bad_in_port, {}),
+    DropReason.BAD_SOURCE_MAC: (_bad_source_mac, {}),
     DropReason.TRUNCATED: (_truncated, {}),
     DropReason.NOT_IPV4: (_not_ipv4, {}),
     DropReason.BAD_HEADER: (_bad_header, {}),
@@ -188,6 +210,8 @@ TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.FRAGMENT_MALFORMED: (_fragment_malformed, {}),
     DropReason.FRAGMENT_UNALIGNED: (_fragment_unaligned, {}),
     DropReason.FRAGMENT_NO_ROOM: (_fragment_no_room, {}),
+    DropReason.FRAGMENT_EVICTED: (_fragment_evicted, {}),
+    DropReason.FRAGMENT_TIMEOUT: (_fragment_timeout, {}),
     DropReason.OVERLAP: (_overlap, {"redirects": f"tcp:8080={H1}:80, tcp:8081={H1}:80"}),
     DropReason.CANNOT_NAT: (_cannot_nat, {}),
     DropReason.PORTS_EXHAUSTED: (_ports_exhausted, {"port_range": "2000-2000"}),

@@ -232,8 +232,7 @@ def test_idle_timeout_counts_from_the_last_packet(switch):
     assert len(switch.rules()) == 1 and switch.rules()[0].cookie == cookies.make(RuleKind.ORIGINAL, 1)
     switch.advance(15.0)
     assert switch.rules() == []
-    assert switch.flow_removed_events() == [FlowRemoved(mapping_rule(1, idle_timeout_s=10), ofp.OFPRR_IDLE_TIMEOUT,
-                                                        packets=1)]
+    assert switch.flow_removed_events() == [FlowRemoved(mapping_rule(1, idle_timeout_s=10), ofp.OFPRR_IDLE_TIMEOUT, 1)]
     assert switch.flow_removed_events() == []
 
 

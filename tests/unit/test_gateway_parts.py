@@ -136,7 +136,7 @@ def test_a_redirect_on_a_dropped_port_deletes_the_drop_rules_and_one_elsewhere_d
     lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 4000, PUBLIC, 9090)))
     assert lab.gateway.add_redirect(RedirectRule(Proto.TCP, 9091, Endpoint(IPv4Address(H2), 22))) == []
     plan = lab.gateway.add_redirect(RedirectRule(Proto.TCP, 9090, Endpoint(IPv4Address(H2), 22)))
-    assert plan == [FlowDelete(cookies.make(RuleKind.DROP), cookies.KIND_MASK)]
+    assert plan == [FlowDelete(cookies.for_drops(Proto.TCP, 9090), cookies.EXACT_MASK)]
     lab.apply(plan)
     [(port, inbound)] = lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 4000, PUBLIC, 9090)))
     assert (port, inbound["ipv4_dst"], inbound["tcp_dst"]) == (H2_PORT, H2, 22)
