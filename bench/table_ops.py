@@ -29,6 +29,7 @@ import cachetools
 
 from common import Row, Summary, Target, faster, paired
 from ryu_nat.core.addresses import Endpoint, Proto, pack_key
+from ryu_nat.core.checksum import checksum
 from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import Nat, Redirect, SourceNat, Translated
 from ryu_nat.core.packet import Datagram, parse_ipv4
@@ -77,20 +78,11 @@ def udp_bytes(src: int, sport: int, dst: int, dport: int, payload: bytes = b"ben
     """A real IPv4/UDP datagram with correct checksums."""
     length = 8 + len(payload)
     header = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + length, 0x1234, 0, 64, UDP, 0, src, dst)
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     pseudo = struct.pack("!IIBBH", src, dst, 0, UDP, length)
     segment = struct.pack("!HHHH", sport, dport, length, 0) + payload
-    csum = _checksum(pseudo + segment) or 0xFFFF
+    csum = checksum(pseudo + segment) or 0xFFFF
     return header + segment[:6] + struct.pack("!H", csum) + segment[8:]
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 class PortFeed:

@@ -28,6 +28,8 @@ from ryu_nat.openflow.plan import OFPP_MAX
 
 _T = TypeVar("_T")
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
+MIN_MTU = 68  # RFC 791: every IPv4 link carries 68 bytes whole
+MAX_MTU = 65535 - 14  # the switch's length check counts the Ethernet header in 16 bits
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -55,6 +57,8 @@ DEFAULTS: dict[str, str] = {
     "icmp_idle_timeout": "60",
     "dpid": "",
     "router_mac": "02:4e:41:54:00:01",
+    "public_mtu": "1500",
+    "private_mtu": "1500",
     "api_token_file": "",
     "api_hosts": "",
     "api_cors_origins": "",
@@ -82,6 +86,9 @@ OPTIONS: dict[str, str] = {
     "icmp_idle_timeout": "Seconds an ICMP query mapping lives idle (RFC 5508: 60).",
     "dpid": "Datapath id of the NAT switch (decimal or 0x hex); empty: the first switch to connect.",
     "router_mac": "Ethernet address the NAT uses on both sides.",
+    "public_mtu": "Largest IPv4 datagram (bytes) the uplink carries: bigger ones are cut, or with DF set "
+                  "answered with ICMP fragmentation needed (RFC 4787 REQ-13, RFC 5508 REQ-10).",
+    "private_mtu": "Largest IPv4 datagram (bytes) the private ports carry; the same for packets to private hosts.",
     "api_token_file": "File holding the REST API's token; every request then needs Authorization: Bearer <token>.",
     "api_hosts": "Further names (or addresses) of the REST API that a request's Host header may carry, comma "
                  "separated; localhost and the listening address are always allowed.",
@@ -143,6 +150,8 @@ class NatConfig:
     timeouts: Timeouts = Timeouts()
     dpid: int | None = None
     router_mac: str = DEFAULTS["router_mac"]
+    public_mtu: int = 1500
+    private_mtu: int = 1500
     api: ApiConfig = ApiConfig()
 
     @property
@@ -175,6 +184,8 @@ class NatConfig:
             "icmp_idle_timeout": int(self.timeouts.icmp_s),
             "dpid": self.dpid,
             "router_mac": self.router_mac,
+            "public_mtu": self.public_mtu,
+            "private_mtu": self.private_mtu,
             "api_token_file": self.api.token_file,
             "api_hosts": list(self.api.hosts),
             "api_cors_origins": list(self.api.cors_origins),
@@ -221,6 +232,8 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         ),
         dpid=_dpid(values["dpid"]),
         router_mac=_mac("router_mac", values["router_mac"]),
+        public_mtu=_int("public_mtu", values["public_mtu"], MIN_MTU, MAX_MTU),
+        private_mtu=_int("private_mtu", values["private_mtu"], MIN_MTU, MAX_MTU),
         api=ApiConfig(token_file=values["api_token_file"], hosts=_api_hosts(values["api_hosts"]),
                       cors_origins=_origins(values["api_cors_origins"]),
                       insecure=_bool("api_insecure", values["api_insecure"])),

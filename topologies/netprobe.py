@@ -42,6 +42,7 @@ MAX_DATAGRAM = 65535
 CHUNK = 65536
 _EMIT_LOCK = threading.Lock()  # TCP connections report from their own threads
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python does not export it
+IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux: the path MTU the kernel knows for a connected socket
 
 
 def pattern(size: int) -> bytes:
@@ -167,11 +168,16 @@ def udp_exchange(sock: socket.socket, dest: tuple[str, int], message: bytes, pay
             result["error"] = "timeout"
             continue
         except OSError as exc:
-            if exc.errno != errno.EHOSTUNREACH:
+            if exc.errno == errno.EHOSTUNREACH:
+                # An ICMP host unreachable or administratively prohibited (RFC 5508 REQ-8 from a NAT).
+                result["error"] = "unreachable"
+                return result
+            if exc.errno != errno.EMSGSIZE:
                 raise
-            # An ICMP host unreachable or administratively prohibited (RFC 5508 REQ-8 from a NAT).
-            result["error"] = "unreachable"
-            return result
+            # An ICMP fragmentation needed, reported on a connected socket (Linux): it now knows the
+            # path MTU, and cuts the next try itself.
+            result["error"] = "too_big"
+            continue
         reply, echoed = split_header(data)
         result.pop("error", None)
         result.update(reply=reply, reply_ttl=received_ttl(ancdata), echo_ok=echoed == payload,
@@ -193,7 +199,61 @@ def udp_client(args: argparse.Namespace) -> int:
     payload = os.urandom(args.size)
     message = json.dumps({"tag": args.tag}).encode() + b"\n" + payload
     results = [udp_exchange(sock, dest, message, payload, args) for dest in dests]
-    emit({"local": list(sock.getsockname()), "results": results})
+    path_mtu = sock.getsockopt(socket.IPPROTO_IP, IP_MTU) if args.connect else None
+    emit({"local": list(sock.getsockname()), "results": results, "path_mtu": path_mtu})
+    return 0
+
+
+def inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp_error(args: argparse.Namespace) -> int:
+    """Send one ICMP time exceeded to ``--to``, as a router would, quoting a UDP datagram from
+    ``--about`` (IP:PORT>IP:PORT): the kernel writes the outer header, from this host's address."""
+    source, _, target = args.about.partition(">")
+    (src, sport), (dst, dport) = endpoint(source), endpoint(target)
+    udp = struct.pack("!HHHH", sport, dport, 8 + 4, 0) + b"ping"
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 1, socket.IPPROTO_UDP, 0,
+                                   socket.inet_aton(src), socket.inet_aton(dst)))
+    header[10:12] = struct.pack("!H", inet_checksum(bytes(header)))
+    body = bytearray(struct.pack("!BBHI", 11, 0, 0, 0) + bytes(header) + udp[:8])
+    body[2:4] = struct.pack("!H", inet_checksum(bytes(body)))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.sendto(bytes(body), (args.to, 0))
+    emit({"sent": len(body)})
+    return 0
+
+
+def icmp_listen(args: argparse.Namespace) -> int:
+    """Print the first ICMP error (of ``--type``, if given) that arrives within ``--timeout``: its source and
+    the datagram it quotes."""
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.settimeout(args.timeout)
+        print("READY", flush=True)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            try:
+                data, (source, _) = sock.recvfrom(MAX_DATAGRAM)
+            except TimeoutError:
+                break
+            at = (data[0] & 0xF) * 4
+            if data[at] not in (3, 11, 12) or len(data) < at + 8 + 28 or args.type not in (None, data[at]):
+                continue
+            quoted = data[at + 8:]
+            inner_at = (quoted[0] & 0xF) * 4
+            sport, dport = struct.unpack_from("!HH", quoted, inner_at)
+            emit({"from": source, "type": data[at], "code": data[at + 1],
+                  "icmp_checksum_ok": inet_checksum(data[at:]) == 0,
+                  "quoted": {"src": socket.inet_ntoa(quoted[12:16]), "dst": socket.inet_ntoa(quoted[16:20]),
+                             "sport": sport, "dport": dport}})
+            return 0
+    emit({"error": "timeout"})
     return 0
 
 
@@ -364,6 +424,15 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--max-failures", type=int, default=5)
     many.set_defaults(handler=tcp_many, download=0, hold=0.0, reset=False)
 
+    error = commands.add_parser("icmp-error")
+    error.add_argument("--to", required=True, help="IP the error is sent to")
+    error.add_argument("--about", required=True, help="the quoted UDP datagram, SRC:PORT>DST:PORT")
+    error.set_defaults(handler=icmp_error)
+
+    listen = commands.add_parser("icmp-listen")
+    listen.add_argument("--timeout", type=float, default=5.0)
+    listen.add_argument("--type", type=int, default=None, help="only this ICMP type")
+    listen.set_defaults(handler=icmp_listen)
     raw = commands.add_parser("raw-send")
     raw.add_argument("--intf", required=True, help="interface to send on")
     raw.add_argument("--frames", required=True, help="file of frames, hex, one per line")

@@ -44,6 +44,7 @@ class FragmentError(enum.Enum):
     MALFORMED = "fragment_malformed"  # the reassembled datagram did not parse
     UNALIGNED = "fragment_unaligned"  # a piece other than the last is not a multiple of 8 bytes
     NO_ROOM = "fragment_no_room"  # the cache is full of what this piece may not displace
+    DONT_FRAGMENT = "dont_fragment"  # too big to leave whole, and its sender forbade cutting it (DF)
 
 
 @dataclass(slots=True)
@@ -257,22 +258,30 @@ def _join(header: bytes, pieces: dict[int, bytes], end: int) -> bytes:
     return bytes(out) + b"".join(parts)
 
 
-def fragment(d: Datagram, piece_len: int) -> list[bytes]:
+def fragment(d: Datagram, piece_len: int, ident: int | None = None) -> list[bytes] | FragmentError:
     """``d`` cut into fragments of at most ``piece_len`` payload bytes (rounded down to 8).
 
-    Every fragment gets ``d``'s header without options but the first, which keeps it whole.
+    Every fragment gets ``d``'s header without options but the first, which keeps
+    it whole; with ``ident``, every fragment carries that identification instead of
+    ``d``'s. A datagram that fits is returned as it is. DONT_FRAGMENT: it does not
+    fit and has DF set, so it may not be cut (RFC 791; mirage-nat's ``fragment``
+    refuses it too); the sender is owed an ICMP fragmentation needed.
     """
     piece_len = max(8, piece_len - piece_len % 8)
     payload = d.raw[d.header_len:]
     if len(payload) <= piece_len:
         return [d.raw]
+    if d.dont_fragment:
+        return FragmentError.DONT_FRAGMENT
     flags_word = int.from_bytes(d.raw[6:8], "big") & ~(_IP_FLAGS_MF | 0x1FFF) & 0xFFFF
+    ident_bytes = d.raw[4:6] if ident is None else ident.to_bytes(2, "big")
     out = []
     for start in range(0, len(payload), piece_len):
         chunk = payload[start : start + piece_len]
         header = bytearray(d.raw[: d.header_len] if start == 0 else d.raw[:IPV4_MIN_HEADER_LEN])
         header[0] = 0x40 | (len(header) // 4)
         header[2:4] = (len(header) + len(chunk)).to_bytes(2, "big")
+        header[4:6] = ident_bytes
         more = _IP_FLAGS_MF if start + piece_len < len(payload) else 0
         header[6:8] = (flags_word | more | (start // 8)).to_bytes(2, "big")
         header[10:12] = b"\x00\x00"

@@ -1,4 +1,5 @@
-"""ICMP messages the NAT itself sends: time exceeded, destination unreachable, and echo replies.
+"""ICMP messages the NAT itself sends: time exceeded, destination unreachable (administratively
+prohibited, fragmentation needed), and echo replies for its own addresses.
 
 Built with ``ryu.lib.packet``, which never parses what arrived; the quoted
 packet follows RFC 792 (IP header plus the first 8 bytes of its payload). No I/O.
@@ -17,6 +18,7 @@ from ryu_nat.core.packet import EMBEDDED_TRANSPORT_LEN, Datagram
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
 ICMP_DEST_UNREACH = 3
+FRAGMENTATION_NEEDED = 4
 ICMP_TIME_EXCEEDED = 11
 TTL_EXCEEDED_IN_TRANSIT = 0
 ADMIN_PROHIBITED = 13  # communication administratively prohibited (RFC 1812 5.2.7.1)
@@ -54,6 +56,15 @@ def destination_unreachable(d: Datagram, from_ip: IPv4Address, code: int = ADMIN
     """An ICMP destination unreachable with ``code`` from ``from_ip`` to the sender of ``d``, quoting it."""
     quoted = d.raw[: d.header_len + EMBEDDED_TRANSPORT_LEN]
     message = icmp.icmp(ICMP_DEST_UNREACH, code, 0, data=icmp.dest_unreach(data_len=0, data=quoted))
+    return _ipv4_packet(from_ip, IPv4Address(d.src), bytes(message.serialize(b"", None)))
+
+
+def fragmentation_needed(d: Datagram, from_ip: IPv4Address, next_hop_mtu: int) -> bytes:
+    """An ICMP destination unreachable, fragmentation needed and DF set, from ``from_ip`` to the sender
+    of ``d``, naming the MTU of the next hop in its second word (RFC 1191 section 4)."""
+    quoted = d.raw[: d.header_len + EMBEDDED_TRANSPORT_LEN]
+    message = icmp.icmp(ICMP_DEST_UNREACH, FRAGMENTATION_NEEDED, 0,
+                        data=icmp.dest_unreach(data_len=0, mtu=next_hop_mtu, data=quoted))
     return _ipv4_packet(from_ip, IPv4Address(d.src), bytes(message.serialize(b"", None)))
 
 

@@ -112,13 +112,15 @@ class Nat:
             port_generator: PortGenerator | None = None) -> Mapping | AddError:
         """Add a mapping for the conversation ``packet`` starts; return it.
 
-        Adding a conversation that already has a mapping refreshes and returns it.
+        Adding a conversation that already has a mapping made by the same mode (for
+        a redirect or hairpin, to the same target) refreshes and returns it.
         ``idle_timeout_s`` overrides the protocol's timeout (``math.inf``: only an
         explicit removal ends it). Errors:
         CANNOT_NAT  not TCP, UDP or an ICMP query; a later fragment; port 0; an
                     address that is broadcast, multicast, loopback, unspecified or
                     link-local; a redirect of ICMP.
-        OVERLAP     a channel of the new mapping belongs to another mapping.
+        OVERLAP     a channel of the new mapping belongs to another mapping, or the
+                    conversation has one made otherwise (mirage-nat's rule).
         PORTS_EXHAUSTED  the port generator gave no free port in 100 tries.
         HOST_LIMIT  the client has ``limits.per_host`` mappings and may not evict one.
         TABLE_FULL  the table is full and this mapping may not evict (a redirect's never does).
@@ -132,7 +134,7 @@ class Nat:
         key = pack_key(packet.src, packet.dst, packet.src_port, packet.dst_port)
         existing = self.table.lookup(proto, key)
         if existing is not None:
-            if existing.original != key:
+            if existing.original != key or not _made_by(existing, mode):
                 return AddError.OVERLAP
             existing.last_used = now
             return existing
@@ -297,8 +299,9 @@ class Nat:
             return TranslateError.TTL_EXCEEDED
         direction, left_as = leaving(mapping, arriving)
         inner_src, inner_dst, inner_src_port, inner_dst_port = unpack_key(reverse_key(left_as))
-        # An error from the end host itself speaks for the address its peer used for it.
-        outer_src = inner_dst if packet.src == embedded.dst else packet.src
+        # The restored quoted packet was sent to the public address: the error comes from behind the NAT
+        # (its end host, or a private router on the way) and speaks for that address (RFC 5508 REQ-5c).
+        outer_src = self._public if inner_dst == self._public else packet.src
         out = pkt_mod.rewrite_icmp_error(packet, outer_src, inner_src, packet.ttl - 1,
                                          inner_src, inner_dst, inner_src_port, inner_dst_port)
         return Translated(out, mapping, direction)
@@ -356,6 +359,17 @@ def leaving(mapping: Mapping, arriving: int) -> tuple[Direction, int]:
     if arriving == mapping.original:
         return Direction.ORIGINAL, reverse_key(mapping.reply)
     return Direction.REPLY, reverse_key(mapping.original)
+
+
+def _made_by(mapping: Mapping, mode: AddMode) -> bool:
+    """Would adding ``mapping``'s conversation in ``mode`` make this very mapping?"""
+    match mode:
+        case SourceNat():
+            return mapping.kind is MappingKind.NAT
+        case Redirect(endpoint=target) | Hairpin(endpoint=target):
+            kind = MappingKind.REDIRECT if isinstance(mode, Redirect) else MappingKind.HAIRPIN
+            src, _, src_port, _ = unpack_key(mapping.reply)
+            return mapping.kind is kind and (src, src_port) == (int(target.ip), target.port)
 
 
 def _proto_of(packet: Datagram) -> Proto | None:

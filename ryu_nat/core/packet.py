@@ -57,6 +57,7 @@ _TCP_OFFSET_FLAGS = struct.Struct("!BB")  # at offset 12 of the TCP header
 _UDP_LENGTH = struct.Struct("!H")  # at offset 4 of the UDP header
 _ICMP_TYPE_CODE = struct.Struct("!BB")
 _ICMP_QUERY_ID = struct.Struct("!H")  # at offset 4: echo, timestamp and information share id, seq
+_ICMP_LENGTH_AT = 5  # an error's RFC 4884 length, in 32-bit words, of the quoted datagram field
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _IP_FLAG_MF = 0x2000
 _IP_OFFSET_MASK = 0x1FFF
@@ -71,11 +72,13 @@ class ParseError(enum.Enum):
     BAD_HEADER = "bad_header"  # inconsistent IPv4 header (length fields)
     BAD_IP_CHECKSUM = "bad_ip_checksum"  # the IPv4 header checksum is wrong (RFC 1812 5.2.2)
     BAD_TRANSPORT = "bad_transport"  # TCP/UDP/ICMP header missing or inconsistent
+    BAD_ICMP_CHECKSUM = "bad_icmp_checksum"  # an ICMP error whose checksum is wrong (RFC 5508 REQ-3)
+    BAD_EMBEDDED_CHECKSUM = "bad_embedded_checksum"  # its quoted IP header's checksum is wrong (REQ-3a)
 
 
 @dataclass(frozen=True, slots=True)
 class Embedded:
-    """The packet an ICMP error is about: its IP header and first transport bytes."""
+    """The packet an ICMP error is about: its IP header and first transport bytes, as quoted."""
 
     raw: bytes
     header_len: int
@@ -130,6 +133,11 @@ class Datagram:
         """The channel this datagram travels on; ``ValueError`` if not TCP/UDP/ICMP."""
         return Channel(Proto(self.proto), IPv4Address(self.src), IPv4Address(self.dst),
                        self.src_port, self.dst_port)
+
+    @property
+    def dont_fragment(self) -> bool:
+        """The DF flag: routers must not cut it, but answer with fragmentation needed (RFC 1191)."""
+        return bool(self.raw[6] & 0x40)
 
     @property
     def is_icmp_query(self) -> bool:
@@ -267,7 +275,9 @@ def _parse_icmp(raw: bytes, header_len: int, l4_len: int, proto: int, src: int, 
     if icmp_type in ICMP_QUERY_TYPES:
         (query_id,) = _ICMP_QUERY_ID.unpack_from(raw, header_len + 4)
     elif icmp_type in ICMP_ERROR_TYPES and not more_fragments:
-        parsed = _parse_embedded(raw[header_len + ICMP_HEADER_LEN:])
+        if checksum.checksum(raw[header_len:]):  # RFC 5508 REQ-3: never translate a corrupted error
+            return ParseError.BAD_ICMP_CHECKSUM
+        parsed = _parse_embedded(raw[header_len + ICMP_HEADER_LEN:], raw[header_len + _ICMP_LENGTH_AT])
         if isinstance(parsed, ParseError):
             return parsed
         embedded = parsed
@@ -275,28 +285,35 @@ def _parse_icmp(raw: bytes, header_len: int, l4_len: int, proto: int, src: int, 
                     query_id, query_id, 0, icmp_type, icmp_code, embedded)
 
 
-def _parse_embedded(data: bytes) -> Embedded | ParseError:
-    """The IP header + first 8 bytes inside an ICMP error (more may follow).
+def _parse_embedded(data: bytes, length_words: int) -> Embedded | ParseError:
+    """The packet quoted inside an ICMP error: its IP header + at least 8 bytes, and no more.
 
-    Its lengths and checksums are not checked: routers may quote a packet they
-    changed or cut (RFC 1812 4.3.2.3), and only the header and ports are read.
+    RFC 4884: a non-zero ``length_words`` (byte 5) sizes the original-datagram field in
+    32-bit words; padding and extensions follow. ``raw`` keeps only what the quoted
+    packet's total length covers in it, so a rewrite never writes there (RFC 5508
+    REQ-3d). Its header checksum must hold (REQ-3a); its transport checksum is never
+    checked (REQ-3c): routers quote packets they cut (RFC 1812 4.3.2.3).
     """
-    if len(data) < IPV4_MIN_HEADER_LEN:
+    field = data[: length_words * 4] if length_words else data
+    if len(field) < IPV4_MIN_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
-    version_ihl, _, _, flags_offset, _, proto, src, dst = _IPV4_HEADER.unpack_from(data)
+    version_ihl, total_length, _, flags_offset, _, proto, src, dst = _IPV4_HEADER.unpack_from(field)
     header_len = (version_ihl & 0xF) * 4
     if version_ihl >> 4 != 4 or header_len < IPV4_MIN_HEADER_LEN:
         return ParseError.BAD_TRANSPORT
-    if len(data) < header_len + EMBEDDED_TRANSPORT_LEN:
+    if len(field) < header_len + EMBEDDED_TRANSPORT_LEN:
         return ParseError.TRUNCATED
+    if int.from_bytes(field[:header_len], "big") % 0xFFFF:
+        return ParseError.BAD_EMBEDDED_CHECKSUM
+    quoted = field[: min(len(field), max(total_length, header_len + EMBEDDED_TRANSPORT_LEN))]
     src_port = dst_port = 0
     first_piece = flags_offset & _IP_OFFSET_MASK == 0
     if proto in _PORTED_PROTOS and first_piece:
-        src_port, dst_port = _PORTS.unpack_from(data, header_len)
-    elif proto == Proto.ICMP and first_piece and data[header_len] in ICMP_QUERY_TYPES:
-        (src_port,) = _ICMP_QUERY_ID.unpack_from(data, header_len + 4)
+        src_port, dst_port = _PORTS.unpack_from(quoted, header_len)
+    elif proto == Proto.ICMP and first_piece and quoted[header_len] in ICMP_QUERY_TYPES:
+        (src_port,) = _ICMP_QUERY_ID.unpack_from(quoted, header_len + 4)
         dst_port = src_port
-    return Embedded(data, header_len, proto, src, dst, src_port, dst_port)
+    return Embedded(quoted, header_len, proto, src, dst, src_port, dst_port)
 
 
 # --- rewrite -------------------------------------------------------------------

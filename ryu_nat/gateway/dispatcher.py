@@ -41,7 +41,7 @@ from ryu_nat.gateway.stats import Stats
 from ryu_nat.gateway.switching import PrivateSwitch
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
-from ryu_nat.openflow.plan import Barrier, Plan, SwitchSetup, is_physical_port
+from ryu_nat.openflow.plan import Barrier, PacketOut, Plan, SwitchSetup, is_physical_port
 from ryu_nat.openflow.reasons import FlowRemovedReason, PacketInReason
 from ryu_nat.ratelimit import LogLimiter
 
@@ -123,12 +123,14 @@ class Gateway(GatewayQueries):
         self._neighbours = Neighbourhood(self._mac, self._public, self._private, int(config.public_gateway),
                                          self._uplink, self.stats, on_moved=lambda hop: self._offload.moved(hop))
         self._offload = Offload(config, self.stats, hop_of=self._neighbours.next_hop)
+        rng = rng or random.Random()
         self._filters = FilterRules(config, self.stats)
-        self._nat = NatPath(config, rng or random.Random(), self.stats, self._offload.forget, limiter,
+        self._nat = NatPath(config, rng, self.stats, self._offload.forget, limiter,
                             on_unfiltered=self._filters.withdraw)
         self._local = LocalTraffic(self._mac, self._public, self._private, self.stats)
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats, limiter)
-        self._fragments = Reassembly(self.stats)
+        self._fragments = Reassembly(self.stats, config.public_mtu, config.private_mtu, self._public.address,
+                                     rng.randrange(0x10000))
         for rule in config.redirects:
             self.add_redirect(rule)
 
@@ -141,7 +143,8 @@ class Gateway(GatewayQueries):
         self._guard.forget()
         self._filters.forget()
         self._neighbours.connected(now)
-        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *rules.base(self._mac, self._uplink)]
+        base = rules.base(self._mac, self._uplink, self.config.public_mtu, self.config.private_mtu)
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *base]
         return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
 
     def port_changed(self, port: int, present: bool) -> Plan:
@@ -275,17 +278,17 @@ class Gateway(GatewayQueries):
         decision = self._nat.decide(d, from_private, now)
         match decision:
             case Translated():
-                return self._forward(decision, came_from, data, now, whole)
+                return self._forward(d, decision, came_from, data, now, whole)
             case Mapping():
                 return self._new_mapping(decision, d, came_from, data, now, whole)
             case Admitted():  # filtering lets it in: through its filter rule, or rewritten here if in pieces
                 hop = self._neighbours.locate(decision.private_ip)
                 if hop is None:
                     return self._hold(decision.private_ip, came_from, data, now, whole)
-                if whole is None:
+                out = admitted_datagram(d, decision)
+                if whole is None and self._fragments.fits(out, to_private=True):
                     return self._filters.admit(decision, came_from, hop, data)
-                pieces = self._fragments.pieces(admitted_datagram(d, decision), whole)
-                return [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
+                return self._cut_and_send(d, out, whole, came_from, hop, to_private=True)
             case Verdict.TIME_EXCEEDED:
                 local = self._private.address if from_private else self._public.address
                 return self._local.time_exceeded(d, came_from, local)
@@ -310,34 +313,51 @@ class Gateway(GatewayQueries):
             port = mapping.allocated_port
             if port is not None:
                 opened = self._guard.open_port(mapping.proto, port)  # its drop rules may hide what it accepts
-            if whole is None and not d.tcp_flags & (TCP_FIN | TCP_RST):
+            fits = self._fragments.fits(d, self._private.contains(mapping.replier))
+            if whole is None and fits and not d.tcp_flags & (TCP_FIN | TCP_RST):
                 hop = self._neighbours.locate(mapping.replier)
                 if hop is None:
                     return opened + self._neighbours.hold(mapping.replier, came_from.port, data, now,
                                                           self._switch.ports)
                 return opened + self._offload.install_and_send(mapping, Direction.ORIGINAL, came_from, hop, data)
-        return opened + self._forward(self._nat.translate(d, now), came_from, data, now, whole)
+        return opened + self._forward(d, self._nat.translate(d, now), came_from, data, now, whole)
 
-    def _forward(self, t: Translated, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
-        """Send a translated packet on (cut again if it came in pieces), with its mapping's rules if offloaded."""
+    def _forward(self, d: Datagram, t: Translated, came_from: Location, data: bytes, now: float,
+                 whole: Reassembled | None) -> Plan:
+        """Send ``d``, translated (``t``), on with its mapping's rules if offloaded; cut to fit the side it
+        leaves by (or, with DF set, answered with fragmentation needed)."""
         out = t.packet
         hop = self._neighbours.locate(out.dst)
         if hop is None:
             return self._hold(out.dst, came_from, data, now, whole)
+        to_private = self._private.contains(out.dst)
         plan: Plan = []
         if self._offload.tracks(t.mapping) and out.embedded is None:
             if whole is None:
-                return self._offload.carry(t, came_from, hop, data)
-            plan = self._offload.install(t.mapping, t.direction, came_from, hop)
-        pieces = [out.raw] if whole is None else self._fragments.pieces(out, whole)
-        return plan + [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
+                carried = self._offload.carry(t, came_from, hop, data)
+                if self._fragments.fits(out, to_private):
+                    return carried
+                plan = [item for item in carried if not isinstance(item, PacketOut)]  # the rules, not the packet
+            else:
+                plan = self._offload.install(t.mapping, t.direction, came_from, hop)
+        return plan + self._cut_and_send(d, out, whole, came_from, hop, to_private)
+
+    def _cut_and_send(self, d: Datagram, out: Datagram, whole: Reassembled | None, came_from: Location,
+                      hop: Location, to_private: bool) -> Plan:
+        """``out`` (``d`` translated) to ``hop``, cut to fit the side it leaves by, or with DF set, answered
+        with fragmentation needed."""
+        pieces = self._fragments.cut(out, whole, to_private)
+        if pieces is None:
+            here = self._public.address if came_from.port == self._uplink else self._private.address
+            return self._local.fragmentation_needed(d, came_from, here, self._fragments.mtu(to_private))
+        return [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
 
     def _hold(self, ip: int, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
         """Hold a packet (one that came in pieces: as those pieces) until its next hop is known."""
         if whole is None:
             return self._neighbours.hold(ip, came_from.port, data, now, self._switch.ports)
         plan: Plan = []
-        for piece in self._fragments.pieces(whole.datagram, whole):
+        for piece in self._fragments.as_arrived(whole):
             plan += self._neighbours.hold(ip, came_from.port, ethernet_frame(self._mac, came_from.mac, piece), now,
                                           self._switch.ports)
         return plan

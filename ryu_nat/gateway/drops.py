@@ -25,12 +25,15 @@ class DropReason(enum.Enum):
     BAD_HEADER = "bad_header"
     BAD_IP_CHECKSUM = "bad_ip_checksum"
     BAD_TRANSPORT = "bad_transport"
+    BAD_ICMP_CHECKSUM = "bad_icmp_checksum"
+    BAD_EMBEDDED_CHECKSUM = "bad_embedded_checksum"
     BAD_ARP = "bad_arp"
     FRAGMENT_OVERLAP = "fragment_overlap"
     FRAGMENT_TOO_BIG = "fragment_too_big"
     FRAGMENT_MALFORMED = "fragment_malformed"
     FRAGMENT_UNALIGNED = "fragment_unaligned"
     FRAGMENT_NO_ROOM = "fragment_no_room"
+    DONT_FRAGMENT = "dont_fragment"
     FRAGMENT_EVICTED = "fragment_evicted"
     FRAGMENT_TIMEOUT = "fragment_timeout"
     OVERLAP = "overlap"
@@ -73,6 +76,9 @@ DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.BAD_HEADER: "an IPv4 header whose length fields disagree",
     DropReason.BAD_IP_CHECKSUM: "an IPv4 header whose checksum is wrong (RFC 1812 5.2.2)",
     DropReason.BAD_TRANSPORT: "a TCP, UDP or ICMP header missing or inconsistent",
+    DropReason.BAD_ICMP_CHECKSUM: "an ICMP error whose checksum is wrong (RFC 5508 REQ-3)",
+    DropReason.BAD_EMBEDDED_CHECKSUM: "an ICMP error quoting an IPv4 header whose checksum is wrong "
+                                      "(RFC 5508 REQ-3a)",
     DropReason.BAD_ARP: "ARP that is not for IPv4 over Ethernet",
     DropReason.FRAGMENT_OVERLAP: "a fragment overlapped another piece of its datagram, or disagreed on its end",
     DropReason.FRAGMENT_TOO_BIG: "fragments of a datagram over 65,535 bytes",
@@ -80,6 +86,8 @@ DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.FRAGMENT_UNALIGNED: "a fragment other than the last that is not a whole number of 8-byte blocks",
     DropReason.FRAGMENT_NO_ROOM: "a fragment the full cache had no room for: what it holds may not be displaced "
                                  "by it",
+    DropReason.DONT_FRAGMENT: "larger than the MTU of the side it leaves by, with Don't Fragment set: the "
+                              "sender gets an ICMP fragmentation needed where one may be sent (RFC 1191)",
     DropReason.FRAGMENT_EVICTED: "a datagram under reassembly, dropped to make room for pieces that may displace it "
                                  "(counted once per datagram)",
     DropReason.FRAGMENT_TIMEOUT: "a datagram whose pieces did not all arrive within 10 s (counted once per datagram)",

@@ -1,14 +1,15 @@
 """Traffic for the NAT itself: echo replies from its own addresses, and ICMP errors about packets it
-cannot forward (time exceeded, so traceroute shows it as a hop), or for which no mapping could be
-made (destination unreachable, administratively prohibited, RFC 5508 REQ-8, RFC 6888 REQ-11b, at
-most :data:`PROHIBITED_PER_S` a second).
+cannot forward: time exceeded (so traceroute shows it as a hop), and fragmentation needed for packets
+too big for the side they leave by (so path-MTU discovery works through it); and destination
+unreachable, administratively prohibited, for packets no mapping could be made for (RFC 5508 REQ-8,
+RFC 6888 REQ-11b), at most :data:`PROHIBITED_PER_S` a second.
 
 Every ICMP message the NAT sends goes through :meth:`LocalTraffic.may_answer`,
 RFC 1812's rules in one place: never to an address that is not one host
 (broadcast, multicast, network, loopback, unspecified), and no error about an
 ICMP error, a later fragment, or a packet sent to a broadcast or multicast
-address. New ICMP errors (unreachable, fragmentation needed) go through
-:meth:`LocalTraffic.send_error`. No I/O; time is passed in.
+address. New ICMP errors (unreachable) go through :meth:`LocalTraffic.send_error`.
+No I/O; time is passed in.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ class LocalTraffic:
             return []
         self._tokens -= 1.0
         return self._send("prohibited", icmp.destination_unreachable(d, IPv4Address(from_ip)), came_from)
+
+    def fragmentation_needed(self, d: Datagram, came_from: Location, from_ip: int, next_hop_mtu: int) -> Plan:
+        """``d`` has DF set and is bigger than ``next_hop_mtu``: tell its sender, from the NAT's address on
+        that side (RFC 4787 REQ-13, RFC 5508 REQ-10, RFC 1191). The caller counted the drop (DONT_FRAGMENT),
+        whether or not an error may be sent."""
+        if not self.may_answer(d, error=True):
+            return []
+        return self._send("fragmentation_needed", icmp.fragmentation_needed(d, IPv4Address(from_ip), next_hop_mtu),
+                          came_from)
 
     def _send(self, kind: str, message: bytes, came_from: Location) -> Plan:
         self._stats.icmp_sent[kind] += 1

@@ -292,6 +292,6 @@ def _remote_key(mapping: Mapping) -> int:
 
 
 def _describe(d: Datagram) -> str:
-    dst = ipv4_text(d.dst)
-    ports = f":{d.src_port} -> {dst}:{d.dst_port}" if d.src_port or d.dst_port else f" -> {dst}"
-    return f"proto {d.proto} {ipv4_text(d.src)}{ports}"
+    """Who was refused, not where it was going: RFC 6888 REQ-12 keeps destinations out of the log."""
+    port = f":{d.src_port}" if d.src_port else ""
+    return f"proto {d.proto} from {ipv4_text(d.src)}{port}"

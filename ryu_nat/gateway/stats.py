@@ -28,8 +28,9 @@ DESCRIPTIONS: dict[str, str] = {
            "forgotten (neighbours that answered no re-check), mac_changes, mappings_moved (mappings whose rules "
            "were sent again because a neighbour moved), mappings_unreachable (new mappings removed because ARP "
            "gave up on their next hop).",
-    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, prohibited (destination unreachable, "
-                 "administratively prohibited: a private host's new flow got no mapping).",
+    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed, prohibited "
+                 "(destination unreachable, administratively prohibited: a private host's new flow got no "
+                 "mapping).",
     "icmp_suppressed": "ICMP errors the NAT did not send because their rate was spent: prohibited.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
     "openflow_errors": "OpenFlow error messages from the switch.",

@@ -21,8 +21,8 @@ from typing import Any, NoReturn, Protocol
 from ryu_nat.backend import ofproto_v1_3 as ofp
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, DecTtl, FlowDelete, FlowRule, Match, MatchValue,
-                                   Message, Output, PacketOut, SetField, SwitchSetup)
+from ryu_nat.openflow.plan import (OFPP_MAX, Action, Barrier, CheckPktLarger, DecTtl, FlowDelete, FlowRule, Match,
+                                   MatchValue, Message, Output, PacketOut, SetField, SwitchSetup)
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -40,6 +40,14 @@ MsgBase = Any  # ryu.ofproto.ofproto_parser.MsgBase; Ryu ships no type informati
 PACKET_IN_MASK = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
 PORT_STATUS_MASK = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
 FLOW_REMOVED_MASK = 1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT | 1 << ofp.OFPRR_DELETE
+
+# Open vSwitch's check_pkt_larger, a Nicira experimenter action Ryu has no class for (lib/ofp-actions.c,
+# struct nx_action_check_pkt_larger): subtype, pkt_len, the result's bit offset, the destination field's
+# NXM header, then zeros to 24 bytes in all. The result goes to bit 0 of register 0 (NXM_NX_REG0).
+NX_EXPERIMENTER_ID = 0x00002320
+NXAST_CHECK_PKT_LARGER = 49
+NXM_NX_REG0 = 0x00010004  # class 1 (NXM_1), field 0, 4 bytes
+CHECK_PKT_LARGER_BODY = struct.Struct("!HHHI6x")  # after the 8-byte experimenter action header
 
 
 
@@ -97,7 +105,9 @@ def _flow_add(datapath: Datapath, rule: FlowRule) -> MsgBase:
     # No instructions at all means drop; an empty apply-actions would mean the same, in more bytes.
     instructions = ([parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(rule.actions))]
                     if rule.actions else [])
-    return parser.OFPFlowMod(datapath, cookie=rule.cookie, command=ofp.OFPFC_ADD, table_id=0,
+    if rule.goto_table is not None:
+        instructions.append(parser.OFPInstructionGotoTable(rule.goto_table))
+    return parser.OFPFlowMod(datapath, cookie=rule.cookie, command=ofp.OFPFC_ADD, table_id=rule.table_id,
                              idle_timeout=rule.idle_timeout_s, hard_timeout=rule.hard_timeout_s,
                              priority=rule.priority, buffer_id=ofp.OFP_NO_BUFFER,
                              flags=ofp.OFPFF_SEND_FLOW_REM if rule.notify_removed else 0,
@@ -115,6 +125,9 @@ def _actions(actions: Sequence[Action]) -> list[MsgBase]:
             case Output(port):
                 # NO_BUFFER: whole packets to the controller (max_len matters for no other port).
                 out.append(parser.OFPActionOutput(port, ofp.OFPCML_NO_BUFFER))
+            case CheckPktLarger(pkt_len):
+                body = CHECK_PKT_LARGER_BODY.pack(NXAST_CHECK_PKT_LARGER, pkt_len, 0, NXM_NX_REG0)
+                out.append(parser.OFPActionExperimenterUnknown(NX_EXPERIMENTER_ID, body))
             case unreachable:
                 assert_never(unreachable)
     return out
@@ -215,7 +228,8 @@ def _shape(item: FlowRule | PacketOut,
     key: list[object]
     values: list[tuple[str, int | str]]
     if isinstance(item, FlowRule):
-        key = ["flow", item.priority, item.notify_removed, len(item.match.fields), len(item.actions)]
+        key = ["flow", item.table_id, item.goto_table, item.priority, item.notify_removed, len(item.match.fields),
+               len(item.actions)]
         values = [(_U64, item.cookie), (_U16, item.idle_timeout_s), (_U16, item.hard_timeout_s)]
         for name, value in item.match.fields:
             kind = slot_kind.get(name)

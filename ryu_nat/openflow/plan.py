@@ -22,6 +22,8 @@ OFPP_CONTROLLER = 0xFFFFFFFD
 OFPP_TABLE = 0xFFFFFFF9
 OFPP_ANY = 0xFFFFFFFF
 
+TABLE_NAT = 1  # the NAT's rules; frames reach it from table 0, which tests their length
+
 MatchValue = Union[int, str, tuple[int, int]]
 
 
@@ -80,12 +82,22 @@ class Output:
     port: int
 
 
-Action = Union[SetField, DecTtl, Output]
+@dataclass(frozen=True, slots=True)
+class CheckPktLarger:
+    """Open vSwitch's packet-length test (a Nicira action): register 0's bit 0 becomes 1 if the
+    Ethernet frame is longer than ``pkt_len`` bytes, else 0. A later table matches that bit."""
+
+    pkt_len: int
+
+
+Action = Union[SetField, DecTtl, Output, CheckPktLarger]
 
 
 @dataclass(frozen=True, slots=True)
 class FlowRule:
-    """Add (or replace: same match and priority) a rule in table 0."""
+    """Add (or replace: same table, match and priority) a rule: apply ``actions``, then, with
+    ``goto_table``, go on matching in that (later) table. Rules live in the NAT's table unless
+    ``table_id`` says otherwise (table 0 only measures frame lengths: ``rules.size_checks``)."""
 
     priority: int
     match: Match
@@ -94,6 +106,8 @@ class FlowRule:
     idle_timeout_s: int = 0
     hard_timeout_s: int = 0
     notify_removed: bool = False
+    table_id: int = TABLE_NAT
+    goto_table: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,13 @@
 """One function per kind of flow rule, and the packet-outs that go with them.
 
-Table 0 only; priorities, highest first:
+Two tables. Table 0 only measures: routed IPv4 has its length tested against
+the MTU of the side it leaves by (Open vSwitch's ``check_pkt_larger``, into
+register 0), and everything goes on to table 1. Table 1 is the NAT;
+priorities, highest first:
 
+    400  a frame table 0 found too big -> controller, which cuts it or, with DF
+         set, answers fragmentation needed (RFC 4787 REQ-13); so a mapping's
+         rules never carry a datagram its next hop cannot take
     301  TCP RST to the router MAC -> controller (the mapping turns transitory)
     300  TCP FIN to the router MAC -> controller (the mapping turns transitory once both
          sides sent one, RFC 7857 section 2.1)
@@ -17,18 +23,21 @@ Table 0 only; priorities, highest first:
      50  switching between private hosts by destination MAC
       0  table-miss -> controller
 
-No Ryu imports.
+The length test is in the base rules, not in each mapping's: a flow set-up
+still sends two flow-mods. No Ryu imports.
 """
 
 from __future__ import annotations
 
 from ryu_nat.core.addresses import Proto, pack_key, unpack_key
-from ryu_nat.core.packet import ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
-from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, DecTtl, FlowDelete, FlowRule, Match,
-                                   MatchValue, Output, PacketOut, SetField, ipv4_text)
+from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, CheckPktLarger, DecTtl, FlowDelete,
+                                   FlowRule, Match, MatchValue, Output, PacketOut, SetField, TABLE_NAT, ipv4_text)
 
+TABLE_SIZE = 0
+PRIORITY_TOO_BIG = 400
 PRIORITY_TCP_SYN = 299
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
@@ -48,6 +57,30 @@ OpenFlow 1.3 cannot match an ICMP query id, so ICMP goes through the controller.
 def _output(port: int, in_port: int | None) -> Output:
     """OpenFlow drops output to the arrival port unless it is named OFPP_IN_PORT."""
     return Output(OFPP_IN_PORT if port == in_port else port)
+
+
+def size_checks(router_mac: str, uplink: int, public_mtu: int, private_mtu: int) -> list[FlowRule]:
+    """Table 0: routed IPv4 has its frame length tested, then every frame goes on to table 1.
+
+    From the uplink, against the private side's MTU; routed from a private port
+    (to the router MAC), against the smaller MTU: it leaves by the uplink, or by a
+    private port when it hairpins. The controller checks again against the exact
+    side. Open vSwitch counts the Ethernet header in the length.
+    """
+    cookie = cookies.make(RuleKind.BASE)
+    inbound = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4)
+    routed = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4)
+    return [FlowRule(2, inbound, (CheckPktLarger(private_mtu + ETH_HEADER_LEN),), cookie, table_id=TABLE_SIZE,
+                     goto_table=TABLE_NAT),
+            FlowRule(1, routed, (CheckPktLarger(min(public_mtu, private_mtu) + ETH_HEADER_LEN),), cookie,
+                     table_id=TABLE_SIZE, goto_table=TABLE_NAT),
+            FlowRule(0, Match(), (), cookie, table_id=TABLE_SIZE, goto_table=TABLE_NAT)]
+
+
+def too_big_to_controller() -> FlowRule:
+    """A frame table 0 found longer than its next hop's MTU goes to the controller, ahead of any rewrite."""
+    return FlowRule(PRIORITY_TOO_BIG, Match.of(reg0=(1, 1)), (Output(OFPP_CONTROLLER),),
+                    cookies.make(RuleKind.BASE))
 
 
 def table_miss() -> FlowRule:
@@ -76,10 +109,12 @@ def tcp_flag_to_controller(router_mac: str, flag: int) -> FlowRule:
     return FlowRule(priority, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
 
 
-def base(router_mac: str, uplink: int) -> list[FlowRule]:
-    """The rules that stay while the switch is connected: table-miss, ARP, the uplink's catch-all,
-    and TCP RST, FIN and SYN (from anywhere) to the controller."""
-    return [table_miss(), arp_to_controller(), uplink_to_controller(uplink),
+def base(router_mac: str, uplink: int, public_mtu: int = 1500, private_mtu: int = 1500) -> list[FlowRule]:
+    """The rules that stay while the switch is connected: the size checks and frames too big to the
+    controller, table-miss, ARP, the uplink's catch-all, and TCP RST, FIN and SYN (from anywhere) to the
+    controller."""
+    return [*size_checks(router_mac, uplink, public_mtu, private_mtu), too_big_to_controller(), table_miss(),
+            arp_to_controller(), uplink_to_controller(uplink),
             *(tcp_flag_to_controller(router_mac, flag) for flag in (TCP_RST, TCP_FIN, TCP_SYN))]
 
 

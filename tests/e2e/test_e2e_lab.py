@@ -435,15 +435,22 @@ def _switch_connected(run: LabRun) -> None:
 @check("base-rules")
 def _base_rules(run: LabRun) -> None:
     flows = lab.parse_flows(run.output("sh ovs-ofctl -O OpenFlow13 dump-flows nat"))
-    assert {(f.priority, f.match) for f in flows} == {
-        (301, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+rst"),
-        (300, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+fin"),
-        (299, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+syn-ack"),
-        (100, "arp"),
-        (51, 'in_port="nat-eth1"'),
-        (0, ""),
+    assert {(f.table, f.priority, f.match, f.actions) for f in flows if f.table == 0} == {
+        (0, 2, 'ip,in_port="nat-eth1"', "check_pkt_larger(1514)->NXM_NX_REG0[0],goto_table:1"),
+        (0, 1, "ip,dl_dst=02:4e:41:54:00:01", "check_pkt_larger(1514)->NXM_NX_REG0[0],goto_table:1"),
+        (0, 0, "", "goto_table:1"),
     }
-    assert {(f.actions, f.cookie) for f in flows} == {("CONTROLLER:65535", 0x4E41010000000000)}
+    assert {(f.table, f.priority, f.match) for f in flows if f.table != 0} == {
+        (1, 400, "reg0=0x1/0x1"),
+        (1, 301, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+rst"),
+        (1, 300, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+fin"),
+        (1, 299, "tcp,dl_dst=02:4e:41:54:00:01,tcp_flags=+syn-ack"),
+        (1, 100, "arp"),
+        (1, 51, 'in_port="nat-eth1"'),
+        (1, 0, ""),
+    }
+    assert {f.actions for f in flows if f.table == 1} == {"CONTROLLER:65535"}
+    assert {f.cookie for f in flows} == {0x4E41010000000000}
 
 
 @check("port-names")

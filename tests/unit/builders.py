@@ -32,10 +32,10 @@ def udp_bytes(src: Addr, sport: int, dst: Addr, dport: int, ttl: int = 64, paylo
 
 
 def tcp_bytes(src: Addr, sport: int, dst: Addr, dport: int, ttl: int = 64, bits: int = tcp.TCP_SYN,
-              payload: bytes = b"", seq: int = 1000) -> bytes:
+              payload: bytes = b"", seq: int = 1000, flags: int = 0) -> bytes:
     segment = tcp.tcp(sport, dport, seq=seq, ack=0, bits=bits, window_size=65535,
                       option=[tcp.TCPOptionMaximumSegmentSize(1460)])
-    return _serialize(_ip(src, dst, 6, ttl), segment, payload=payload)
+    return _serialize(_ip(src, dst, 6, ttl, flags=flags), segment, payload=payload)
 
 
 def echo_bytes(src: Addr, dst: Addr, ident: int, seq: int = 1, ttl: int = 64, request: bool = True,

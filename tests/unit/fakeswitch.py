@@ -1,4 +1,4 @@
-"""A simulated OpenFlow 1.3 switch with one flow table, run on plans (after faucet's ``clib/fakeoftable.py``).
+"""A simulated OpenFlow 1.3 switch with flow tables, run on plans (after faucet's ``clib/fakeoftable.py``).
 
 Plan tests assert where packets go, not which messages were sent. The model is
 what this project relies on, as OpenFlow 1.3 specifies it and as Open vSwitch
@@ -12,9 +12,15 @@ what this project relies on, as OpenFlow 1.3 specifies it and as Open vSwitch
   against the match (Open vSwitch's ``OFPBAC_MATCH_INCONSISTENT``), packet-out
   actions against the packet (it checks them against the frame), no
   ``Output(OFPP_TABLE)`` in a rule.
-- A packet takes the one highest-priority rule that matches it; two of equal
-  priority both matching is undefined in OpenFlow and fails. No rule: dropped
-  (the table-miss is a rule like any other).
+- A packet starts in table 0 and takes the one highest-priority rule that
+  matches it there; two of equal priority both matching is undefined in
+  OpenFlow and fails. No rule: dropped (the table-miss is a rule like any
+  other). A rule's goto-table goes on in that later table with the packet as
+  its actions left it.
+- Open vSwitch's check_pkt_larger sets bit 0 of register 0 (field ``reg0``,
+  0 when a packet arrives) if the frame is longer than its argument; a packet
+  gives its frame length as the pseudo-field ``frame_len`` (a minimum-size
+  frame, 60 bytes, if it gives none). Registers never leave the switch.
 - Actions run in order on a copy of the packet. DecTtl at TTL <= 1 stops them
   and sends an invalid-TTL packet-in carrying the packet as rewritten so far
   (Open vSwitch commits earlier set-fields first) -- if the asynchronous
@@ -46,9 +52,10 @@ from ryu_nat.backend import arp, ethernet, icmp, ipv4, tcp, udp
 from ryu_nat.backend import ofproto_v1_3 as ofp
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
-from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Action, Barrier, DecTtl,
-                                   FlowDelete, FlowRule, Match, Message, Output, PacketOut, Plan, SetField,
-                                   SwitchSetup)
+from ryu_nat.openflow.encoder import NX_EXPERIMENTER_ID, NXAST_CHECK_PKT_LARGER, NXM_NX_REG0
+from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Action, Barrier,
+                                   CheckPktLarger, DecTtl, FlowDelete, FlowRule, Match, Message, Output, PacketOut,
+                                   Plan, SetField, SwitchSetup)
 
 from .fakedp import state_change_event
 
@@ -62,11 +69,13 @@ NO_RULE_COOKIE = 0xFFFF_FFFF_FFFF_FFFF  # the cookie of a packet-in no rule caus
 _MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
 _IP_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"})
 _INT_FIELDS = frozenset({"in_port", "eth_type", "ip_proto", "tcp_src", "tcp_dst", "tcp_flags", "udp_src",
-                         "udp_dst", "icmpv4_type", "icmpv4_code", "arp_op"})
+                         "udp_dst", "icmpv4_type", "icmpv4_code", "arp_op", "reg0"})
 MATCH_FIELDS = _MAC_FIELDS | _IP_FIELDS | _INT_FIELDS
-# Open vSwitch does not let set-field write these.
-SETTABLE_FIELDS = MATCH_FIELDS - {"in_port", "eth_type", "ip_proto", "tcp_flags"}
-PACKET_FIELDS = MATCH_FIELDS | {"ip_ttl"}
+# Open vSwitch does not let set-field write these (nor the plan write registers).
+SETTABLE_FIELDS = MATCH_FIELDS - {"in_port", "eth_type", "ip_proto", "tcp_flags", "reg0"}
+PACKET_FIELDS = MATCH_FIELDS | {"ip_ttl", "frame_len"}
+REGISTERS = frozenset({"reg0"})
+MIN_FRAME_LEN = 60
 
 _IPV4 = (("eth_type", ETH_TYPE_IPV4),)
 _ARP = (("eth_type", ETH_TYPE_ARP),)
@@ -138,7 +147,7 @@ class FakeSwitch:
         # Open vSwitch's defaults for an equal-role controller (PLATFORM.md: packet-in mask 0x3).
         self.packet_in_reasons = frozenset({ofp.OFPR_NO_MATCH, ofp.OFPR_ACTION})
         self.flow_removed_reasons = SETUP_FLOW_REMOVED_REASONS
-        self._table: dict[tuple[int, tuple[tuple[str, Any], ...]], Entry] = {}
+        self._table: dict[tuple[int, int, tuple[tuple[str, Any], ...]], Entry] = {}
         self._packet_ins: list[PacketIn] = []
         self._flow_removed: list[FlowRemoved] = []
         self._emitted: list[tuple[int, Packet]] = []
@@ -159,7 +168,7 @@ class FakeSwitch:
                 case PacketOut(data, actions, in_port):
                     packet = fields_of_frame(data, in_port)
                     _check_actions(actions, packet, f"packet-out {item}")
-                    self._emitted += self._run(actions, packet, NO_RULE_COOKIE, ofp.OFPR_ACTION)
+                    self._emitted += self._run(actions, dict(packet), NO_RULE_COOKIE, ofp.OFPR_ACTION)
                 case SwitchSetup(miss_send_len):
                     self.miss_send_len = miss_send_len
                     self.packet_in_reasons = SETUP_PACKET_IN_REASONS
@@ -177,7 +186,8 @@ class FakeSwitch:
         match = _normalized_match(rule)
         _check_actions(rule.actions, match, f"rule {rule}")
         assert Output(OFPP_TABLE) not in rule.actions, f"rule {rule}: OFPP_TABLE is for packet-outs only"
-        key = (rule.priority, tuple(sorted(match.items())))
+        assert rule.goto_table is None or rule.goto_table > rule.table_id, f"rule {rule}: goto goes forward only"
+        key = (rule.table_id, rule.priority, tuple(sorted(match.items())))
         self._table[key] = Entry(rule, match, self.now, self.now)  # a replaced rule starts afresh
 
     # --- packets -------------------------------------------------------------------------------
@@ -191,8 +201,9 @@ class FakeSwitch:
         assert "in_port" in fields, "a packet needs an in_port"
         return self._lookup(_normalized_packet(fields))
 
-    def _lookup(self, packet: Packet) -> list[tuple[int, Packet]]:
-        hits = [entry for entry in self._table.values() if _matches(entry.match, packet)]
+    def _lookup(self, packet: Packet, table_id: int = 0) -> list[tuple[int, Packet]]:
+        hits = [entry for entry in self._table.values()
+                if entry.rule.table_id == table_id and _matches(entry.match, packet)]
         if not hits:
             return []
         best = max(entry.rule.priority for entry in hits)
@@ -201,11 +212,15 @@ class FakeSwitch:
         entry.packets += 1
         entry.last_used = self.now
         reason = ofp.OFPR_NO_MATCH if entry.is_table_miss else ofp.OFPR_ACTION
-        return self._run(entry.rule.actions, packet, entry.rule.cookie, reason)
+        packet = dict(packet)  # registers start at 0: a packet without ``reg0`` has 0 there
+        out = self._run(entry.rule.actions, packet, entry.rule.cookie, reason)
+        if entry.rule.goto_table is not None and not packet.get("_stopped"):
+            out += self._lookup(packet, entry.rule.goto_table)
+        return out
 
     def _run(self, actions: Sequence[Action], packet: Packet, cookie: int,
              controller_reason: int) -> list[tuple[int, Packet]]:
-        packet = dict(packet)
+        """Run ``actions`` on ``packet`` in place (it is the caller's copy); what they sent out of ports."""
         out: list[tuple[int, Packet]] = []
         for action in actions:
             match action:
@@ -217,8 +232,12 @@ class FakeSwitch:
                     assert "ip_ttl" in packet, f"dec_ttl on packet {packet}, which gives no ip_ttl"
                     if packet["ip_ttl"] <= 1:
                         self._packet_in(ofp.OFPR_INVALID_TTL, cookie, packet)
+                        packet["_stopped"] = True
                         return out  # Open vSwitch stops this table's actions
                     packet["ip_ttl"] -= 1
+                case CheckPktLarger(pkt_len):
+                    larger = packet.get("frame_len", MIN_FRAME_LEN) > pkt_len
+                    packet["reg0"] = (packet.get("reg0", 0) & ~1) | int(larger)
                 case Output(port):
                     out += self._output(port, packet, cookie, controller_reason)
                 case unreachable:
@@ -227,11 +246,13 @@ class FakeSwitch:
 
     def _output(self, port: int, packet: Packet, cookie: int, controller_reason: int) -> list[tuple[int, Packet]]:
         in_port = packet["in_port"]
+        packet = {name: value for name, value in packet.items() if name != "_stopped"}
         if port == OFPP_CONTROLLER:
             self._packet_in(controller_reason, cookie, packet)
             return []
         if port == OFPP_TABLE:
-            return self._lookup(packet)
+            return self._lookup({name: value for name, value in packet.items() if name not in REGISTERS})
+        packet = {name: value for name, value in packet.items() if name not in REGISTERS}
         if port == OFPP_IN_PORT:
             return [(in_port, dict(packet))]
         if port == OFPP_FLOOD:
@@ -243,7 +264,8 @@ class FakeSwitch:
 
     def _packet_in(self, reason: int, cookie: int, packet: Packet) -> None:
         if reason in self.packet_in_reasons:
-            self._packet_ins.append(PacketIn(reason, cookie, packet["in_port"], dict(packet)))
+            fields = {name: value for name, value in packet.items() if name not in REGISTERS and name != "_stopped"}
+            self._packet_ins.append(PacketIn(reason, cookie, packet["in_port"], fields))
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -285,7 +307,7 @@ class FakeSwitch:
 
     def entries(self) -> list[Entry]:
         """Installed rules with their counters, highest priority first."""
-        return sorted(self._table.values(), key=lambda entry: -entry.rule.priority)
+        return sorted(self._table.values(), key=lambda entry: (entry.rule.table_id, -entry.rule.priority))
 
     def rules(self) -> list[FlowRule]:
         return [entry.rule for entry in self.entries()]
@@ -305,7 +327,7 @@ def _normalized(name: str, value: Any) -> Any:
         return text
     if name in _IP_FIELDS:
         return str(IPv4Address(value))
-    assert name in _INT_FIELDS or name == "ip_ttl", f"field {name!r} is not modelled"
+    assert name in _INT_FIELDS or name in ("ip_ttl", "frame_len"), f"field {name!r} is not modelled"
     assert isinstance(value, int) and not isinstance(value, bool), f"{name}: not an int: {value!r}"
     return value
 
@@ -370,7 +392,8 @@ def _matches(match: Packet, packet: Packet) -> bool:
 def fields_of_frame(data: bytes, in_port: int) -> Packet:
     """The fields the switch matches a frame on, parsed with ryu.lib.packet."""
     eth, _, rest = ethernet.ethernet.parser(data)
-    fields: Packet = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype}
+    fields: Packet = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype,
+                      "frame_len": len(data)}
     if eth.ethertype == ETH_TYPE_ARP:
         req = arp.arp.parser(rest)[0]
         fields.update(arp_op=req.opcode, arp_spa=req.src_ip, arp_tpa=req.dst_ip, arp_sha=req.src_mac,
@@ -451,17 +474,22 @@ def _flow_mod(msg: MsgBase) -> FlowRule | FlowDelete:
         assert not msg.match.items(), f"{msg}: FlowDelete selects by cookie only"
         return FlowDelete(msg.cookie, msg.cookie_mask)
     assert msg.command == ofp.OFPFC_ADD, f"{msg}: no plan item sends flow_mod command {msg.command}"
-    assert msg.table_id == 0 and msg.buffer_id == ofp.OFP_NO_BUFFER, msg
+    assert msg.buffer_id == ofp.OFP_NO_BUFFER, msg
     assert msg.flags & ~ofp.OFPFF_SEND_FLOW_REM == 0, f"{msg}: flags {msg.flags:#x}"
     actions: tuple[Action, ...] = ()
-    if msg.instructions:
-        [instruction] = msg.instructions
-        assert isinstance(instruction, parser.OFPInstructionActions), instruction
+    goto_table = None
+    for instruction in msg.instructions:
+        if isinstance(instruction, parser.OFPInstructionGotoTable):
+            assert goto_table is None, msg
+            goto_table = instruction.table_id
+            continue
+        assert isinstance(instruction, parser.OFPInstructionActions) and not actions, instruction
         assert instruction.type == ofp.OFPIT_APPLY_ACTIONS, instruction
         actions = tuple(_action(a) for a in instruction.actions)
     return FlowRule(msg.priority, Match.of(**dict(msg.match.items())), actions, msg.cookie,
                     idle_timeout_s=msg.idle_timeout, hard_timeout_s=msg.hard_timeout,
-                    notify_removed=bool(msg.flags & ofp.OFPFF_SEND_FLOW_REM))
+                    notify_removed=bool(msg.flags & ofp.OFPFF_SEND_FLOW_REM), table_id=msg.table_id,
+                    goto_table=goto_table)
 
 
 def _action(action: MsgBase) -> Action:
@@ -473,6 +501,14 @@ def _action(action: MsgBase) -> Action:
         # A shorter max_len would truncate packet-ins; the gateway needs whole frames.
         assert action.port != OFPP_CONTROLLER or action.max_len == ofp.OFPCML_NO_BUFFER, action
         return Output(action.port)
+    if isinstance(action, parser.OFPActionExperimenter) and action.experimenter == NX_EXPERIMENTER_ID:
+        # Decoded, Ryu splits the subtype off (NXActionUnknown); as the encoder built it, it leads the data.
+        body = bytes(action.data) if not hasattr(action, "subtype") else struct.pack("!H", action.subtype) + bytes(
+            action.data)
+        subtype, pkt_len, offset, field = struct.unpack_from("!HHHI", body)
+        assert subtype == NXAST_CHECK_PKT_LARGER, f"no plan action sends Nicira subtype {subtype}"
+        assert (offset, field) == (0, NXM_NX_REG0) and not any(body[10:]), action
+        return CheckPktLarger(pkt_len)
     raise AssertionError(f"no plan action sends {action}")
 
 

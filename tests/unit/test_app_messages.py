@@ -15,7 +15,7 @@ from ryu_nat.backend import ofproto_v1_3 as ofp
 from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.core.addresses import Proto
-from ryu_nat.openflow import cookies
+from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 
 from .builders import echo_bytes, icmp_error_bytes, tcp_bytes, udp_bytes
@@ -82,7 +82,7 @@ def test_new_udp_flow_is_two_flow_mods_then_a_packet_out(app, dp):
     assert original.cookie == cookies.make(RuleKind.ORIGINAL, mapping_id)
     assert reply.cookie == cookies.make(RuleKind.REPLY, mapping_id)
     assert all((m.idle_timeout, m.hard_timeout, m.flags, m.priority, m.table_id) ==
-               (30, 0, ofp.OFPFF_SEND_FLOW_REM, 200, 0) for m in (original, reply))
+               (30, 0, ofp.OFPFF_SEND_FLOW_REM, 200, rules.TABLE_NAT) for m in (original, reply))
     assert dict(original.match.items()) == {"in_port": H1_PORT, "eth_type": 0x0800, "ip_proto": 17,
                                             "ipv4_src": H1, "ipv4_dst": SERVER, "udp_src": 5000, "udp_dst": 53}
     public_port = actions_of(original)[2][2]

@@ -66,6 +66,24 @@ def _bad_transport(lab: Lab) -> None:
     lab.send(H1_PORT, from_host(H1, bytes(raw)))
 
 
+def _bad_icmp_checksum(lab: Lab) -> None:
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    error = bytearray(icmp_error_bytes(SERVER, PUBLIC, udp_bytes(PUBLIC, out["udp_src"], SERVER, 53)))
+    error[22] ^= 0x01  # the ICMP checksum
+    lab.send(UPLINK, from_host(SERVER, bytes(error)))
+
+
+def _bad_embedded_checksum(lab: Lab) -> None:
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    about = bytearray(udp_bytes(PUBLIC, out["udp_src"], SERVER, 53))
+    about[10] ^= 0x01  # the quoted header's checksum; the ICMP checksum covers the change
+    lab.send(UPLINK, from_host(SERVER, icmp_error_bytes(SERVER, PUBLIC, bytes(about))))
+
+
+def _dont_fragment(lab: Lab) -> None:
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53, payload=bytes(1600), flags=0b010)))
+
+
 def _bad_arp(lab: Lab) -> None:
     body = struct.pack("!HHBBH6s4s6s4s", 1, 0x86DD, 6, 4, 1, bytes.fromhex("000000000002"), bytes(4), bytes(6),
                        bytes(4))
@@ -204,6 +222,9 @@ TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.BAD_HEADER: (_bad_header, {}),
     DropReason.BAD_IP_CHECKSUM: (_bad_ip_checksum, {}),
     DropReason.BAD_TRANSPORT: (_bad_transport, {}),
+    DropReason.BAD_ICMP_CHECKSUM: (_bad_icmp_checksum, {}),
+    DropReason.BAD_EMBEDDED_CHECKSUM: (_bad_embedded_checksum, {}),
+    DropReason.DONT_FRAGMENT: (_dont_fragment, {}),
     DropReason.BAD_ARP: (_bad_arp, {}),
     DropReason.FRAGMENT_OVERLAP: (_fragment_overlap, {}),
     DropReason.FRAGMENT_TOO_BIG: (_fragment_too_big, {}),

@@ -11,7 +11,8 @@ from ryu_nat.backend import ofproto_v1_3_parser as parser
 from ryu_nat.openflow import cookies, encoder, sentlog
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_TABLE, Barrier, DecTtl,
-                                   FlowDelete, FlowRule, Match, Message, Output, PacketOut, SetField, SwitchSetup)
+                                   FlowDelete, FlowRule, Match, Message, Output, PacketOut, SetField, SwitchSetup,
+                                   TABLE_NAT)
 
 from .builders import frame, udp_bytes
 from .fakedp import FakeDatapath
@@ -57,10 +58,10 @@ def test_each_plan_item_becomes_messages_that_serialize_and_decode(dp, item, kin
     assert [type(msg) for msg in dp.sent] == kinds
 
 
-def test_flow_rule_is_an_add_to_table_0_applying_its_actions(dp):
+def test_flow_rule_is_an_add_to_the_nat_table_applying_its_actions(dp):
     [msg] = sent(dp, REWRITE)
     assert (msg.command, msg.table_id, msg.priority, msg.cookie, msg.idle_timeout, msg.hard_timeout) == (
-        ofp.OFPFC_ADD, 0, 200, REWRITE.cookie, 30, 0)
+        ofp.OFPFC_ADD, TABLE_NAT, 200, REWRITE.cookie, 30, 0)
     assert (msg.flags, msg.buffer_id) == (ofp.OFPFF_SEND_FLOW_REM, ofp.OFP_NO_BUFFER)
     assert dict(msg.match.items()) == REWRITE.match.as_dict()
     [instruction] = msg.instructions
@@ -204,7 +205,7 @@ def test_describe_gives_one_line_with_what_explains_an_error(dp):
     [rewrite, fin, drop, delete, send, config, async_, barrier] = encoder.to_messages(
         dp, [REWRITE, FIN_TO_CONTROLLER, DROP, DELETE_OURS, SEND, SwitchSetup(), Barrier()])
     text = sentlog.describe(rewrite)
-    assert text.startswith("flow_mod add table=0 priority=200 ")
+    assert text.startswith("flow_mod add table=1 priority=200 ")
     assert f"cookie={REWRITE.cookie:#x} idle_timeout=30 " in text
     assert "ipv4_src=10.0.0.2" in text and "udp_dst=53" in text
     assert text.endswith("actions=set_field:ipv4_src=198.51.100.1,set_field:udp_src=40000,"

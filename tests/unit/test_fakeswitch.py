@@ -35,12 +35,13 @@ def udp_match(in_port: int = 1, **extra) -> Match:
 
 
 def rule(priority: int, match: Match, *actions, cookie: int = BASE, **timeouts) -> FlowRule:
-    return FlowRule(priority, match, tuple(actions), cookie, **timeouts)
+    """A rule in table 0, where every packet starts (these tests use one table)."""
+    return FlowRule(priority, match, tuple(actions), cookie, table_id=0, **timeouts)
 
 
 def mapping_rule(mapping_id: int, kind: RuleKind = RuleKind.ORIGINAL, idle_timeout_s: int = 30) -> FlowRule:
     return FlowRule(200, udp_match(udp_src=mapping_id, udp_dst=53 + kind), (Output(2),),
-                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True)
+                    cookies.make(kind, mapping_id), idle_timeout_s=idle_timeout_s, notify_removed=True, table_id=0)
 
 
 TABLE_MISS = rule(0, Match(), Output(OFPP_CONTROLLER))
@@ -280,14 +281,14 @@ def arp_request(mac: str, spa: str, tpa: str) -> bytes:
 
 def test_fields_of_frames():
     udp = fields_of_frame(frame(H1_MAC.upper(), ROUTER_MAC, udp_bytes(H1, 5000, SERVER, 53, ttl=7)), 1)
-    assert udp == udp_fields(H1, 5000, SERVER, 53, ttl=7)
+    assert udp == udp_fields(H1, 5000, SERVER, 53, ttl=7) | {"frame_len": 60}
     syn = fields_of_frame(frame(H1_MAC, ROUTER_MAC, tcp_bytes(H1, 5000, SERVER, 80, bits=0x0C2)), 1)
     assert (syn["ip_proto"], syn["tcp_src"], syn["tcp_dst"], syn["tcp_flags"]) == (6, 5000, 80, 0x0C2)
     echo = fields_of_frame(frame(H1_MAC, ROUTER_MAC, echo_bytes(H1, SERVER, ident=9)), 1)
     assert (echo["ip_proto"], echo["icmpv4_type"], echo["icmpv4_code"]) == (1, 8, 0)
     who_has = fields_of_frame(arp_request(H1_MAC, H1, PUBLIC), 4)
     assert who_has == dict(in_port=4, eth_src=H1_MAC, eth_dst="ff:ff:ff:ff:ff:ff", eth_type=ARP, arp_op=1,
-                           arp_spa=H1, arp_tpa=PUBLIC, arp_sha=H1_MAC, arp_tha="00:00:00:00:00:00")
+                           arp_spa=H1, arp_tpa=PUBLIC, arp_sha=H1_MAC, arp_tha="00:00:00:00:00:00", frame_len=60)
 
 
 @pytest.mark.parametrize("flags, offset", [(0x1, 0), (0x0, 185)])

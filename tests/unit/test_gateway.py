@@ -29,8 +29,8 @@ def test_connect_clears_our_old_rules_then_installs_the_base_rules():
     first_plan = lab.plans[0]
     assert isinstance(first_plan[0], SwitchSetup)
     assert first_plan[1] == FlowDelete(cookies.OURS, cookies.OURS_MASK) and isinstance(first_plan[2], Barrier)
-    priorities = sorted(r.priority for r in lab.switch.rules())
-    assert priorities == [0, 51, 100, 299, 300, 301]
+    assert sorted((r.table_id, r.priority) for r in lab.switch.rules()) == [
+        (0, 0), (0, 1), (0, 2), (1, 0), (1, 51), (1, 100), (1, 299), (1, 300), (1, 301), (1, 400)]
     assert lab.gateway.private_ports == {H1_PORT, H2_PORT}
 
 

@@ -39,7 +39,7 @@ def test_refused_mappings_log_one_line_per_5_s_with_the_number_not_logged(caplog
         lab.apply(lab.gateway.packet_in(H2_PORT, from_host(H2, udp_bytes(H2, 9999, SERVER, 53)), lab.now + 5.0))
     assert lab.gateway.stats.drops["ports_exhausted"] == 2001
     first, second = caplog.messages
-    assert first == f"refused proto 17 {H2}:1024 -> {SERVER}:53: ports_exhausted"
+    assert first == f"refused proto 17 from {H2}:1024: ports_exhausted"  # no destination: RFC 6888 REQ-12
     assert second.endswith("ports_exhausted (1999 more like this in the last 5 s not logged)")
 
 
