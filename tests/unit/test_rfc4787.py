@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from ryu_nat.core.addresses import Proto
+from ryu_nat.core.fragments import fragment
 from ryu_nat.core.ports import PortAllocator, PortRange
 from ryu_nat.core.nat import SourceNat
 from ryu_nat.core.table import Mapping, MappingKind
@@ -163,6 +164,21 @@ def test_rfc4787_req8_the_answer_to_a_filtered_in_datagram_leaves_from_the_same_
     assert (port, out["ipv4_src"], out["udp_src"]) == (UPLINK, PUBLIC, public_port)
     assert lab.gateway.mapping_count(Proto.UDP) == 2
 
+
+def test_rfc4787_req8_what_filtering_lets_in_may_come_in_pieces_or_too_big():
+    """Pieces carry no ports a rule could match: the controller lets the datagram in whole, cut again, and
+    installs no filter rule for it; one too big for the private side with DF set is answered instead."""
+    lab = Lab({"filtering": "endpoint-independent", "private_mtu": "1200"})
+    public_port = open_mapping(lab, H1, 5000, H1_PORT)
+    delivered = []
+    for piece in fragment(parsed(udp_bytes(INTERNET, 9, PUBLIC, public_port, payload=bytes(4000))), 1480):
+        delivered += lab.send(UPLINK, from_host(GATEWAY, piece))
+    assert {(port, f["ipv4_src"], f["ipv4_dst"]) for port, f in delivered} == {(H1_PORT, INTERNET, H1)}
+    assert len(delivered) == 4 and filter_rules(lab) == []  # 4,000 bytes in pieces of at most 1,180
+    big = udp_bytes(INTERNET, 9, PUBLIC, public_port, payload=bytes(1300), flags=0b010)  # DF
+    [(port, answer)] = lab.send(UPLINK, from_host(GATEWAY, big))
+    assert (port, answer["ipv4_src"], answer["ipv4_dst"], answer["ip_proto"]) == (UPLINK, PUBLIC, INTERNET, 1)
+    assert filter_rules(lab) == []
 
 def test_rfc7857_s6_endpoint_independent_filtering_of_a_udp_port_lets_in_no_tcp():
     lab = Lab({"filtering": "endpoint-independent"})
