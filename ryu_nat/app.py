@@ -207,7 +207,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         if msg.datapath is self.datapath:
             with self._guard("flow_removed", msg.datapath):
                 self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, FlowRemovedReason.of(msg.reason),
-                                                                   time.monotonic(), msg.packet_count))
+                                                                   time.monotonic(), msg.packet_count,
+                                                                   msg.idle_timeout))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: ofp_event.EventOFPPortStatus) -> None:
