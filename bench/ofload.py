@@ -237,9 +237,11 @@ def port_desc_reply(xid: int, dpid: int) -> bytes:
     return message(MULTIPART_REPLY, struct.pack("!HH4x", MP_PORT_DESC, 0) + body, xid)
 
 
-def flow_removed(cookie: int, priority: int, match: bytes) -> bytes:
-    body = struct.pack("!QHBBIIHHQQ", cookie, priority, IDLE_TIMEOUT, 0, 1, 0, 1, 0, 1, 60) + match
-    return message(FLOW_REMOVED, body)
+def flow_removed(cookie: int, priority: int, match: bytes, idle_timeout: int) -> bytes:
+    """A rule idled out after ``idle_timeout`` seconds, having matched no packet (the generator sends none
+    through rules): ryu_nat tells a never-answered TCP connection's rules by that count."""
+    body = struct.pack("!QHBBIIHHQQ", cookie, priority, IDLE_TIMEOUT, 0, idle_timeout, 0, idle_timeout, 0, 0, 0)
+    return message(FLOW_REMOVED, body + match)
 
 
 def aggregate_reply(xid: int, flow_count: int) -> bytes:
@@ -375,7 +377,7 @@ class Flow:
         self.sent = sent
         self.flow_mods = 0
         self.packet_out = False
-        self.rules: list[tuple[int, int, bytes]] = []  # (cookie, priority, match) per installed rule
+        self.rules: list[tuple[int, int, bytes, int]] = []  # (cookie, priority, match, idle timeout) per rule
         self.measured = measured
         self.done = False
         self.torn_down = False
@@ -462,7 +464,8 @@ class Generator:
             return
         flow.flow_mods += 1
         if self.churn:
-            flow.rules.append((cookie, priority, bytes(buf[at + 48: at + 48 + (match_len + 7) // 8 * 8])))
+            idle_timeout = _U16.unpack_from(buf, at + 26)[0]
+            flow.rules.append((cookie, priority, bytes(buf[at + 48: at + 48 + (match_len + 7) // 8 * 8]), idle_timeout))
             self.by_cookie[cookie] = flow
             for mask, index in self.by_masked_cookie.items():
                 index[cookie & mask] = flow
@@ -523,7 +526,7 @@ class Generator:
         if flow is None or flow.torn_down:
             return
         flow.torn_down = True
-        for rule_cookie, _, _ in flow.rules:
+        for rule_cookie, *_ in flow.rules:
             self.by_cookie.pop(rule_cookie, None)
             for other_mask, other in self.by_masked_cookie.items():
                 if other.get(rule_cookie & other_mask) is flow:
@@ -548,7 +551,7 @@ class Generator:
         queue = self.teardown_queue
         while queue and queue[0][0] <= now:
             _, flow = queue.popleft()
-            flow.switch.send(b"".join(flow_removed(cookie, priority, match) for cookie, priority, match in flow.rules))
+            flow.switch.send(b"".join(flow_removed(*rule) for rule in flow.rules))
 
 
 class Switch(asyncio.Protocol):

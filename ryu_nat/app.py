@@ -27,9 +27,9 @@ from typing import Any
 
 from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
                              ofp_event, ofproto_v1_3, set_ev_cls)
-from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, check_state_file,
-                            parse_config, read_token, rfc_warnings)
-from ryu_nat.configfiles import check_files
+from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
+                            rfc_warnings)
+from ryu_nat.configfiles import check_files, read_token
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import encoder, sentlog
@@ -38,7 +38,7 @@ from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
-from ryu_nat.operator.statefile import StateFile
+from ryu_nat.operator.statefile import StateFile, check_state_file
 from ryu_nat.operator.stats_tap import FlowStatsTap
 from ryu_nat.operator.statsrequests import StatsRequests
 from ryu_nat.operator.switchread import Purpose, SwitchReader
@@ -236,7 +236,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         if msg.datapath is self.datapath:
             with self._guard("flow_removed", msg.datapath):
                 self._send(msg.datapath, self.gateway.flow_removed(msg.cookie, FlowRemovedReason.of(msg.reason),
-                                                                   time.monotonic(), msg.packet_count))
+                                                                   time.monotonic(), msg.packet_count,
+                                                                   msg.idle_timeout))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: ofp_event.EventOFPPortStatus) -> None:

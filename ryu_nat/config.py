@@ -13,25 +13,26 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import os
 import re
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
+from typing import TypeVar
 
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
-from ryu_nat.core.nat import Timeouts
+from ryu_nat.core.filtering import Filtering
+from ryu_nat.core.limits import Limits, Timeouts
 from ryu_nat.core.ports import PortRange
 from ryu_nat.openflow.plan import OFPP_MAX
 
+_T = TypeVar("_T")
 OPENFLOW_MAX_TIMEOUT_S = 65535  # idle_timeout is 16 bits in OpenFlow 1.3
 MIN_MTU = 68  # RFC 791: every IPv4 link carries 68 bytes whole
 MAX_MTU = 65535 - 14  # the switch's length check counts the Ethernet header in 16 bits
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
-_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # oslo.config keeps "value  # note" whole; INI users expect the note to be a comment. A '#' or ';'
 # at the start of a (continuation) line or after a blank starts one: no option's value holds either.
@@ -41,7 +42,11 @@ SECTION = "nat"
 DEFAULTS: dict[str, str] = {
     "public_port": "1",
     "redirects": "",
-    "port_range": "1024-65535",
+    "port_range": "1-65535",
+    "port_parity": "true",
+    "filtering": "address-dependent",
+    "max_mappings_per_host": "4096",
+    "when_full": "evict",
     "tcp_table_size": "16384",
     "udp_table_size": "16384",
     "icmp_table_size": "1024",
@@ -66,7 +71,13 @@ OPTIONS: dict[str, str] = {
     "private_ipv4": "The NAT's private address and prefix, the private hosts' gateway, e.g. 10.0.0.1/24.",
     "public_port": "Switch port number of the uplink; every other port is private.",
     "redirects": "Port forwards, comma separated: proto:public_port=private_ip:port (tcp or udp).",
-    "port_range": "Public ports (and ICMP ids) handed out by source NAT, first-last.",
+    "port_range": "Public ports (and ICMP ids) handed out by source NAT, first-last; a private port below 1024 "
+                  "gets one below 1024, the others one above (RFC 4787 REQ-3), as far as the range allows.",
+    "port_parity": "true: public ports keep the private port's parity while one is free (RFC 4787 REQ-4).",
+    "filtering": "Who reaches a private endpoint's public port unasked (RFC 4787 REQ-8): endpoint-independent, "
+                 "address-dependent (an address it talks to) or address-and-port-dependent.",
+    "max_mappings_per_host": "Most mappings one private host may open, per protocol (RFC 6888 REQ-4).",
+    "when_full": "A full table or host: evict (LRU; the host's oldest) or refuse (ICMP 3/13) a new mapping.",
     "tcp_table_size": "Most TCP mappings; the least recently used goes when full.",
     "udp_table_size": "Most UDP mappings.",
     "icmp_table_size": "Most ICMP query mappings.",
@@ -134,7 +145,10 @@ class NatConfig:
     private: IPv4Interface
     public_port: int = 1
     redirects: tuple[RedirectRule, ...] = ()
-    port_range: PortRange = PortRange(1024, 65535)
+    port_range: PortRange = PortRange(1, 65535)
+    port_parity: bool = True
+    filtering: Filtering = Filtering.ADDRESS_DEPENDENT
+    limits: Limits = Limits(per_host=4096, evict=True)
     table_sizes: MappingOf[Proto, int] = field(
         default_factory=lambda: {Proto.TCP: 16384, Proto.UDP: 16384, Proto.ICMP: 1024})
     timeouts: Timeouts = Timeouts()
@@ -163,6 +177,10 @@ class NatConfig:
             "public_port": self.public_port,
             "redirects": [str(rule) for rule in self.redirects],
             "port_range": str(self.port_range),
+            "port_parity": self.port_parity,
+            "filtering": self.filtering.value,
+            "max_mappings_per_host": self.limits.per_host,
+            "when_full": "evict" if self.limits.evict else "refuse",
             "tcp_table_size": self.table_sizes[Proto.TCP],
             "udp_table_size": self.table_sizes[Proto.UDP],
             "icmp_table_size": self.table_sizes[Proto.ICMP],
@@ -208,6 +226,10 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         public_port=_int("public_port", values["public_port"], 1, OFPP_MAX),
         redirects=parse_redirects(values["redirects"], private),
         port_range=port_range,
+        port_parity=_bool("port_parity", values["port_parity"]),
+        filtering=_choice("filtering", values["filtering"], {mode.value: mode for mode in Filtering}),
+        limits=Limits(per_host=_int("max_mappings_per_host", values["max_mappings_per_host"], 1, 10_000_000),
+                      evict=_choice("when_full", values["when_full"], {"evict": True, "refuse": False})),
         table_sizes={proto: _int(f"{proto.label}_table_size", values[f"{proto.label}_table_size"], 1, 10_000_000)
                      for proto in Proto},
         timeouts=Timeouts(
@@ -226,36 +248,6 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         state_file=values["state_file"],
         audit_interval_s=_int("audit_interval", values["audit_interval"], 0, 7 * 86400),
     )
-
-
-def read_token(path: str) -> str:
-    """The REST API's token from ``path`` (surrounding white space dropped); ConfigError if the file
-    cannot be read or does not hold 16 to 4096 printable characters without spaces."""
-    try:
-        with open(path, "rb") as token_file:
-            raw = token_file.read(8193)
-    except OSError as exc:
-        raise ConfigError(f"[nat] api_token_file = {path!r} cannot be read: {exc.strerror or exc}") from None
-    try:
-        token = raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        token = ""
-    if not _TOKEN.match(token):
-        raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
-                          "characters without spaces (e.g. from: openssl rand -hex 32)")
-    return token
-
-
-def check_state_file(path: str) -> None:
-    """ConfigError if ``[nat] state_file`` names a file in a directory that does not exist (or is not writable):
-    redirects added through the API could not be kept."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} is not writable")
-    if os.path.isdir(path):
-        raise ConfigError(f"[nat] state_file = {path!r} is a directory, not a file")
 
 
 def check_api_exposure(listen_host: str, api: ApiConfig) -> None:
@@ -417,6 +409,13 @@ def _origins(text: str) -> tuple[str, ...]:
             raise ConfigError(f"[nat] api_cors_origins: {item!r} is not an origin like http://host:port")
         origins.append(item)
     return tuple(origins)
+
+
+def _choice(name: str, text: str, choices: MappingOf[str, _T]) -> _T:
+    """What the word ``text`` (any case) stands for among ``choices``."""
+    if text.lower() not in choices:
+        raise ConfigError(f"[nat] {name} = {text!r} is not one of: {', '.join(choices)}")
+    return choices[text.lower()]
 
 
 def _bool(name: str, text: str) -> bool:

@@ -123,11 +123,15 @@ def serve_tcp_connection(conn: socket.socket, peer: tuple[str, int], name: str) 
         except ValueError:
             request = {}
         hasher, length = hashlib.sha256(), 0
-        while chunk := stream.read1(CHUNK):
-            hasher.update(chunk)
-            length += len(chunk)
-        seen = {"proto": "tcp", "server": name, "peer": list(peer), "len": length,
-                "sha256": hasher.hexdigest(), "tag": request.get("tag")}
+        seen: dict[str, Any] = {"proto": "tcp", "server": name, "peer": list(peer), "tag": request.get("tag")}
+        try:
+            while chunk := stream.read1(CHUNK):
+                hasher.update(chunk)
+                length += len(chunk)
+        except ConnectionResetError:
+            emit({**seen, "error": "reset"})
+            return
+        seen.update(len=length, sha256=hasher.hexdigest())
         emit(seen)
         time.sleep(float(request.get("hold", 0)))
         conn.sendall(json.dumps(seen).encode() + b"\n" + pattern(int(request.get("download", 0))))
@@ -195,6 +199,10 @@ def udp_exchange(sock: socket.socket, dest: tuple[str, int], message: bytes, pay
             result["error"] = "timeout"
             continue
         except OSError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                # An ICMP host unreachable or administratively prohibited (RFC 5508 REQ-8 from a NAT).
+                result["error"] = "unreachable"
+                return result
             if exc.errno != errno.EMSGSIZE:
                 raise
             # An ICMP fragmentation needed, reported on a connected socket (Linux): it now knows the
@@ -280,6 +288,51 @@ def icmp_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def udp_peer(args: argparse.Namespace) -> int:
+    """One socket that both sends and listens, as a peer-to-peer application does (hole punching).
+
+    Sends ``--count`` datagrams, ``--interval`` s apart, to each ``--to``; prints one JSON line per
+    datagram received, at once (the peer as it arrived, and the sender's request line), answering each
+    with what arrived (as udp-server does); stops ``--listen`` s after its last send, with a summary.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", args.from_port))
+    dests = [endpoint(text) for text in args.to]
+    message = json.dumps({"tag": args.tag}).encode() + b"\n"
+    received: list[dict[str, Any]] = []
+    next_send, sends_left = time.monotonic(), args.count
+    stop_at = next_send + args.count * args.interval + args.listen
+    while time.monotonic() < stop_at:
+        now = time.monotonic()
+        if sends_left and now >= next_send:
+            for dest in dests:
+                try:
+                    sock.sendto(message, dest)
+                except OSError:
+                    pass  # an ICMP error about an earlier datagram; the next one is tried anyway
+            sends_left -= 1
+            next_send = now + args.interval
+        sock.settimeout(max(0.01, (next_send if sends_left else stop_at) - time.monotonic()))
+        try:
+            data, peer = sock.recvfrom(MAX_DATAGRAM)
+        except (TimeoutError, OSError):
+            continue
+        try:
+            header, payload = split_header(data)
+        except ValueError:
+            header, payload = {}, data
+        seen = {"event": "received", "peer": list(peer), "header": header}
+        received.append(seen)
+        emit(seen)
+        if header.get("peer") is None:  # not itself an answer: answer it, as udp-server does
+            answer = {"proto": "udp", "server": args.tag, "peer": list(peer), "ttl": None, "len": len(payload),
+                      "sha256": digest(payload), "tag": header.get("tag")}
+            sock.sendto(json.dumps(answer).encode() + b"\n" + payload, peer)
+    emit({"local": list(sock.getsockname()), "received": received})
+    return 0
+
+
 def tcp_exchange(dest: tuple[str, int], args: argparse.Namespace, upload: bytes) -> dict[str, Any]:
     result: dict[str, Any] = {"to": f"{dest[0]}:{dest[1]}"}
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -291,6 +344,10 @@ def tcp_exchange(dest: tuple[str, int], args: argparse.Namespace, upload: bytes)
         result["local"] = list(sock.getsockname())
         request = {"download": args.download, "hold": args.hold, "tag": args.tag}
         sock.sendall(json.dumps(request).encode() + b"\n" + upload)
+        if args.reset:  # close at once with an RST (no linger), not a FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            result["reset"] = True
+            return result
         sock.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := sock.recv(CHUNK):
@@ -428,18 +485,26 @@ def parser() -> argparse.ArgumentParser:
                      help="sends before giving up (1: a lost first datagram fails)")
     udp.set_defaults(handler=udp_client)
 
+    peer = commands.add_parser("udp-peer")
+    peer.add_argument("--to", action="append", default=[], help="IP:PORT, repeatable")
+    peer.add_argument("--count", type=int, default=1, help="datagrams to each --to")
+    peer.add_argument("--interval", type=float, default=0.2, help="seconds between sends")
+    peer.add_argument("--listen", type=float, default=2.0, help="seconds to listen after the last send")
+    peer.set_defaults(handler=udp_peer)
+
     tcp = commands.add_parser("tcp-client")
     tcp.add_argument("--to", required=True, help="IP:PORT")
     tcp.add_argument("--upload", type=int, default=64)
     tcp.add_argument("--download", type=int, default=64)
     tcp.add_argument("--hold", type=float, default=0.0, help="server waits this long before answering")
+    tcp.add_argument("--reset", action="store_true", help="send the request, then reset the connection")
     tcp.set_defaults(handler=tcp_client)
 
     many = commands.add_parser("tcp-many")
     many.add_argument("--to", required=True, help="IP:PORT")
     many.add_argument("--count", type=int, default=300)
     many.add_argument("--max-failures", type=int, default=5)
-    many.set_defaults(handler=tcp_many, download=0, hold=0.0)
+    many.set_defaults(handler=tcp_many, download=0, hold=0.0, reset=False)
 
     session = commands.add_parser("session-client")
     session.add_argument("--proto", choices=("tcp", "udp"), required=True)
@@ -464,7 +529,7 @@ def parser() -> argparse.ArgumentParser:
     raw.add_argument("--rate", type=float, default=0.0, help="frames per second (0: as fast as possible)")
     raw.set_defaults(handler=raw_send)
 
-    for sub in (udp, tcp, many, session):
+    for sub in (udp, peer, tcp, many, session):
         sub.add_argument("--from-port", type=int, default=0, help="source port (0: any)")
         sub.add_argument("--timeout", type=float, default=3.0, help="seconds per attempt")
         sub.add_argument("--tag", default="")

@@ -1,5 +1,5 @@
-"""ICMP messages the NAT itself sends: time exceeded, fragmentation needed, and echo replies for its own
-addresses.
+"""ICMP messages the NAT itself sends: time exceeded, destination unreachable (administratively
+prohibited, fragmentation needed), and echo replies for its own addresses.
 
 Built with ``ryu.lib.packet``, which never parses what arrived; the quoted
 packet follows RFC 792 (IP header plus the first 8 bytes of its payload). No I/O.
@@ -21,6 +21,7 @@ ICMP_DEST_UNREACH = 3
 FRAGMENTATION_NEEDED = 4
 ICMP_TIME_EXCEEDED = 11
 TTL_EXCEEDED_IN_TRANSIT = 0
+ADMIN_PROHIBITED = 13  # communication administratively prohibited (RFC 1812 5.2.7.1)
 DEFAULT_TTL = 64
 
 
@@ -48,6 +49,13 @@ def time_exceeded(d: Datagram, from_ip: IPv4Address) -> bytes:
     quoted = d.raw[: d.header_len + EMBEDDED_TRANSPORT_LEN]
     message = icmp.icmp(ICMP_TIME_EXCEEDED, TTL_EXCEEDED_IN_TRANSIT, 0,
                         data=icmp.TimeExceeded(data_len=0, data=quoted))
+    return _ipv4_packet(from_ip, IPv4Address(d.src), bytes(message.serialize(b"", None)))
+
+
+def destination_unreachable(d: Datagram, from_ip: IPv4Address, code: int = ADMIN_PROHIBITED) -> bytes:
+    """An ICMP destination unreachable with ``code`` from ``from_ip`` to the sender of ``d``, quoting it."""
+    quoted = d.raw[: d.header_len + EMBEDDED_TRANSPORT_LEN]
+    message = icmp.icmp(ICMP_DEST_UNREACH, code, 0, data=icmp.dest_unreach(data_len=0, data=quoted))
     return _ipv4_packet(from_ip, IPv4Address(d.src), bytes(message.serialize(b"", None)))
 
 

@@ -26,7 +26,7 @@ from typing import Literal
 import cachetools
 from cachetools import Cache
 
-from ryu_nat.core.addresses import Proto, pack_key, source_of
+from ryu_nat.core.addresses import SOURCE_SHIFT, Proto, pack_key, source_of
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalListener, RemovalReason
 
 _COMPACT_SLACK = 1024
@@ -162,6 +162,7 @@ class LruNatTable:
         self.listener = listener
         self._tables = {proto: _SubTable(sizes[proto], self._evicted) for proto in Proto}
         self._by_host: dict[int, dict[Mapping, None]] = {}
+        self._clients: dict[Proto, dict[int, int]] = {proto: {} for proto in Proto}  # host -> mappings it opened
         self._buckets: dict[int, list[Mapping]] = {}
         self._bucket_heap: list[int] = []
         self._bucket_entries = 0
@@ -204,6 +205,10 @@ class LruNatTable:
                 by_host[host] = {mapping: None}
             else:
                 of_host[mapping] = None
+        if mapping.kind is not MappingKind.REDIRECT:
+            clients = self._clients[mapping.proto]
+            client = original >> SOURCE_SHIFT
+            clients[client] = clients.get(client, 0) + 1
         if mapping.idle_timeout_s != math.inf:
             self._timed_mappings += 1
             self._schedule(mapping)
@@ -244,8 +249,8 @@ class LruNatTable:
             self._bucket_entries -= len(entries)
             not_yet: list[Mapping] = []
             for mapping in entries:
-                if not self._tables[mapping.proto].owns(mapping):
-                    continue  # removed since it was scheduled
+                if not self._tables[mapping.proto].owns(mapping) or not mapping.expires_by_itself:
+                    continue  # removed since it was scheduled, or no longer timed here
                 if mapping.deadline <= now:
                     self.delete(mapping, RemovalReason.EXPIRED)
                     removed += 1
@@ -267,6 +272,8 @@ class LruNatTable:
             table.channels.clear()
             table.ids.clear()
         self._by_host.clear()
+        for clients in self._clients.values():
+            clients.clear()
         self._buckets.clear()
         self._bucket_heap.clear()
         self._bucket_entries = self._timed_mappings = 0
@@ -289,9 +296,29 @@ class LruNatTable:
             if proto is None or table_proto is proto:
                 yield from table.live()
 
-    def reschedule(self, mapping: Mapping) -> None:
-        if self._tables[mapping.proto].owns(mapping) and mapping.expires_by_itself:
+    def retime(self, mapping: Mapping, idle_timeout_s: float) -> None:
+        if not self._tables[mapping.proto].owns(mapping):
+            return
+        was_timed, old_deadline = mapping.expires_by_itself, mapping.deadline
+        mapping.idle_timeout_s = idle_timeout_s
+        if not mapping.expires_by_itself:
+            if was_timed:
+                self._timed_mappings -= 1  # its bucket entries are skipped when due
+            return
+        if not was_timed:
+            self._timed_mappings += 1
             self._schedule(mapping)
+        elif mapping.deadline < old_deadline:
+            self._schedule(mapping)  # the entry at the old deadline finds it gone, or moves it, when due
+
+    def clients(self, proto: Proto, host: int) -> int:
+        return self._clients[proto].get(host, 0)
+
+    def oldest_of_client(self, proto: Proto, host: int) -> Mapping | None:
+        for mapping in self._by_host.get(host, ()):  # insertion order is id order: oldest first
+            if mapping.proto is proto and mapping.kind is not MappingKind.REDIRECT and mapping.initiator == host:
+                return mapping
+        return None
 
     def page(self, after: int, limit: int, proto: Proto | None = None, host: IPv4Address | None = None) -> Page:
         if limit < 1:
@@ -366,6 +393,14 @@ class LruNatTable:
                 of_host.pop(mapping, None)
                 if not of_host:
                     del self._by_host[host]
+        if mapping.kind is not MappingKind.REDIRECT:
+            clients = self._clients[mapping.proto]
+            client = mapping.original >> SOURCE_SHIFT
+            left = clients[client] - 1
+            if left:
+                clients[client] = left
+            else:
+                del clients[client]
         if mapping.expires_by_itself:
             self._timed_mappings -= 1
             if self._bucket_entries > 2 * self._timed_mappings + _COMPACT_SLACK:

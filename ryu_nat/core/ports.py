@@ -5,7 +5,9 @@ while any mapping of that endpoint lives; every remote sees that endpoint on the
 same port, and no other endpoint is given it. A port freed less than
 ``quarantine_s`` ago is handed to a different endpoint only when no other port
 is found (RFC 6888 REQ-8), so late packets of the old flow cannot reach a new
-owner. No I/O; time is passed in.
+owner. Candidates keep the private port's class (below 1024 or not, RFC 4787
+REQ-3) and, unless told otherwise, its parity (REQ-4), as far as the range
+allows. No I/O; time is passed in.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def owner_key(private_ip: int, private_port: int) -> int:
 class PortAllocator:
     """Who owns which public port, per protocol, and the default port generator."""
 
-    def __init__(self, port_range: PortRange, rng: random.Random, quarantine_s: float = QUARANTINE_S) -> None:
+    def __init__(self, port_range: PortRange, rng: random.Random, quarantine_s: float = QUARANTINE_S,
+                 keep_parity: bool = True) -> None:
         self.port_range = port_range
         self.quarantine_s = quarantine_s
+        self.keep_parity = keep_parity
         self._rng = rng
         # RFC 4787 REQ-3: private ports below 1024 map below 1024, the others never do,
         # as far as the configured range allows.
@@ -68,11 +72,19 @@ class PortAllocator:
         self._quarantine: dict[Proto, OrderedDict[int, tuple[float, int]]] = {p: OrderedDict() for p in Proto}
 
     def candidate(self, proto: Proto, private_port: int, rng: random.Random | None = None) -> int:
-        """A random port from the part of the range that suits ``private_port`` (drawn from ``rng`` if given:
-        a dry run must leave the allocator's own random source as it was)."""
+        """A random port from the part of the range that suits ``private_port``: its class, and its parity
+        (even or odd, RFC 4787 REQ-4) when ``keep_parity`` and the part holds a port of that parity. Drawn
+        from ``rng`` if given: a dry run must leave the allocator's own random source as it was."""
+        draw = rng or self._rng
         span = self._low if private_port < WELL_KNOWN_LIMIT and self._low else self._high or self._low
         assert span is not None  # a PortRange is never empty
-        return (rng or self._rng).randint(span[0], span[1])
+        first, last = span
+        if self.keep_parity:
+            first += (first ^ private_port) & 1  # the first port of the private port's parity
+            if first <= last:
+                return first + 2 * draw.randint(0, (last - first) // 2)
+            first = span[0]
+        return draw.randint(first, last)
 
     def port_of(self, proto: Proto, owner: int) -> int | None:
         """The public port ``owner`` already holds, if any (endpoint-independent mapping)."""

@@ -9,8 +9,8 @@ reply channel, and a reply leaves as the reverse of the original::
                      reply     203.0.113.9:53 -> 192.168.3.1:40123
     redirect         original  198.51.100.7:6000 -> 192.168.3.1:8080
                      reply     10.0.0.2:80 -> 198.51.100.7:6000
-    hairpin          original  10.0.0.3:7000 -> 192.168.3.1:8080
-                     reply     10.0.0.2:80 -> 192.168.3.1:51000
+    hairpin          original  10.0.0.3:7000 -> 192.168.3.1:8080    (a redirect's port, or the
+                     reply     10.0.0.2:80 -> 192.168.3.1:51000      public port of 10.0.0.2:80)
 
 Both channels are keys of one sub-table per protocol; they are added, found and
 removed together. Mapping ids grow: each mapping added has a higher id than every
@@ -35,7 +35,7 @@ class MappingKind(enum.Enum):
 
     NAT = "nat"  # source NAT: a private host opened it
     REDIRECT = "redirect"  # destination NAT: a public client reached a forwarded port
-    HAIRPIN = "hairpin"  # a private host reached a forwarded port on the public address
+    HAIRPIN = "hairpin"  # a private host reached another through the public address (a redirect or a mapping)
 
 
 class RemovalReason(enum.Enum):
@@ -46,6 +46,7 @@ class RemovalReason(enum.Enum):
     DELETED = "deleted"  # removed on request (or its switch rule idled out)
     HOST_REMOVED = "host_removed"  # remove_connections() of one of its private hosts
     RESET = "reset"  # the whole table was cleared
+    HOST_LIMIT = "host_limit"  # its host reached max_mappings_per_host: its oldest mapping made room
 
 
 class AddError(enum.Enum):
@@ -54,17 +55,29 @@ class AddError(enum.Enum):
     OVERLAP = "overlap"  # a channel of the new mapping belongs to another mapping
     CANNOT_NAT = "cannot_nat"  # broadcast, multicast, loopback, ..., or not a NAT-able packet
     PORTS_EXHAUSTED = "ports_exhausted"  # the port generator found no free port in 100 tries
+    TABLE_FULL = "table_full"  # the protocol's table is full and this mapping may not evict another
+    HOST_LIMIT = "host_limit"  # the host has max_mappings_per_host mappings and may not evict one
+
+
+# Mapping.flags: what a TCP connection showed (RFC 7857 section 2.1), and one fact about ports.
+FIN_ORIGINAL = 0x01  # a FIN travelled the original channel
+FIN_REPLY = 0x02  # a FIN travelled the reply channel
+RESET = 0x04  # an RST travelled either channel
+ANSWERED = 0x08  # the replier answered the opening SYN: established
+TRANSITORY = 0x10  # FIN both ways, or an RST: the transitory timeout applies
+HOLDS_TARGET_PORT = 0x20  # a hairpin to another host's mapping: it holds that host's public port too
 
 
 class Mapping:
-    """One translated conversation: both channels, its kind, and its clock.
+    """One translated conversation: both channels, its kind, its clock and its flags.
 
     ``idle_timeout_s`` is ``math.inf`` when something else (the switch's idle
-    timeout) decides its life. ``closing`` marks a TCP mapping that saw FIN or RST.
+    timeout) decides its life. ``flags`` holds the bits above; ``closing`` is
+    True once the transitory timeout applies.
     """
 
     __slots__ = ("id", "proto", "original", "reply", "kind", "created", "last_used",
-                 "idle_timeout_s", "closing")
+                 "idle_timeout_s", "flags")
 
     def __init__(self, mapping_id: int, proto: Proto, original: int, reply: int,
                  kind: MappingKind, now: float, idle_timeout_s: float) -> None:
@@ -76,7 +89,12 @@ class Mapping:
         self.created = now
         self.last_used = now
         self.idle_timeout_s = idle_timeout_s
-        self.closing = False
+        self.flags = 0
+
+    @property
+    def closing(self) -> bool:
+        """True once FIN went both ways or an RST was seen (a TCP mapping in its transitory state)."""
+        return bool(self.flags & TRANSITORY)
 
     @property
     def deadline(self) -> float:
@@ -223,8 +241,14 @@ class NatTable(Protocol):
     def expire(self, now: float) -> int:
         """Remove mappings idle past their timeout; how many were removed."""
 
-    def reschedule(self, mapping: Mapping) -> None:
-        """``mapping``'s deadline moved earlier (a shorter timeout): expire it by the new one."""
+    def retime(self, mapping: Mapping, idle_timeout_s: float) -> None:
+        """Give a live ``mapping`` a new idle timeout (``math.inf``: only an explicit removal ends it)."""
+
+    def clients(self, proto: Proto, host: int) -> int:
+        """Live mappings of ``proto`` that private ``host`` opened (NAT and hairpin kinds, as their client)."""
+
+    def oldest_of_client(self, proto: Proto, host: int) -> Mapping | None:
+        """The oldest of the mappings :meth:`clients` counts."""
 
     def reset(self) -> None:
         """Remove every mapping."""

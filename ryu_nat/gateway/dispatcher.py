@@ -7,7 +7,8 @@ switch reported and the time, and return the OpenFlow messages to send (a
 plan). One packet-in goes: parse, then the part for its kind (ARP to the
 neighbours, frames between private hosts to the private switch, routed IPv4 to
 the NAT path), whose decision the dispatcher hands to the part that acts on it
-(offload, local traffic, the inbound guard, neighbours to wait for a next hop).
+(offload, filter rules, local traffic, the inbound guard, neighbours to wait for
+a next hop).
 Packets that an ARP answer releases come back through :meth:`Gateway.packet_in`'s
 queue, not by recursion. No part calls another; no I/O; never yields.
 """
@@ -21,13 +22,15 @@ from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_host_mac
+from ryu_nat.core.filtering import Admitted, admitted_datagram
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
 from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.core.packet import (ETH_TYPE_ARP, TCP_FIN, TCP_RST, Datagram, Frame, ParseError, ethernet_frame,
                                  parse_frame)
 from ryu_nat.core.table import FreedPorts, Mapping, Page
-from ryu_nat.gateway.drops import DropReason
+from ryu_nat.gateway.drops import PROHIBITED, DropReason
+from ryu_nat.gateway.filters import FilterRules
 from ryu_nat.gateway.guard import InboundGuard
 from ryu_nat.gateway.local import LocalTraffic
 from ryu_nat.gateway.natpath import NatPath, Verdict
@@ -123,7 +126,9 @@ class Gateway(GatewayQueries):
                                          self._uplink, self.stats, on_moved=lambda hop: self._offload.moved(hop))
         self._offload = Offload(config, self.stats, hop_of=self._neighbours.next_hop)
         rng = rng or random.Random()
-        self._nat = NatPath(config, rng, self.stats, self._offload.forget, limiter)
+        self._filters = FilterRules(config, self.stats)
+        self._nat = NatPath(config, rng, self.stats, self._offload.forget, limiter,
+                            on_unfiltered=self._filters.withdraw)
         self._local = LocalTraffic(self._mac, self._public, self._private, self.stats)
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats, limiter)
         self._fragments = Reassembly(self.stats, config.public_mtu, config.private_mtu, self._public.address,
@@ -137,14 +142,13 @@ class Gateway(GatewayQueries):
     # --- switch events ------------------------------------------------------------------
 
     def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
-        """Settings and the base rules; then, with an empty table (after a restart), the switch's mapping rules
-        are kept and read back (:attr:`Review.restoring`); else a clean slate of our rules and those of live
-        mappings (those whose two ends are known; the others come back with their next packet)."""
+        """Settings and the base rules; with an empty table (a restart) the switch's mapping rules are kept and
+        read back (:attr:`Review.restoring`), else a clean slate and the rules of live mappings whose ends are known."""
         self._switch.connected(ports)
         self._guard.forget()
+        self._filters.forget()
         self._neighbours.connected(now)
-        base: Plan = [Barrier(), *rules.base(self._mac, self._uplink, self.config.public_mtu,
-                                             self.config.private_mtu)]
+        base: Plan = [Barrier(), *rules.base(self._mac, self._uplink, self.config.public_mtu, self.config.private_mtu)]
         if self._restore.active or self._nat.is_empty():
             self._restore.begin()
             return self._finish([SwitchSetup(), *rules.delete_session_rules(), *base])
@@ -175,15 +179,17 @@ class Gateway(GatewayQueries):
             arrivals.extend(released)
         return self._finish(plan)
 
-    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float, packets: int = 0) -> Plan:
-        """A rule of ours left the switch, having matched ``packets``; a mapping ends when its last rule
-        idled out, and what a drop rule dropped is counted."""
+    def flow_removed(self, cookie: int, reason: FlowRemovedReason, now: float, packets: int = 0,
+                     idle_timeout_s: int = 0) -> Plan:
+        """A rule of ours left the switch, having matched ``packets``; what a drop rule dropped is counted.
+        When a mapping's last rule idled out (after ``idle_timeout_s``), the mapping ends, or an established
+        TCP one lives on in the table."""
         if cookies.kind_of(cookie) is RuleKind.DROP:
             self._guard.rule_ended(packets)
             return []
-        ended = self._offload.rule_removed(cookie, reason)
-        if ended is not None:
-            self._nat.end(ended, now)
+        idled = self._offload.rule_removed(cookie, reason, packets)
+        if idled is not None:
+            self._nat.rules_idled(idled, idle_timeout_s, now)
         return self._finish([])
 
     def expire(self, now: float) -> Plan:
@@ -286,6 +292,14 @@ class Gateway(GatewayQueries):
                 return self._forward(d, decision, came_from, data, now, whole)
             case Mapping():
                 return self._new_mapping(decision, d, came_from, data, now, whole)
+            case Admitted():  # filtering lets it in: through its filter rule, or rewritten here if in pieces
+                hop = self._neighbours.locate(decision.private_ip)
+                if hop is None:
+                    return self._hold(decision.private_ip, came_from, data, now, whole)
+                out = admitted_datagram(d, decision)
+                if whole is None and self._fragments.fits(out, to_private=True):
+                    return self._filters.admit(decision, came_from, hop, data)
+                return self._cut_and_send(d, out, whole, came_from, hop, to_private=True)
             case Verdict.TIME_EXCEEDED:
                 local = self._private.address if from_private else self._public.address
                 return self._local.time_exceeded(d, came_from, local)
@@ -296,6 +310,8 @@ class Gateway(GatewayQueries):
                     return self._local.answer(d, came_from)
                 owned = d.proto in rules.OFFLOADED and self._nat.port_has_owner(Proto(d.proto), d.dst_port)
                 return self._guard.refuse(d, now, owned)
+            case DropReason() if decision in PROHIBITED and from_private:
+                return self._local.prohibited(d, came_from, self._private.address, decision, now)
             case DropReason():
                 return self._dropped(decision)
 
@@ -335,11 +351,17 @@ class Gateway(GatewayQueries):
                 plan = [item for item in carried if not isinstance(item, PacketOut)]  # the rules, not the packet
             else:
                 plan = self._offload.install(t.mapping, t.direction, came_from, hop)
+        return plan + self._cut_and_send(d, out, whole, came_from, hop, to_private)
+
+    def _cut_and_send(self, d: Datagram, out: Datagram, whole: Reassembled | None, came_from: Location,
+                      hop: Location, to_private: bool) -> Plan:
+        """``out`` (``d`` translated) to ``hop``, cut to fit the side it leaves by, or with DF set, answered
+        with fragmentation needed."""
         pieces = self._fragments.cut(out, whole, to_private)
         if pieces is None:
             here = self._public.address if came_from.port == self._uplink else self._private.address
-            return plan + self._local.fragmentation_needed(d, came_from, here, self._fragments.mtu(to_private))
-        return plan + [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
+            return self._local.fragmentation_needed(d, came_from, here, self._fragments.mtu(to_private))
+        return [rules.send_frame(ethernet_frame(hop.mac, self._mac, piece), [hop.port]) for piece in pieces]
 
     def _hold(self, ip: int, came_from: Location, data: bytes, now: float, whole: Reassembled | None) -> Plan:
         """Hold a packet (one that came in pieces: as those pieces) until its next hop is known."""
@@ -360,6 +382,6 @@ class Gateway(GatewayQueries):
         of mappings whose neighbours moved go last."""
         if self._offload.has_moved:
             plan = plan + self._offload.send_moved(self._neighbours.locate)
-        deletions = self._offload.take_deletions()
+        deletions = self._offload.take_deletions() + self._filters.take_deletions()
         return [*deletions, *plan] if deletions else plan
 

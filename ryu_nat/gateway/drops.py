@@ -39,11 +39,14 @@ class DropReason(enum.Enum):
     OVERLAP = "overlap"
     CANNOT_NAT = "cannot_nat"
     PORTS_EXHAUSTED = "ports_exhausted"
+    TABLE_FULL = "table_full"
+    HOST_LIMIT = "host_limit"
     NOT_FOR_US = "not_for_us"
     SPOOFED_SOURCE = "spoofed_source"
     PRIVATE_DESTINATION = "private_destination"
     LOCAL = "local"
     UNSOLICITED = "unsolicited"
+    HAIRPIN_FILTERED = "hairpin_filtered"
     UNTRANSLATED_ICMP_ERROR = "untranslated_icmp_error"
     TTL_EXCEEDED = "ttl_exceeded"
     ARP_TIMEOUT = "arp_timeout"
@@ -59,6 +62,10 @@ class DropReason(enum.Enum):
     def description(self) -> str:
         return DESCRIPTIONS[self]
 
+
+# No mapping could be made for these: the private sender is told, destination unreachable, communication
+# administratively prohibited (RFC 5508 REQ-8, RFC 6888 REQ-11b).
+PROHIBITED = frozenset({DropReason.PORTS_EXHAUSTED, DropReason.TABLE_FULL, DropReason.HOST_LIMIT})
 
 DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.BAD_IN_PORT: "a packet-in without a physical in_port: none, 0, or a reserved port (CONTROLLER, "
@@ -89,13 +96,20 @@ DESCRIPTIONS: dict[DropReason, str] = {
     DropReason.CANNOT_NAT: "no mapping may be made: a broadcast, multicast, loopback, link-local or unspecified "
                            "address, port 0, an ICMP message that is not a query, or a later fragment",
     DropReason.PORTS_EXHAUSTED: "no free public port was found for a new mapping",
+    DropReason.TABLE_FULL: "the protocol's table is full and the new mapping may not evict one (when_full = "
+                           "refuse, or a mapping a packet from outside would create)",
+    DropReason.HOST_LIMIT: "the private host has max_mappings_per_host mappings of the protocol (when_full = "
+                           "refuse)",
     DropReason.NOT_FOR_US: "from the uplink, but not addressed to the NAT's MAC and public address",
     DropReason.SPOOFED_SOURCE: "a source address that cannot be on the side it came from, or is no one host's: the "
                                "NAT's own, a network or broadcast address, multicast, loopback or unspecified",
     DropReason.PRIVATE_DESTINATION: "from a private host to another private host, sent to the NAT's MAC",
     DropReason.LOCAL: "addressed to the NAT itself, and not an echo request",
-    DropReason.UNSOLICITED: "inbound with no mapping and no redirect (refused by the controller, or by the switch's "
-                            "short-lived drop rules: those are counted when each rule ends)",
+    DropReason.UNSOLICITED: "inbound with no mapping and no redirect, and not let in by filtering (refused by the "
+                            "controller, or by the switch's short-lived drop rules: those are counted when each "
+                            "rule ends)",
+    DropReason.HAIRPIN_FILTERED: "from a private host to another's public port, which that host's filtering "
+                                 "does not let it reach",
     DropReason.UNTRANSLATED_ICMP_ERROR: "an ICMP error about no conversation the NAT knows",
     DropReason.TTL_EXCEEDED: "its TTL ran out here, and no time-exceeded may be sent about it (RFC 1812 4.3.2.7: "
                              "an ICMP error, a later fragment, or to or from an address that is not one host)",

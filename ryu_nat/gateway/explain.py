@@ -36,6 +36,7 @@ class Outcome(enum.Enum):
 
     TRANSLATED = "translated"  # a live mapping rewrites it
     NEW_MAPPING = "new_mapping"  # it would start a mapping (the port shown is one it could get now)
+    ADMITTED = "admitted"  # filtering lets it reach a private endpoint's public port, with no mapping of its own
     ANSWERED = "answered"  # for the NAT itself: an echo request the NAT answers
     TIME_EXCEEDED = "time_exceeded"  # its TTL runs out here
     HELD = "held"  # the table is being read back from the switch after a restart: it would wait

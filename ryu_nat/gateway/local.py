@@ -1,13 +1,15 @@
 """Traffic for the NAT itself: echo replies from its own addresses, and ICMP errors about packets it
 cannot forward: time exceeded (so traceroute shows it as a hop), and fragmentation needed for packets
-too big for the side they leave by (so path-MTU discovery works through it).
+too big for the side they leave by (so path-MTU discovery works through it); and destination
+unreachable, administratively prohibited, for packets no mapping could be made for (RFC 5508 REQ-8,
+RFC 6888 REQ-11b), at most :data:`PROHIBITED_PER_S` a second.
 
 Every ICMP message the NAT sends goes through :meth:`LocalTraffic.may_answer`,
 RFC 1812's rules in one place: never to an address that is not one host
 (broadcast, multicast, network, loopback, unspecified), and no error about an
 ICMP error, a later fragment, or a packet sent to a broadcast or multicast
 address. New ICMP errors (unreachable) go through :meth:`LocalTraffic.send_error`.
-No I/O.
+No I/O; time is passed in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import rules
 from ryu_nat.openflow.plan import Plan
 
+PROHIBITED_PER_S = 10.0  # and at most this many at once: a token bucket
+
 
 class LocalTraffic:
     """Answers the NAT sends itself, back out of the port the packet came in on."""
@@ -31,6 +35,8 @@ class LocalTraffic:
     def __init__(self, router_mac: str, public: Subnet, private: Subnet, stats: Stats) -> None:
         self._mac = router_mac
         self._stats = stats
+        self._tokens = PROHIBITED_PER_S
+        self._tokens_at = 0.0
         # Addresses of the NAT's own subnets that name no single host.
         self._not_hosts = frozenset({public.network, public.broadcast, private.network, private.broadcast})
 
@@ -78,6 +84,20 @@ class LocalTraffic:
             self._stats.drop(refused)
             return []
         return self._send(kind, build(), came_from)
+
+    def prohibited(self, d: Datagram, came_from: Location, from_ip: int, reason: DropReason, now: float) -> Plan:
+        """No mapping could be made for ``d`` (``reason``): drop it, and tell its private sender, from the
+        NAT's private address, if :meth:`may_answer` allows an error and the rate is not spent."""
+        self._stats.drop(reason)
+        if not self.may_answer(d, error=True):
+            return []
+        self._tokens = min(PROHIBITED_PER_S, self._tokens + (now - self._tokens_at) * PROHIBITED_PER_S)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self._stats.icmp_suppressed["prohibited"] += 1
+            return []
+        self._tokens -= 1.0
+        return self._send("prohibited", icmp.destination_unreachable(d, IPv4Address(from_ip)), came_from)
 
     def fragmentation_needed(self, d: Datagram, came_from: Location, from_ip: int, next_hop_mtu: int) -> Plan:
         """``d`` has DF set and is bigger than ``next_hop_mtu``: tell its sender, from the NAT's address on

@@ -1,23 +1,30 @@
 """The NAT path: for a routed packet, the mapping that translates it, a new mapping, or why neither.
 
-Owns the core :class:`~ryu_nat.core.nat.Nat` (its table and public ports) and
-the redirects. It decides; the dispatcher sends. Route decisions, in order:
+Owns the core :class:`~ryu_nat.core.nat.Nat` (its table, public ports and
+filtering) and the redirects. It decides; the dispatcher sends. Route
+decisions, in order:
 
 * a packet of a known mapping is translated (or its TTL ran out here);
 * an ICMP error about no known conversation is dropped;
-* from a private host: to the NAT's own addresses is local (unless a redirect
-  makes it a hairpin); to another private host or the public broadcast is
-  dropped; anything else gets a source-NAT (or hairpin) mapping;
-* from the uplink: to a redirected port gets a redirect mapping; anything else
-  is unsolicited.
+* from a private host: to the NAT's private address is local; to its public
+  address, a hairpin to a redirect's server, or to the private endpoint whose
+  public port it names if that endpoint's filtering lets it in (RFC 4787 REQ-9,
+  RFC 5382 REQ-8; refused: dropped), else local; to another private host or
+  the public broadcast is dropped; anything else gets a source-NAT mapping;
+* from the uplink: to a redirected port gets a redirect mapping; to a private
+  endpoint's public port that its filtering lets the sender reach is
+  :class:`Admitted` (REQ-8: the filter rules part lets it in, with no mapping);
+  anything else is unsolicited.
 
 TCP and UDP mappings are added without a timeout of their own: their switch
-rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`). The
-last :data:`ENDED_KEPT` mappings that ended are remembered by channel, with why
-and when, so that explaining a packet can say that its mapping expired at T.
-:meth:`NatPath.decide` has a dry run (``dry_run=True``) that goes through the
-same decisions and changes nothing: no mapping added or refreshed, no port or
-id taken, no counter moved.
+rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`), except
+an established TCP connection whose rules idled out before its timeout: this
+part times the rest. The last :data:`ENDED_KEPT` mappings that ended are
+remembered by channel, with why and when, so that explaining a packet can say
+that its mapping expired at T. :meth:`NatPath.decide` has a dry run
+(``dry_run=True``) that goes through the same decisions and changes nothing: no
+mapping added or refreshed, no port or id taken, no filter attempt recorded, no
+counter moved.
 
 What the NAT path would accept from the uplink is asked of it here, not worked
 out elsewhere: :meth:`NatPath.port_has_owner` for the inbound guard's drop
@@ -38,10 +45,12 @@ from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
 from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
+from ryu_nat.core.filtering import Admitted, Filtering, public_sides
 from ryu_nat.core.lru_table import LruNatTable
-from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, RestoreError, SourceNat, Translated, TranslateError
+from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
-from ryu_nat.core.ports import PortAllocator
+from ryu_nat.core.ports import PortAllocator, owner_key
+from ryu_nat.core.putback import RestoreError, restore
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalReason
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
@@ -62,7 +71,11 @@ class Verdict(enum.Enum):
     UNSOLICITED = "unsolicited"  # inbound, with no mapping and no redirect
 
 
-Decision = Translated | Mapping | Verdict | DropReason
+Decision = Translated | Mapping | Admitted | Verdict | DropReason
+Unfiltered = Callable[[Proto, int, "int | None"], None]
+"""Told (protocol, public port, remote address or None) when what an :class:`Admitted` of that scope
+rests on is gone: the public port has no owner any more (None), or no live mapping on it talks to that
+address any more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +91,17 @@ class NatPath:
     """Source NAT, redirects and hairpinning over one public address."""
 
     def __init__(self, config: NatConfig, rng: random.Random, stats: Stats,
-                 on_removed: Callable[[Mapping], None], limiter: LogLimiter) -> None:
+                 on_removed: Callable[[Mapping], None], limiter: LogLimiter, on_unfiltered: Unfiltered) -> None:
         self._public = Subnet.of(config.public)
         self._private = Subnet.of(config.private)
         self._stats = stats
         self._on_removed = on_removed
         self._limiter = limiter
-        self._nat = Nat(LruNatTable(config.table_sizes), config.public.ip, PortAllocator(config.port_range, rng),
-                        config.timeouts, listener=self._removed)
+        self._on_unfiltered = on_unfiltered
+        self._filtering = config.filtering
+        ports = PortAllocator(config.port_range, rng, keep_parity=config.port_parity)
+        self._nat = Nat(LruNatTable(config.table_sizes), config.public.ip, ports, config.timeouts,
+                        listener=self._removed, filtering=config.filtering, limits=config.limits)
         self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
         self._remotes: Counter[int] = Counter()  # remote address << 8 | protocol -> its live mappings
         self._ended: OrderedDict[tuple[Proto, int], Ended] = OrderedDict()
@@ -105,30 +121,27 @@ class NatPath:
                 self._stats.packet_ins["tcp_closing"] += 1
             result = self._nat.translate(d, now)
         if isinstance(result, Translated):
+            if not dry_run and result.mapping.expires_by_itself and d.proto in OFFLOADED and d.embedded is None:
+                self._nat.switch_times(result.mapping)  # this packet puts its rules back on the switch
             return result
         if result is TranslateError.TTL_EXCEEDED:
             return Verdict.TIME_EXCEEDED
         if d.embedded is not None:
             return DropReason.UNTRANSLATED_ICMP_ERROR
-        redirect = None
-        if d.dst == self._public.address and d.proto in (Proto.TCP, Proto.UDP):
-            redirect = self._redirects.get((Proto(d.proto), d.dst_port))
-        mode: AddMode
+        to_public = d.dst == self._public.address and d.proto in OFFLOADED
+        redirect = self._redirects.get((Proto(d.proto), d.dst_port)) if to_public else None
+        mode: AddMode | Admitted | Verdict | DropReason
         if from_private:
-            if d.dst == self._private.address or (d.dst == self._public.address and redirect is None):
-                return Verdict.FOR_THE_NAT
-            if self._private.contains(d.dst):
-                return DropReason.PRIVATE_DESTINATION
-            if d.dst == self._public.broadcast:
-                return DropReason.CANNOT_NAT
-            mode = Hairpin(redirect.private) if redirect is not None else SourceNat()
-        else:
-            if redirect is None:
-                return Verdict.UNSOLICITED
+            mode = self._private_mode(d, to_public, redirect, now, dry_run)
+        elif redirect is not None:
             mode = Redirect(redirect.private)
+        else:
+            mode = self._admitted(d, now) if to_public else Verdict.UNSOLICITED
+        if isinstance(mode, (Verdict, DropReason)):
+            return mode
         if d.ttl <= 1:
             return Verdict.TIME_EXCEEDED
-        return self._add(d, mode, now, dry_run)
+        return mode if isinstance(mode, Admitted) else self._add(d, mode, now, dry_run)
 
     def refusal(self, d: Datagram, from_private: bool) -> DropReason | None:
         """Why an IPv4 datagram sent to the NAT's MAC from that side is not one to route, if it is not."""
@@ -138,6 +151,12 @@ class NatPath:
             return DropReason.NOT_FOR_US
         return None if _is_public_source(d.src, self._public, self._private) else DropReason.SPOOFED_SOURCE
 
+    def rules_idled(self, mapping: Mapping, idle_s: float, now: float) -> None:
+        """The switch removed the last of ``mapping``'s rules after ``idle_s`` idle seconds: it ends,
+        or, an established TCP connection, lives on in the table for the rest of its timeout."""
+        self._now = now
+        self._nat.rules_idled(mapping, idle_s, now)
+
     def translate(self, d: Datagram, now: float) -> Translated:
         """``d`` translated by the mapping just added for it."""
         translated = self._nat.translate(d, now)
@@ -145,7 +164,7 @@ class NatPath:
         return translated
 
     def end(self, mapping: Mapping, now: float) -> None:
-        """``mapping`` is over: its rules idled out, or never reached the switch in time."""
+        """``mapping`` is over: its rules never reached the switch in time."""
         self._now = now
         self._nat.remove(mapping, RemovalReason.EXPIRED)
 
@@ -186,8 +205,8 @@ class NatPath:
     # --- after a restart ----------------------------------------------------------------------------
 
     def restore(self, mapping: Mapping) -> RestoreError | None:
-        """Put back a mapping read back from the switch (see :meth:`ryu_nat.core.nat.Nat.restore`)."""
-        refused = self._nat.restore(mapping)
+        """Put back a mapping read back from the switch (see :func:`ryu_nat.core.putback.restore`)."""
+        refused = restore(self._nat, mapping)
         if refused is None:
             self._remotes[_remote_key(mapping)] += 1
         return refused
@@ -270,6 +289,40 @@ class NatPath:
 
     # --- internals --------------------------------------------------------------------------------
 
+    def _private_mode(self, d: Datagram, to_public: bool, redirect: RedirectRule | None,
+                      now: float, dry_run: bool) -> AddMode | Verdict | DropReason:
+        """A private host's packet that no mapping translates: how to add its mapping, or why not."""
+        if d.dst == self._public.address:
+            if redirect is not None:
+                return Hairpin(redirect.private)
+            proto = Proto(d.proto) if to_public else None
+            owner = None if proto is None else self._nat.ports.owner_of(proto, d.dst_port)
+            if proto is None or owner is None:
+                return Verdict.FOR_THE_NAT
+            # It arrives from its sender's public endpoint; a sender with no public port yet has port 0.
+            sender_port = self._nat.ports.port_of(proto, owner_key(d.src, d.src_port)) or 0
+            if self._nat.filter.admits(proto, d.dst_port, self._public.address, sender_port, now) is None:
+                if not dry_run:
+                    self._nat.filter.hairpin_refused(proto, owner_key(d.src, d.src_port), d.dst_port, now)
+                return DropReason.HAIRPIN_FILTERED
+            return Hairpin(Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF), to_mapping=True)
+        if d.dst == self._private.address:
+            return Verdict.FOR_THE_NAT
+        if self._private.contains(d.dst):
+            return DropReason.PRIVATE_DESTINATION
+        if d.dst == self._public.broadcast:
+            return DropReason.CANNOT_NAT
+        return SourceNat()
+
+    def _admitted(self, d: Datagram, now: float) -> Admitted | Verdict:
+        """Inbound TCP or UDP to the public address with no mapping: what filtering lets in, if anything."""
+        proto = Proto(d.proto)
+        owner = self._nat.filter.admits(proto, d.dst_port, d.src, d.src_port, now)
+        if owner is None:
+            return Verdict.UNSOLICITED
+        remote = None if self._filtering is Filtering.ENDPOINT_INDEPENDENT else d.src
+        return Admitted(proto, d.dst_port, owner >> 16, owner & 0xFFFF, remote)
+
     def _add(self, d: Datagram, mode: AddMode, now: float, dry_run: bool) -> Mapping | DropReason:
         timeout = math.inf if d.proto in OFFLOADED else None
         if dry_run:
@@ -301,6 +354,14 @@ class NatPath:
         else:
             del self._remotes[remote]
         self._on_removed(mapping)
+        proto = mapping.proto
+        if proto in OFFLOADED:
+            for public_port, remote_ip in public_sides(mapping, self._public.address):
+                if self._nat.ports.owner_of(proto, public_port) is None:
+                    self._on_unfiltered(proto, public_port, None)
+                if self._filtering is Filtering.ADDRESS_DEPENDENT and not self._nat.filter.talks_to(
+                        proto, public_port, remote_ip):
+                    self._on_unfiltered(proto, public_port, remote_ip)
 
 
 def _is_public_source(src: int, public: Subnet, private: Subnet) -> bool:

@@ -1,12 +1,18 @@
 """Offload: each TCP or UDP mapping's two rewrite rules on the switch, as a state per mapping.
 
 A mapping's packets after the first are the switch's business: one rule per
-direction, with the protocol's idle timeout and the flow-removed flag. The
-mapping ends when both rules have idled out (one-way traffic keeps it, RFC 4787
-REQ-6), or when the one rule that carries the transitory timeout after a FIN or
-RST idles out. A packet that reaches the controller while a rule is missing
-installs both again. Whenever the core removes a mapping, its rules' deletion
-goes out first in the next plan, before any rule that could reuse its port.
+direction, with the flow-removed flag and the idle timeout the mapping lives by
+now (UDP's; TCP's by its connection's state, :mod:`ryu_nat.core.tcp`: the
+transitory timeout until the replier has answered, or once it closes). When
+both rules have idled out (one-way traffic keeps a mapping, RFC 4787 REQ-6) the
+NAT path hears of it, with how long the switch saw it idle. The replier's rule
+tells, by its packet count when it idles out, whether the connection was ever
+answered: so the set-up path costs no packet-in more for it. A packet that
+reaches the controller while a rule is missing, or that changes the timeout its
+mapping's rules should have (a TCP reopen, a close of rules installed with the
+established timeout), installs both again. Whenever the core removes a mapping,
+its rules' deletion goes out first in the next plan, before any rule that could
+reuse its port.
 
 A mapping whose rules never reach the switch does not live on: it is given up
 when ARP gives up on its next hop, and in any case ``PENDING_S`` after it was
@@ -31,16 +37,20 @@ import enum
 from collections.abc import Callable
 
 from ryu_nat.config import NatConfig
+from ryu_nat.core import tcp
 from ryu_nat.core.addresses import Proto, reverse_key
 from ryu_nat.core.nat import Direction, Translated, leaving
 from ryu_nat.core.neighbours import Location
-from ryu_nat.core.table import Mapping
+from ryu_nat.core.packet import TCP_ACK, TCP_SYN
+from ryu_nat.core.table import ANSWERED, Mapping
+from ryu_nat.core.tcp import TcpChange
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import FlowRule, PacketOut, Plan
 from ryu_nat.openflow.reasons import FlowRemovedReason
 
+_SYN_ACK = TCP_SYN | TCP_ACK
 PENDING_S = 10.0  # a mapping whose rules were never sent by then is removed (ARP gives up after 3 s)
 MOVES_PER_TICK = 2048  # mappings whose rules may be sent again per tick because a neighbour moved
 
@@ -84,13 +94,14 @@ class Offload:
 
     def __init__(self, config: NatConfig, stats: Stats, hop_of: Callable[[int], int]) -> None:
         self._mac = config.router_mac
+        self._timeouts = config.timeouts
+        self._udp_s = int(config.timeouts.udp_s)
         self._transitory_s = int(config.timeouts.tcp_transitory_s)
-        self._idle_timeouts = {Proto.TCP: int(config.timeouts.tcp_established_s),
-                               Proto.UDP: int(config.timeouts.udp_s)}
         self._stats = stats
         self._hop_of = hop_of
         self._mappings: dict[int, Mapping] = {}
         self._states: dict[int, RuleState] = {}
+        self._established: set[int] = set()  # TCP mappings whose rules have the established timeout
         self._pending: dict[int, float] = {}  # mapping id -> when it was made, oldest first
         self._behind: dict[int, set[int]] = {}  # next hop -> ids of the mappings whose rules send to it
         self._moved: dict[int, None] = {}  # ids whose rules wait to be sent again, in order
@@ -113,10 +124,13 @@ class Offload:
         """The rule state of a mapping; None if it is not (or no longer) offloaded."""
         return self._states.get(mapping_id)
 
-    def adopt(self, mapping: Mapping, original: bool, reply: bool) -> None:
-        """A mapping put back after a restart, whose rules the switch holds as said (at least one)."""
+    def adopt(self, mapping: Mapping, original: bool, reply: bool, established: bool) -> None:
+        """A mapping put back after a restart, whose rules the switch holds as said (at least one), with the
+        established TCP timeout if ``established``."""
         self._mappings[mapping.id] = mapping
         self._states[mapping.id] = RuleState.holding(original, reply)
+        if established:
+            self._established.add(mapping.id)
         self._note_behind(mapping)
 
     def rule_gone(self, mapping: Mapping, kind: RuleKind) -> None:
@@ -135,18 +149,20 @@ class Offload:
         changed, self._changed = self._changed, None
         return changed or set()
 
-
     def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
         """A translated packet of an offloaded mapping that reached the controller: send it on, and
         put on the switch whatever its mapping's rules need now."""
         mapping = t.mapping
-        installed = self._states.get(mapping.id) is RuleState.INSTALLED
-        if t.closing_started and installed:
-            return self._start_closing(mapping, t.direction, came_from, goes_to, data)
-        if t.closing_started or not installed:
+        change = t.tcp_change
+        keep_rules = self._states.get(mapping.id) is RuleState.INSTALLED and (
+            change is None or change is TcpChange.TRANSITORY and mapping.id not in self._established)
+        # A half-open connection's SYN again (the SYN rule brought it here, past its rules): their idle
+        # timers start again with it, so the transitory timeout counts from the last SYN.
+        if not keep_rules or t.packet.tcp_flags & _SYN_ACK == TCP_SYN and not mapping.flags & ANSWERED:
             return self.install_and_send(mapping, t.direction, came_from, goes_to, data)
-        # Both rules are on the switch (this packet overtook them, or it is a later FIN):
-        # it goes through its direction's rewrite, and nothing is installed again.
+        # Both rules are on the switch with the right timeout (this packet overtook them, or it is a FIN,
+        # or a close of rules that had the transitory timeout already): it goes through its direction's
+        # rewrite, and nothing is installed again.
         arriving = mapping.original if t.direction is Direction.ORIGINAL else mapping.reply
         _, leaves_as = leaving(mapping, arriving)
         actions = rules.rewrite_actions(mapping.proto, arriving, leaves_as, self._mac, goes_to.mac, goes_to.port,
@@ -177,11 +193,11 @@ class Offload:
                 plan += self.install(mapping, Direction.ORIGINAL, initiator, replier)
         return plan
 
-    def rule_removed(self, cookie: int, reason: FlowRemovedReason) -> Mapping | None:
-        """A rule of ours left the switch; the mapping that ends with it, if one does.
+    def rule_removed(self, cookie: int, reason: FlowRemovedReason, packet_count: int = 0) -> Mapping | None:
+        """A rule of ours left the switch after ``packet_count`` packets; the mapping whose last rule idled
+        out with it, if any.
 
-        A mapping ends when its last rule idles out, or, after FIN or RST, when the
-        one rule with the transitory timeout does (the other goes with the mapping).
+        A TCP mapping's reply rule that carried packets means the replier answered.
         A rule deleted by someone else only changes the state: the next packet that
         misses it reaches the controller and installs both again.
         """
@@ -190,11 +206,11 @@ class Offload:
         kind = cookies.kind_of(cookie)
         if mapping is None or kind is None:
             return None
+        if kind is RuleKind.REPLY and packet_count and mapping.proto is Proto.TCP:
+            tcp.answered(mapping)
         state = self._states[mapping.id].without(kind)
-        if reason.timed_out and (mapping.closing or not state.has_rules):
-            return mapping
         self._states[mapping.id] = state
-        return None
+        return mapping if reason.timed_out and not state.has_rules else None
 
     def forget(self, mapping: Mapping) -> None:
         """The core removed ``mapping``: its rules leave the switch with the next plan."""
@@ -202,6 +218,7 @@ class Offload:
         if self._mappings.pop(mapping_id, None) is None:
             return
         del self._states[mapping_id]
+        self._established.discard(mapping_id)
         if self._pending:
             self._pending.pop(mapping_id, None)
         if self._moved:
@@ -303,27 +320,31 @@ class Offload:
         return [*plan, PacketOut(data, this_direction.actions, came_from.port)]
 
     def rules_of(self, mapping: Mapping, initiator: Location, replier: Location) -> tuple[FlowRule, FlowRule]:
-        """A mapping's (original, reply) rules as they are installed when its ends are where said."""
-        return self._rewrite_rules(mapping, Direction.ORIGINAL, initiator, replier)
+        """A mapping's (original, reply) rules as they would be installed now with its ends where said
+        (a question: nothing is noted)."""
+        return self._rewrite_rules(mapping, Direction.ORIGINAL, initiator, replier, note=False)
 
-    def _start_closing(self, mapping: Mapping, direction: Direction, came_from: Location, goes_to: Location,
-                       data: bytes) -> Plan:
-        """The first FIN or RST: this direction's rule again, with the transitory timeout, then the packet.
-
-        One rule, not two: when it idles out the mapping ends (see :meth:`rule_removed`),
-        and the other rule goes with it. One flow-mod fewer per connection.
-        """
-        rule = self._rewrite_rules(mapping, direction, came_from, goes_to)[0 if direction is Direction.ORIGINAL else 1]
-        return [rule, PacketOut(data, rule.actions, came_from.port)]
+    def _timeout(self, mapping: Mapping, note: bool = True) -> int:
+        """The idle timeout for ``mapping``'s rules now; with ``note``, TCP mappings given the established
+        one are noted (their rules are being sent)."""
+        if mapping.proto is not Proto.TCP:
+            return self._udp_s
+        established = tcp.is_established(mapping)
+        if note:
+            if established:
+                self._established.add(mapping.id)
+            else:
+                self._established.discard(mapping.id)
+        return int(self._timeouts.tcp_established_s) if established else self._transitory_s
 
     def _rewrite_rules(self, mapping: Mapping, direction: Direction, came_from: Location,
-                       goes_to: Location) -> tuple[FlowRule, FlowRule]:
+                       goes_to: Location, note: bool = True) -> tuple[FlowRule, FlowRule]:
         """A mapping's (original, reply) rules, given where the packet at hand came from and goes to."""
         if direction is Direction.ORIGINAL:
             initiator, replier = came_from, goes_to
         else:
             initiator, replier = goes_to, came_from
-        timeout = self._transitory_s if mapping.closing else self._idle_timeouts[mapping.proto]
+        timeout = self._timeout(mapping, note)
         original = rules.mapping_rewrite(RuleKind.ORIGINAL, mapping.id, mapping.proto, mapping.original,
                                          reverse_key(mapping.reply), initiator.port, self._mac, replier.mac,
                                          replier.port, timeout)

@@ -6,9 +6,13 @@ rule carries its mapping's id (its cookie), its channel (its match) and the
 other channel (its rewrite: :func:`ryu_nat.openflow.rules.read_rewrite`). Read
 back a slice at a time (:mod:`ryu_nat.openflow.scan`), a slice gives the
 mappings to put back: both channels, the protocol, the public port, the kind
-(from the addresses), which of the two rules are there, its age, and the
-transitory state (a TCP rule whose idle timeout is ``tcp_transitory_timeout``
-was shortened by a FIN or RST). The rules stay as they are. What cannot be
+(from the addresses), which of the two rules are there, its age, and as much
+of a TCP connection's state as the rules show (:mod:`ryu_nat.core.tcp`): rules
+with the established timeout, or a reply rule that carried packets, mean the
+replier answered; whether a close had begun is not on the switch, so a closing
+connection comes back established (its rules still idle out at the transitory
+timeout; the table then keeps it for the rest of the established one). The
+rules stay as they are. What cannot be
 rebuilt is deleted and counted by reason (:class:`RestoreOutcome`): a TCP
 mapping with one rule left (its transitory rule idled out while no controller
 listened, so it has ended), a port owned twice, a rule of ours in no shape the
@@ -33,7 +37,7 @@ from ryu_nat.config import NatConfig
 from ryu_nat.core.addresses import Proto, Subnet, reverse_key, unpack_key
 from ryu_nat.core.neighbours import Location
 from ryu_nat.core.packet import Datagram
-from ryu_nat.core.table import Mapping, MappingKind
+from ryu_nat.core.table import ANSWERED, Mapping, MappingKind
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import cookies, rules
@@ -76,6 +80,7 @@ class Candidate:
     mapping: Mapping
     original: bool
     reply: bool
+    established: bool = False  # a TCP mapping whose rules have the established timeout
 
 
 @dataclass(slots=True)
@@ -96,7 +101,7 @@ class Restore:
         self._public = Subnet.of(config.public)
         self._private = Subnet.of(config.private)
         timeouts = config.timeouts
-        self._transitory_s = int(timeouts.tcp_transitory_s) if timeouts.tcp_transitory_s != \
+        self._established_s = int(timeouts.tcp_established_s) if timeouts.tcp_transitory_s != \
             timeouts.tcp_established_s else None
         self._stats = stats
         self.active = False
@@ -181,9 +186,12 @@ class Restore:
             return RestoreOutcome.ONE_RULE_MISSING
         mapping = Mapping(mapping_id, first.proto, original_key, reply_key, kind,
                           now - max(rule.duration_s for rule in group), math.inf)
-        mapping.closing = first.proto is Proto.TCP and any(r.idle_timeout_s == self._transitory_s
-                                                           for r in rewrites.values())
-        return Candidate(mapping, original is not None, reply is not None)
+        established = False
+        if first.proto is Proto.TCP:
+            established = any(rule.idle_timeout_s == self._established_s for rule in group)
+            if established or any(rule.packets for rule in group if cookies.kind_of(rule.cookie) is RuleKind.REPLY):
+                mapping.flags |= ANSWERED
+        return Candidate(mapping, original is not None, reply is not None, established)
 
     def _kind(self, original: int, reply: int, original_rule: Rewrite | None,
               reply_rule: Rewrite | None) -> MappingKind | None:

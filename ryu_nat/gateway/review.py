@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from ryu_nat.config import NatConfig
 from ryu_nat.core.addresses import Channel, Proto, Subnet, reverse_key
+from ryu_nat.core.filtering import Admitted, admitted_datagram
 from ryu_nat.core.nat import Direction, Translated
 from ryu_nat.core.neighbours import Location
 from ryu_nat.core.packet import Datagram
@@ -78,7 +79,7 @@ class Review:
                 continue  # put back when it was read before a reconnect
             refused = self._nat.restore(found.mapping)
             if refused is None:
-                self._offload.adopt(found.mapping, found.original, found.reply)
+                self._offload.adopt(found.mapping, found.original, found.reply, found.established)
                 whole = found.original and found.reply
                 self._restore.count(RestoreOutcome.RESTORED if whole else RestoreOutcome.RESTORED_ONE_RULE)
             else:
@@ -154,6 +155,8 @@ class Review:
         match decision:
             case Translated() | Mapping():
                 return self._explain_mapping(known, decision)
+            case Admitted():
+                return replace(known, outcome=Outcome.ADMITTED, leaves_as=admitted_datagram(d, decision).channel)
             case Verdict.TIME_EXCEEDED:
                 return replace(known, outcome=Outcome.TIME_EXCEEDED)
             case Verdict.UNSOLICITED if proto is not Proto.ICMP:

@@ -16,9 +16,10 @@ from ryu_nat.gateway.drops import DropReason
 DESCRIPTIONS: dict[str, str] = {
     "packet_ins": "Packet-ins by kind: arp, l2 (between private hosts), private (routed from a private "
                   "port), public (from the uplink), fragment, invalid_ttl, tcp_closing (FIN or RST), "
-                  "not_ours (another datapath's or a non-NAT switch).",
+                  "admitted (inbound traffic that filtering let in), not_ours (another datapath's or a "
+                  "non-NAT switch).",
     "mappings_created": "Mappings added, by kind: nat, redirect, hairpin.",
-    "mappings_removed": "Mappings removed, by reason: evicted, expired, deleted, host_removed, reset.",
+    "mappings_removed": "Mappings removed, by reason: evicted, expired, deleted, host_removed, reset, host_limit.",
     "flow_setups": "Mappings whose two rewrite rules were sent to the switch (reinstalls included).",
     "drops": "Packets dropped, by reason: " + "; ".join(f"{reason.value} ({reason.description})"
                                                         for reason in DropReason) + ".",
@@ -27,7 +28,10 @@ DESCRIPTIONS: dict[str, str] = {
            "forgotten (neighbours that answered no re-check), mac_changes, mappings_moved (mappings whose rules "
            "were sent again because a neighbour moved), mappings_unreachable (new mappings removed because ARP "
            "gave up on their next hop).",
-    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed.",
+    "icmp_sent": "ICMP the NAT sent itself: time_exceeded, echo_reply, fragmentation_needed, prohibited "
+                 "(destination unreachable, administratively prohibited: a private host's new flow got no "
+                 "mapping).",
+    "icmp_suppressed": "ICMP errors the NAT did not send because their rate was spent: prohibited.",
     "restore": "Reading the table back from the switch's rules after a restart: runs (completed), restored "
                "(mappings put back from both rules), restored_one_rule (UDP mappings put back from the one rule "
                "left), held (routed packets that waited for it); and rules deleted because they rebuild nothing: "
@@ -53,6 +57,7 @@ class Stats:
     icmp_sent: Counter[str] = field(default_factory=Counter)
     restore: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
+    icmp_suppressed: Counter[str] = field(default_factory=Counter)
     handler_errors: int = 0
     openflow_errors: int = 0
 

@@ -2,7 +2,8 @@
 
     bits 63..48  APP_TAG (0x4E41, "NA"): ours, so one masked delete clears all our rules
     bits 47..40  rule kind (RuleKind)
-    bits 39..0   mapping id for mapping rules; protocol << 16 | port for drop rules; 0 otherwise
+    bits 39..0   mapping id for mapping rules; filter rule id for filter rules; protocol << 16 | port for
+                 drop rules; 0 otherwise
 
 A flow-removed carries the cookie, so it names its mapping; deleting by
 ``for_mapping`` with ``MAPPING_MASK`` removes both rules of one mapping;
@@ -34,6 +35,7 @@ class RuleKind(enum.IntEnum):
     REPLY = 3  # a mapping's reply-direction rewrite
     L2 = 4  # switching between private hosts
     DROP = 5  # short-lived drop of unsolicited inbound traffic
+    FILTER = 6  # inbound traffic that filtering lets reach a private endpoint's public port
 
 
 def make(kind: RuleKind, mapping_id: int = 0) -> int:

@@ -9,10 +9,13 @@ priorities, highest first:
          set, answers fragmentation needed (RFC 4787 REQ-13); so a mapping's
          rules never carry a datagram its next hop cannot take
     301  TCP RST to the router MAC -> controller (the mapping turns transitory)
-    300  TCP FIN from the uplink to the router MAC -> controller (likewise; a normal close
-         sends a FIN each way, so one side is enough, and each connection costs one
-         packet-in less)
+    300  TCP FIN to the router MAC -> controller (the mapping turns transitory once both
+         sides sent one, RFC 7857 section 2.1)
+    299  TCP SYN without ACK to the router MAC -> controller (a new connection reaches the
+         controller anyway; this one catches a SYN that reopens a transitory mapping)
     200  a mapping's rewrite rule, one per direction
+    190  a filter rule: inbound traffic that filtering lets reach a private endpoint's
+         public port, from anyone (endpoint-independent) or one address (address-dependent)
     150  short-lived drop of unsolicited inbound traffic to one public port (from one sender, if
          the port has an owner)
     100  ARP -> controller
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ryu_nat.core.addresses import Proto, pack_key, unpack_key
-from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_FIN, TCP_RST
+from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, CheckPktLarger, DecTtl, FlowDelete,
@@ -38,11 +41,13 @@ from ryu_nat.openflow.plan import (OFPP_CONTROLLER, OFPP_IN_PORT, Action, CheckP
 
 TABLE_SIZE = 0
 PRIORITY_TOO_BIG = 400
+PRIORITY_TCP_SYN = 299
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
 PRIORITY_MAPPING = 200
 # Kinds of rule a connection installs afresh (none is rebuilt from the switch after a restart, or audited).
-SESSION_KINDS = (RuleKind.BASE, RuleKind.L2, RuleKind.DROP)
+SESSION_KINDS = (RuleKind.BASE, RuleKind.L2, RuleKind.DROP, RuleKind.FILTER)
+PRIORITY_FILTER = 190
 PRIORITY_DROP = 150
 PRIORITY_ARP = 100
 PRIORITY_UPLINK = 51
@@ -100,22 +105,22 @@ def uplink_to_controller(uplink: int) -> FlowRule:
                     cookies.make(RuleKind.BASE))
 
 
-def tcp_flag_to_controller(router_mac: str, flag: int, in_port: int | None = None) -> FlowRule:
-    """Routed TCP segments with ``flag`` (FIN or RST), from ``in_port`` if given, reach the
-    controller, which shortens the mapping to the transitory timeout and forwards them."""
-    match = Match.of(in_port=in_port, eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP),
-                     tcp_flags=(flag, flag))
-    return FlowRule(PRIORITY_TCP_RST if flag == TCP_RST else PRIORITY_TCP_FIN, match, (Output(OFPP_CONTROLLER),),
-                    cookies.make(RuleKind.BASE))
+def tcp_flag_to_controller(router_mac: str, flag: int) -> FlowRule:
+    """Routed TCP segments with ``flag`` (FIN or RST; SYN: without ACK) reach the controller, which
+    tracks the connection's state (:mod:`ryu_nat.core.tcp`) and forwards them."""
+    mask, priority = {TCP_RST: (TCP_RST, PRIORITY_TCP_RST), TCP_FIN: (TCP_FIN, PRIORITY_TCP_FIN),
+                      TCP_SYN: (TCP_SYN | TCP_ACK, PRIORITY_TCP_SYN)}[flag]
+    match = Match.of(eth_dst=router_mac, eth_type=ETH_TYPE_IPV4, ip_proto=int(Proto.TCP), tcp_flags=(flag, mask))
+    return FlowRule(priority, match, (Output(OFPP_CONTROLLER),), cookies.make(RuleKind.BASE))
 
 
 def base(router_mac: str, uplink: int, public_mtu: int = 1500, private_mtu: int = 1500) -> list[FlowRule]:
     """The rules that stay while the switch is connected: the size checks and frames too big to the
-    controller, table-miss, ARP, the uplink's catch-all, and TCP FIN (from the uplink) and RST (from
-    anywhere) to the controller."""
+    controller, table-miss, ARP, the uplink's catch-all, and TCP RST, FIN and SYN (from anywhere) to the
+    controller."""
     return [*size_checks(router_mac, uplink, public_mtu, private_mtu), too_big_to_controller(), table_miss(),
             arp_to_controller(), uplink_to_controller(uplink),
-            tcp_flag_to_controller(router_mac, TCP_FIN, uplink), tcp_flag_to_controller(router_mac, TCP_RST)]
+            *(tcp_flag_to_controller(router_mac, flag) for flag in (TCP_RST, TCP_FIN, TCP_SYN))]
 
 
 def channel_match(proto: Proto, key: int, in_port: int) -> Match:
@@ -172,6 +177,18 @@ def drop_unsolicited(uplink: int, public_ip: int, proto: Proto, port: int, hard_
                     notify_removed=True)
 
 
+def filter_rule(rule_id: int, uplink: int, public_ip: int, proto: Proto, public_port: int, remote: int | None,
+                private: int, private_port: int, eth_src: str, eth_dst: str, out_port: int) -> FlowRule:
+    """Inbound traffic to the public address:``public_port`` (from ``remote`` only, unless None) goes to
+    the private endpoint that holds the port; deleted when what let it in is gone (no timeout)."""
+    dst_field = _PORT_FIELDS[proto][1]
+    match = Match.of(in_port=uplink, eth_type=ETH_TYPE_IPV4, ip_proto=int(proto), ipv4_dst=ipv4_text(public_ip),
+                     ipv4_src=None if remote is None else ipv4_text(remote), **{dst_field: public_port})
+    actions = rewrite_actions(proto, pack_key(0, public_ip, 0, public_port), pack_key(0, private, 0, private_port),
+                              eth_src, eth_dst, out_port, uplink)
+    return FlowRule(PRIORITY_FILTER, match, actions, cookies.make(RuleKind.FILTER, rule_id))
+
+
 def private_l2(mac: str, port: int, idle_timeout_s: int) -> FlowRule:
     """Frames to a private host's MAC go out of its port (switching between private hosts)."""
     return FlowRule(PRIORITY_L2, Match.of(eth_dst=mac), (Output(port),), cookies.make(RuleKind.L2),
@@ -181,6 +198,11 @@ def private_l2(mac: str, port: int, idle_timeout_s: int) -> FlowRule:
 def delete_mapping(mapping_id: int) -> FlowDelete:
     """Both rules of one mapping."""
     return FlowDelete(cookies.for_mapping(mapping_id), cookies.MAPPING_MASK)
+
+
+def delete_filter(rule_id: int) -> FlowDelete:
+    """One filter rule."""
+    return FlowDelete(cookies.make(RuleKind.FILTER, rule_id), cookies.EXACT_MASK)
 
 
 def delete_drops(proto: Proto, port: int) -> FlowDelete:

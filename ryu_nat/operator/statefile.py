@@ -108,6 +108,18 @@ class StateFile:
         return aside
 
 
+
+def check_state_file(path: str) -> None:
+    """ConfigError if ``[nat] state_file`` names a file in a directory that does not exist (or is not writable):
+    redirects added through the API could not be kept."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"[nat] state_file = {path!r}: the directory {directory!r} is not writable")
+    if os.path.isdir(path):
+        raise ConfigError(f"[nat] state_file = {path!r} is a directory, not a file")
+
 def _entries(raw: bytes) -> list[str] | str:
     """The redirect lines of the file's bytes, or what is wrong with them."""
     if len(raw) > MAX_BYTES:

@@ -8,7 +8,9 @@ from ipaddress import IPv4Address
 
 from ryu_nat.core.addresses import Proto
 from ryu_nat.core.lru_table import LruNatTable
-from ryu_nat.core.nat import Nat, Timeouts
+from ryu_nat.core.filtering import Filtering
+from ryu_nat.core.limits import Limits, Timeouts
+from ryu_nat.core.nat import Nat
 from ryu_nat.core.ports import PortAllocator, PortRange
 from ryu_nat.core.table import Mapping, RemovalReason
 
@@ -28,8 +30,11 @@ class Recorder:
 
 
 def make_nat(size: int = 100, port_range: PortRange = PortRange(1024, 65535), seed: int = 7,
-             timeouts: Timeouts = Timeouts(), sizes: dict[Proto, int] | None = None) -> tuple[Nat, Recorder]:
+             timeouts: Timeouts = Timeouts(), sizes: dict[Proto, int] | None = None,
+             filtering: Filtering = Filtering.ADDRESS_DEPENDENT, limits: Limits = Limits(),
+             keep_parity: bool = True) -> tuple[Nat, Recorder]:
     recorder = Recorder()
     table = LruNatTable(sizes or {p: size for p in Proto})
-    nat = Nat(table, PUBLIC, PortAllocator(port_range, random.Random(seed)), timeouts, listener=recorder)
+    nat = Nat(table, PUBLIC, PortAllocator(port_range, random.Random(seed), keep_parity=keep_parity), timeouts,
+              listener=recorder, filtering=filtering, limits=limits)
     return nat, recorder

@@ -151,7 +151,7 @@ class Lab:
         self.switch.advance(self.now)
         for removed in self.switch.flow_removed_events():
             self.apply(self.gateway.flow_removed(removed.cookie, FlowRemovedReason(removed.reason), self.now,
-                                                 removed.packets))
+                                                 removed.packets, removed.rule.idle_timeout_s))
         self.apply(self.gateway.expire(self.now))
         return self._answer_arp(self.switch.emitted())
 

@@ -47,7 +47,9 @@ def test_connect_sends_setup_deletes_and_base_rules_then_reads_the_rules_back(ap
     assert app.datapath is dp and app.gateway.review.restoring
 
 
-def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app):
+def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app, monkeypatch):
+    now = [time.monotonic()]
+    monkeypatch.setattr("ryu_nat.app.time.monotonic", lambda: now[0])
     dp = FakeDatapath(ports=(UPLINK, H1_PORT))
     switch = connect(app, dp)
     app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
@@ -59,8 +61,9 @@ def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app):
                                key=lambda r: r.cookie >> 40)
     assert cookies.kind_of(original.cookie) is RuleKind.ORIGINAL and original.match.get("ipv4_src") == H1
     assert switch.emitted()[-1][1]["ipv4_src"] == "192.168.3.1"
-    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT))
-    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT))
+    now[0] += 301  # the switch idles rules out after their timeout
+    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=300))
+    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=300))
     [delete] = dp.sent
     assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(cookies.mapping_id_of(original.cookie))
     assert app.stats.mappings_removed["expired"] == 1

@@ -6,6 +6,8 @@ decodes what the app wrote, as the switch would.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from ryu_nat.backend import MAIN_DISPATCHER
 from ryu_nat.backend import arp, ethernet, icmp, ipv4, packet
@@ -28,6 +30,14 @@ OPTIONS = {**BASE_CONFIG, "udp_table_size": "1", "udp_idle_timeout": "30", "tcp_
 @pytest.fixture
 def app(make_app):
     return make_app(OPTIONS)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """The app's clock, moved by hand."""
+    now = [time.monotonic()]
+    monkeypatch.setattr("ryu_nat.app.time.monotonic", lambda: now[0])
+    return now
 
 
 @pytest.fixture
@@ -101,16 +111,34 @@ def test_eviction_deletes_the_old_mappings_rules_before_the_new_ones(app, dp):
     assert [type(m).__name__ for m in rest] == ["OFPFlowMod", "OFPFlowMod", "OFPPacketOut"]
 
 
-def test_both_rules_idled_out_deletes_nothing_more_but_forgets_the_mapping(app, dp):
+def test_both_rules_idled_out_deletes_nothing_more_but_forgets_the_mapping(app, dp, clock):
     app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
     original, reply, _ = dp.sent
     dp.sent.clear()
-    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT))
+    clock[0] += 31
+    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=30))
     assert dp.sent == [] and app.gateway.mapping_count(Proto.UDP) == 1
-    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT))
+    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=30))
     [delete] = dp.sent
     assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(
         cookies.mapping_id_of(original.cookie))
+
+
+@pytest.mark.parametrize("reply_packets, lives", [(0, False), (2, True)])
+def test_rfc5382_req5_the_adapter_hands_on_a_removed_rules_packet_count_and_idle_timeout(app, dp, clock,
+                                                                                        reply_packets, lives):
+    """The replier's rule carried packets: an answered connection outlives its transitory rules."""
+    app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, tcp_bytes(H1, 5000, SERVER, 80))))
+    original, reply, _ = dp.sent
+    assert original.idle_timeout == reply.idle_timeout == 240
+    dp.sent.clear()
+    clock[0] += 241
+    app._flow_removed(flow_removed_event(dp, original.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=240,
+                                         packets=3))
+    app._flow_removed(flow_removed_event(dp, reply.cookie, ofp.OFPRR_IDLE_TIMEOUT, idle_timeout_s=240,
+                                         packets=reply_packets))
+    assert app.gateway.mapping_count(Proto.TCP) == (1 if lives else 0)
+    assert [msg.command for msg in dp.sent] == ([] if lives else [ofp.OFPFC_DELETE])
 
 
 def test_redirect_rules_keep_the_client_address(app, dp):
@@ -118,7 +146,7 @@ def test_redirect_rules_keep_the_client_address(app, dp):
     dp.sent.clear()
     app._packet_in(packet_in_event(dp, UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080))))
     inbound, outbound, _ = dp.sent
-    assert dict(inbound.match.items())["tcp_dst"] == 8080 and inbound.idle_timeout == 600
+    assert dict(inbound.match.items())["tcp_dst"] == 8080 and inbound.idle_timeout == 240  # half open so far
     assert actions_of(inbound)[1:3] == [("set", "ipv4_dst", H1), ("set", "tcp_dst", 80)]
     assert actions_of(outbound)[1:3] == [("set", "ipv4_src", PUBLIC), ("set", "tcp_src", 8080)]
 

@@ -9,10 +9,11 @@ import pytest
 from oslo_config import cfg as oslo_cfg
 
 from ryu_nat.config import (DEFAULTS, OPTIONS, RFC_MINIMUM_S, ApiConfig, ConfigError, NatConfig,
-                            check_api_exposure, parse_config, read_token, rfc_warnings)
-from ryu_nat.configfiles import check_files
+                            check_api_exposure, parse_config, rfc_warnings)
+from ryu_nat.configfiles import check_files, read_token
 from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.core.nat import Timeouts
+from ryu_nat.core.filtering import Filtering
+from ryu_nat.core.limits import Limits, Timeouts
 from ryu_nat.core.ports import PortRange
 
 from .lab import readme_nat_conf
@@ -23,7 +24,8 @@ BASE = {"public_ipv4": "192.168.3.1/24", "public_ipv4_gateway": "192.168.3.254",
 def test_defaults_for_all_but_the_addresses():
     config = parse_config(BASE)
     assert config.public_port == 1 and config.redirects == () and config.dpid is None
-    assert config.port_range == PortRange(1024, 65535)
+    assert config.port_range == PortRange(1, 65535) and config.port_parity
+    assert config.filtering is Filtering.ADDRESS_DEPENDENT and config.limits == Limits(per_host=4096, evict=True)
     assert config.timeouts.tcp_established_s == 7440 and config.timeouts.udp_s == 300
     assert config.timeouts.tcp_transitory_s == 240 and config.timeouts.icmp_s == 60
 
@@ -68,6 +70,12 @@ def test_the_seed_example():
     ({"api_cors_origins": "nat.example"}, "[nat] api_cors_origins: 'nat.example' is not an origin"),
     ({"api_cors_origins": "http://a.example/page"}, "[nat] api_cors_origins: 'http://a.example/page' is not"),
     ({"api_insecure": "maybe"}, "[nat] api_insecure = 'maybe' is not true or false"),
+    ({"filtering": "full-cone"}, "[nat] filtering = 'full-cone' is not one of: endpoint-independent, "
+                                 "address-dependent, address-and-port-dependent"),
+    ({"when_full": "drop"}, "[nat] when_full = 'drop' is not one of: evict, refuse"),
+    ({"max_mappings_per_host": "0"}, "[nat] max_mappings_per_host = '0' is out of range (1..10000000)"),
+    ({"max_mappings_per_host": "many"}, "[nat] max_mappings_per_host = 'many' is not a whole number"),
+    ({"port_parity": "even"}, "[nat] port_parity = 'even' is not true or false"),
 ])
 def test_each_wrong_value_gets_one_line_naming_option_and_value(override, message):
     with pytest.raises(ConfigError) as error:
@@ -152,7 +160,8 @@ def test_the_readme_sample_starts_as_written(tmp_path):
     config = read_like_ryu_manager(conf)
     assert (str(config.public), str(config.public_gateway), str(config.private)) == (
         "192.168.3.1/24", "192.168.3.254", "10.0.0.1/24")
-    assert config.public_port == 1 and config.port_range == PortRange(1024, 65535)
+    assert config.public_port == 1 and config.port_range == PortRange(1, 65535) and config.port_parity
+    assert (config.filtering, config.limits) == (Filtering.ADDRESS_DEPENDENT, Limits(per_host=4096, evict=True))
     assert [str(rule) for rule in config.redirects] == ["tcp:8080=10.0.0.2:80", "udp:5353=10.0.0.3:53"]
     assert config.table_sizes == {Proto.TCP: 16384, Proto.UDP: 16384, Proto.ICMP: 1024}
     assert config.timeouts == Timeouts(7440, 240, 300, 60)
@@ -273,3 +282,17 @@ def test_timeouts_at_their_rfc_minimums_warn_of_nothing():
     minimums = {name: str(minimum) for name, (minimum, _) in RFC_MINIMUM_S.items()}
     assert rfc_warnings(parse_config({**BASE, **minimums})) == []
     assert len(rfc_warnings(parse_config({**BASE, **{name: "1" for name in RFC_MINIMUM_S}}))) == len(RFC_MINIMUM_S)
+
+
+@pytest.mark.parametrize(("raw", "filtering", "limits", "parity"), [
+    ({"filtering": "Endpoint-Independent", "when_full": "refuse", "max_mappings_per_host": "10",
+      "port_parity": "false"}, Filtering.ENDPOINT_INDEPENDENT, Limits(10, False), False),
+    ({"filtering": "address-and-port-dependent"}, Filtering.ADDRESS_AND_PORT_DEPENDENT, Limits(4096, True), True),
+])
+def test_the_rfc_behaviour_options_are_read_and_shown(raw, filtering, limits, parity):
+    config = parse_config({**BASE, **raw})
+    assert (config.filtering, config.limits, config.port_parity) == (filtering, limits, parity)
+    shown = config.as_dict()
+    assert (shown["filtering"], shown["max_mappings_per_host"], shown["when_full"], shown["port_parity"]) == (
+        filtering.value, limits.per_host, "evict" if limits.evict else "refuse", parity)
+

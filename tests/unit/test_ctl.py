@@ -132,7 +132,7 @@ def test_stats_table(served, capsys):
     assert rows["mappings"] == ("live 1, created 1 (nat 1, redirect 0, hairpin 0), expired 0, evicted 0, "
                                 "removed 0")
     assert rows["table use"] == "icmp 0/1024, tcp 0/16384, udp 1/16384"
-    assert rows["public ports"] == "icmp 0/64512, tcp 0/64512, udp 1/64512"
+    assert rows["public ports"] == "icmp 0/65535, tcp 0/65535, udp 1/65535"
     assert rows["drops"] == "none" and rows["packet-ins"].startswith("arp ")
 
 

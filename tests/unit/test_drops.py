@@ -157,6 +157,21 @@ def _ports_exhausted(lab: Lab) -> None:
     lab.send(H2_PORT, from_host(H2, udp_bytes(H2, 5000, SERVER, 53)))
 
 
+def _table_full(lab: Lab) -> None:
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.send(H2_PORT, from_host(H2, udp_bytes(H2, 5000, SERVER, 53)))
+
+
+def _host_limit(lab: Lab) -> None:
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5001, SERVER, 53)))
+
+
+def _hairpin_filtered(lab: Lab) -> None:
+    [(_, out)] = lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    lab.send(H2_PORT, from_host(H2, udp_bytes(H2, 6000, PUBLIC, out["udp_src"])))  # H1 never sent to PUBLIC
+
+
 def _not_for_us(lab: Lab) -> None:
     lab.send(UPLINK, from_host(SERVER, udp_bytes(SERVER, 53, "192.168.3.77", 53)))
 
@@ -228,11 +243,14 @@ TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.OVERLAP: (_overlap, {"redirects": f"tcp:8080={H1}:80, tcp:8081={H1}:80"}),
     DropReason.CANNOT_NAT: (_cannot_nat, {}),
     DropReason.PORTS_EXHAUSTED: (_ports_exhausted, {"port_range": "2000-2000"}),
+    DropReason.TABLE_FULL: (_table_full, {"udp_table_size": "1", "when_full": "refuse"}),
+    DropReason.HOST_LIMIT: (_host_limit, {"max_mappings_per_host": "1", "when_full": "refuse"}),
     DropReason.NOT_FOR_US: (_not_for_us, {}),
     DropReason.SPOOFED_SOURCE: (_spoofed_source, {}),
     DropReason.PRIVATE_DESTINATION: (_private_destination, {}),
     DropReason.LOCAL: (_local, {}),
     DropReason.UNSOLICITED: (_unsolicited, {}),
+    DropReason.HAIRPIN_FILTERED: (_hairpin_filtered, {}),
     DropReason.UNTRANSLATED_ICMP_ERROR: (_untranslated_icmp_error, {}),
     DropReason.TTL_EXCEEDED: (_ttl_exceeded, {}),
     DropReason.ARP_TIMEOUT: (_arp_timeout, {}),

@@ -54,6 +54,15 @@ def test_a_new_conversation_would_start_a_mapping_that_is_not_made():
     assert max(m.id for m in lab.gateway.mappings()) == 1  # asking took no id
 
 
+def test_what_filtering_lets_in_goes_to_the_private_endpoint_without_a_mapping_of_its_own():
+    lab = Lab({"filtering": "endpoint-independent", "port_range": "2000-2000"})
+    lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    before = snapshot(lab)
+    answer = ask(lab, Proto.UDP, INTERNET, PUBLIC, 7000, 2000)  # a stranger, to H1's public port
+    assert answer.outcome is Outcome.ADMITTED and str(answer.leaves_as) == f"udp {INTERNET}:7000 -> {H1}:5000"
+    assert snapshot(lab) == before
+
+
 def test_a_redirected_port_names_its_redirect():
     lab = Lab()
     answer = ask(lab, Proto.TCP, INTERNET, PUBLIC, 7000, 8080)
@@ -112,6 +121,12 @@ QUESTIONS = {
     DropReason.PORTS_EXHAUSTED: (_h1_has_the_only_port, (Proto.UDP, H2, SERVER, 5000, 53), {"port_range": "2000-2000"}),
     DropReason.OVERLAP: (_server_port_forwarded, (Proto.TCP, SERVER, PUBLIC, 40000, 8081),
                          {"redirects": f"tcp:8080={H1}:80, tcp:8081={H1}:80"}),
+    DropReason.TABLE_FULL: (_h1_has_the_only_port, (Proto.UDP, H2, SERVER, 5000, 53),
+                            {"udp_table_size": "1", "when_full": "refuse"}),
+    DropReason.HOST_LIMIT: (_h1_has_the_only_port, (Proto.UDP, H1, SERVER, 5001, 53),
+                            {"max_mappings_per_host": "1", "when_full": "refuse"}),
+    DropReason.HAIRPIN_FILTERED: (_h1_has_the_only_port, (Proto.UDP, H2, PUBLIC, 6000, 2000),
+                                  {"port_range": "2000-2000"}),
 }
 
 

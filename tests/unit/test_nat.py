@@ -8,7 +8,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.core.nat import Direction, Hairpin, Redirect, SourceNat, Timeouts, Translated, TranslateError
+from ryu_nat.core.limits import Timeouts
+from ryu_nat.core.nat import Direction, Hairpin, Redirect, SourceNat, Translated, TranslateError
 from ryu_nat.core.ports import PortRange
 from ryu_nat.core.table import AddError, Mapping, MappingKind, RemovalReason
 
@@ -364,18 +365,6 @@ def test_idle_mappings_expire_per_protocol_timeout():
     nat.translate(parsed(udp_bytes(H1, 5000, SERVER, 53)), now=25.0)
     assert nat.expire(now=54.9) == 0
     assert nat.expire(now=55.0) == 1 and rec.removed[-1] == (udp, RemovalReason.EXPIRED)
-
-
-def test_tcp_fin_shortens_the_mapping_to_the_transitory_timeout():
-    nat, rec = make_nat(timeouts=Timeouts(tcp_established_s=7440.0, tcp_transitory_s=240.0))
-    syn = parsed(tcp_bytes(H1, 5000, SERVER, 80))
-    mapping = added(nat.add(syn, SourceNat(), now=0.0))
-    assert not translated(nat.translate(syn, now=0.0)).closing_started
-    fin = parsed(tcp_bytes(H1, 5000, SERVER, 80, bits=0x11))
-    assert translated(nat.translate(fin, now=100.0)).closing_started
-    assert not translated(nat.translate(fin, now=101.0)).closing_started
-    assert nat.expire(now=340.0) == 0
-    assert nat.expire(now=341.0) == 1 and rec.removed == [(mapping, RemovalReason.EXPIRED)]
 
 
 def test_mappings_with_infinite_timeout_never_expire():

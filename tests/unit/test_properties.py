@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.core.nat import Hairpin, Redirect, SourceNat, Timeouts, Translated
+from ryu_nat.core.limits import Timeouts
+from ryu_nat.core.nat import Hairpin, Redirect, SourceNat, Translated
 from ryu_nat.core.ports import PortRange
 from ryu_nat.core.table import Mapping, MappingKind
 

@@ -4,7 +4,9 @@ rules, what cannot be rebuilt is deleted and counted, and routed packets wait un
 from __future__ import annotations
 
 import dataclasses
+from ipaddress import IPv4Address
 
+from ryu_nat.core import tcp
 from ryu_nat.core.addresses import Proto, pack_key, reverse_key
 from ryu_nat.core.fragments import fragment
 from ryu_nat.core.table import MappingKind
@@ -16,7 +18,7 @@ from ryu_nat.openflow.plan import FlowDelete, FlowRule, Match, Output
 from .builders import echo_bytes, parsed, tcp_bytes, udp_bytes
 from .lab import H1, H1_PORT, H2, H2_PORT, INTERNET, MACS, PUBLIC, ROUTER_MAC, SERVER, UPLINK, Lab, from_host, ip
 
-FIN_ACK, ACK = 0x11, 0x10
+FIN_ACK, ACK, SYN_ACK = 0x11, 0x10, 0x12
 PORTS = {H1: H1_PORT, H2: H2_PORT}
 
 
@@ -64,16 +66,24 @@ def test_tcp_and_udp_mappings_come_back_with_their_ids_ports_kinds_and_rules():
     assert newest > max(before) and new["udp_src"] != udp_out["udp_src"]
 
 
-def test_the_transitory_state_comes_back_from_the_rules_timeout():
+def test_a_tcp_connections_state_comes_back_as_far_as_its_rules_show_it():
     lab = Lab({"tcp_transitory_timeout": "240"})
-    [(_, out)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 6000, SERVER, 80)))
-    lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, out["tcp_src"], bits=FIN_ACK)))
-    assert sorted(r.idle_timeout_s for r in mapping_rules(lab)) == [240, 7440]
+    [(_, half_open)] = lab.send(H1_PORT, from_host(H1, tcp_bytes(H1, 6000, SERVER, 80)))
+    [(_, answered)] = lab.send(H2_PORT, from_host(H2, tcp_bytes(H2, 6001, SERVER, 80)))
+    lab.send(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 80, PUBLIC, answered["tcp_src"], bits=SYN_ACK)))
+    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {240}  # until answered: the transitory timeout
+    lab.restart()
+    by_host = {str(IPv4Address(m.initiator)): m for m in lab.gateway.mappings()}
+    assert not tcp.is_established(by_host[H1]) and tcp.is_established(by_host[H2])  # its reply rule counted
+    lab.advance(241)  # the rules idle out: the half-open one ends, the established one lives on in the table
+    assert list(mappings(lab)) == [by_host[H2].id] and mapping_rules(lab) == []
+    lab.send(H2_PORT, from_host(H2, tcp_bytes(H2, 6001, SERVER, 80, bits=ACK)))
+    assert {r.idle_timeout_s for r in mapping_rules(lab)} == {7440}  # installed again, established
     lab.restart()
     [mapping] = lab.gateway.mappings()
-    assert mapping.closing and lab.gateway.rule_state(mapping) is RuleState.INSTALLED
-    lab.advance(241)  # the transitory rule idles out: the mapping ends with both rules
-    assert list(lab.gateway.mappings()) == [] and mapping_rules(lab) == []
+    assert tcp.is_established(mapping) and lab.gateway.rule_state(mapping) is RuleState.INSTALLED
+    lab.advance(241)
+    assert list(lab.gateway.mappings()) == [mapping]  # its rules keep the established timeout
 
 
 def test_a_udp_mapping_with_one_rule_left_comes_back_and_a_tcp_one_is_deleted():

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from ryu_nat.config import ConfigError, check_state_file, parse_config
+from ryu_nat.config import ConfigError, parse_config
 from ryu_nat.core.addresses import Proto
-from ryu_nat.operator.statefile import MAX_BYTES, StateFile
+from ryu_nat.operator.statefile import MAX_BYTES, StateFile, check_state_file
 
 from .fakedp import FakeDatapath
 from .fakeswitch import connect
