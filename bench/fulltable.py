@@ -51,6 +51,7 @@ from ryu_nat.openflow import cookies, multipart
 from ryu_nat.operator import flowstats, guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
+from ryu_nat.operator.switchread import SwitchReader
 
 TABLE = 32_768
 SMOKE_TABLE = 2_048
@@ -71,13 +72,15 @@ def _gateway_with(mappings: int) -> tuple[Gateway, FlowCounters, Any]:
                            "private_ipv4": "10.0.0.1/16", "public_port": "1", "tcp_table_size": str(mappings)})
     gateway = Gateway(config, random.Random(1))
     gateway.switch_connected([1, 2, 3], 0.0)
+    gateway.review.restore_done(0.0)  # an empty switch: nothing to read back
     gateway.packet_in(UPLINK, arp_reply_frame(ROUTER_MAC, PUBLIC_IP), 0.0)  # the server's MAC
     syn = SynTemplate()
     for i in range(mappings):
         gateway.packet_in(PRIVATE_PORT, syn.build(i, 0)[syn.frame_at:], 0.001 * i)
     now = [0.001 * mappings]
     counters = FlowCounters()
-    facade = NatFacade(gateway, counters, lambda: None, lambda dp, plan: None, clock=lambda: now[0])
+    facade = NatFacade(gateway, counters, lambda: None, lambda dp, plan: None, SwitchReader(gateway), lambda: False,
+                       clock=lambda: now[0])
     latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
     sweeps = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
     app = rest.make_wsgi_app(facade, metrics.registry(metrics.NatCollector(facade.stats, latency, sweeps)),

@@ -3,7 +3,9 @@
 The generator (asyncio, raw sockets and ``struct``; no Ryu on its hot path)
 emulates switches. Each connects to the controller, says HELLO, answers the
 features request (its datapath id), the port-description request (ports 1..3;
-port 1 is the NAT's uplink), echo and barrier requests, and then keeps K
+port 1 is the NAT's uplink), echo and barrier requests, flow- and
+aggregate-statistics requests (from its flow table when a run keeps one, as
+none otherwise: a starting controller reads its rules back), and then keeps K
 packet-ins outstanding. Each packet-in carries the first packet of a new TCP
 flow: a SYN from private host 10.0.x.y (its own MAC) on port 2 to the public
 server 192.168.3.10:80, sent to the NAT's router MAC. A set-up is complete when
@@ -70,7 +72,7 @@ FEATURES_REQUEST, FEATURES_REPLY = 5, 6
 PACKET_IN, FLOW_REMOVED, PACKET_OUT, FLOW_MOD = 10, 11, 13, 14
 MULTIPART_REQUEST, MULTIPART_REPLY = 18, 19
 BARRIER_REQUEST, BARRIER_REPLY = 20, 21
-MP_FLOW, MP_PORT_DESC = 1, 13
+MP_FLOW, MP_AGGREGATE, MP_PORT_DESC = 1, 2, 13
 MPF_REPLY_MORE = 1
 FC_ADD, FC_DELETE, FC_DELETE_STRICT = 0, 3, 4
 OXM_CLASS = 0x8000
@@ -242,6 +244,14 @@ def flow_removed(cookie: int, priority: int, match: bytes, idle_timeout: int) ->
     return message(FLOW_REMOVED, body + match)
 
 
+def aggregate_reply(xid: int, flow_count: int) -> bytes:
+    return message(MULTIPART_REPLY, struct.pack("!HH4xQQI4x", MP_AGGREGATE, 0, 0, 0, flow_count), xid)
+
+
+def empty_flow_reply(xid: int) -> bytes:
+    return message(MULTIPART_REPLY, struct.pack("!HH4x", MP_FLOW, 0), xid)
+
+
 def parse_oxms(buf: bytes | bytearray, start: int, end: int) -> dict[int, int]:
     """OpenFlow-basic OXM fields between ``start`` and ``end``: field number -> value as an int."""
     fields: dict[int, int] = {}
@@ -288,16 +298,16 @@ class FlowTable:
     _ENTRY = struct.Struct("!HBxIIHHHH4xQQQ")
 
     def __init__(self) -> None:
-        self.rules: dict[int, tuple[float, int, int, bytes]] = {}  # cookie -> (added, priority, idle, tail)
+        self.rules: dict[int, tuple[float, int, int, bytes, int]] = {}  # cookie -> (added, priority, idle, tail, table)
         self.requests = 0
         self.entries_sent = 0
 
     def flow_mod(self, buf: bytearray, at: int, length: int, now: float) -> None:
-        cookie, cookie_mask, command, idle, _, priority = struct.unpack_from("!QQxBHHH", buf, at + 8)
+        cookie, cookie_mask, table_id, command, idle, _, priority = struct.unpack_from("!QQBBHHH", buf, at + 8)
         if cookie >> 48 != OURS_TAG:
             return
         if command == FC_ADD:
-            self.rules[cookie] = (now, priority, idle, bytes(buf[at + 48: at + length]))
+            self.rules[cookie] = (now, priority, idle, bytes(buf[at + 48: at + length]), table_id)
         elif command in (FC_DELETE, FC_DELETE_STRICT):
             if cookie_mask == MAPPING_MASK:  # both rules of one mapping
                 mapping = cookie & ID_MASK
@@ -317,6 +327,13 @@ class FlowTable:
                     if (c := OURS_TAG << 48 | kind << 40 | mapping) in self.rules and c & mask == wanted]
         return [c for c in self.rules if c & mask == cookie & mask]
 
+    def count(self, request: bytes) -> bytes:
+        """The reply to an aggregate-statistics request: how many rules its cookie and mask select."""
+        xid = _U32.unpack_from(request, 4)[0]
+        cookie, mask = struct.unpack_from("!QQ", request, 32)
+        self.requests += 1
+        return aggregate_reply(xid, len(self.selected(cookie, mask)))
+
     def reply(self, request: bytes, now: float) -> bytes:
         """The multipart reply parts (each at most 64 KiB) to a flow-statistics request."""
         xid = _U32.unpack_from(request, 4)[0]
@@ -324,10 +341,10 @@ class FlowTable:
         self.requests += 1
         entries = []
         for rule_cookie in self.selected(cookie, mask):
-            added, priority, idle, tail = self.rules[rule_cookie]
+            added, priority, idle, tail, table_id = self.rules[rule_cookie]
             age = max(now - added, 0.0)
             packets = int(age)
-            entries.append(self._ENTRY.pack(48 + len(tail), 0, int(age), int(age % 1 * 1e9), priority, idle, 0,
+            entries.append(self._ENTRY.pack(48 + len(tail), table_id, int(age), int(age % 1 * 1e9), priority, idle, 0,
                                             1, rule_cookie, packets, packets * 100) + tail)
         self.entries_sent += len(entries)
         parts: list[list[bytes]] = [[]]
@@ -595,8 +612,13 @@ class Switch(asyncio.Protocol):
         elif kind == MULTIPART_REQUEST and _U16.unpack_from(msg, 8)[0] == MP_PORT_DESC:
             self.send(port_desc_reply(xid, self.dpid))
             self.ready.set()
-        elif kind == MULTIPART_REQUEST and _U16.unpack_from(msg, 8)[0] == MP_FLOW and self.generator.flow_table:
-            self.send(self.generator.flow_table.reply(msg, time.perf_counter()))
+        elif kind == MULTIPART_REQUEST and _U16.unpack_from(msg, 8)[0] in (MP_FLOW, MP_AGGREGATE):
+            # A controller that starts reads its rules back (a restore): a switch without a table has none.
+            table, aggregate = self.generator.flow_table, _U16.unpack_from(msg, 8)[0] == MP_AGGREGATE
+            if table is None:
+                self.send(aggregate_reply(xid, 0) if aggregate else empty_flow_reply(xid))
+            else:
+                self.send(table.count(msg) if aggregate else table.reply(msg, time.perf_counter()))
         elif kind == ECHO_REQUEST:
             self.send(message(ECHO_REPLY, msg[8:], xid))
         elif kind == BARRIER_REQUEST:

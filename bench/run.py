@@ -5,7 +5,7 @@
     bench/run.py --smoke               tiny sizes, no Mininet, seconds: keeps the code from rotting
     bench/run.py --only ofload --before main   set-ups against ryu_nat at git revision main too, side by side
 
-Sections: table, memory, parsing, ofload, hostile, fulltable (pure Python or a local ryu-manager), and
+Sections: table, memory, parsing, ofload, hostile, fulltable, restore (pure Python or a local ryu-manager), and
 dataplane, connections, scale (Mininet and Open vSwitch; they wait while
 end-to-end tests use Open vSwitch, since Mininet's clean-up removes every
 bridge). Each section's rows replace that section's earlier rows in
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from common import BENCH, Row, Summary, Target, dump_json, machine_facts
 
-SECTIONS = ("table", "memory", "parsing", "ofload", "hostile", "fulltable", "dataplane", "connections", "scale")
+SECTIONS = ("table", "memory", "parsing", "ofload", "hostile", "fulltable", "restore", "dataplane", "connections",
+            "scale")
 NEEDS_MININET = frozenset({"dataplane", "connections", "scale"})
 
 
@@ -57,6 +58,10 @@ def _runner(section: str, befores: Sequence[str] = ()) -> Callable[[bool, int], 
         import fulltable
 
         return fulltable.run
+    if section == "restore":
+        import restore
+
+        return restore.run
     import netbench
 
     return lambda smoke, reps: (netbench.run(section, reps), None)

@@ -28,17 +28,20 @@ from typing import Any
 from ryu_nat.backend import (DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, Datapath, app_manager, cfg, event, hub,
                              ofp_event, ofproto_v1_3, set_ev_cls)
 from ryu_nat.config import (DEFAULTS, OPTIONS, ConfigError, NatConfig, check_api_exposure, parse_config,
-                            read_token, rfc_warnings)
-from ryu_nat.configfiles import check_files
+                            rfc_warnings)
+from ryu_nat.configfiles import check_files, read_token
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
-from ryu_nat.openflow import encoder, multipart, sentlog
+from ryu_nat.openflow import encoder, sentlog
 from ryu_nat.openflow.plan import Plan
 from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
 from ryu_nat.operator.server import EventThreadCall, RestServer
+from ryu_nat.operator.statefile import StateFile, check_state_file
 from ryu_nat.operator.stats_tap import FlowStatsTap
+from ryu_nat.operator.statsrequests import StatsRequests
+from ryu_nat.operator.switchread import Purpose, SwitchReader
 from ryu_nat.ratelimit import LogLimiter, limit_framework_warnings
 
 LOG = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ class EventStatsDue(event.EventBase):  # type: ignore[misc]
 
 
 class EventFlowStatsPart(event.EventBase):  # type: ignore[misc]
-    """A part of the reply to our flow-statistics request, as bytes (see operator/stats_tap.py)."""
+    """A part of the reply to our flow- or aggregate-statistics request, as bytes (see operator/stats_tap.py)."""
 
     def __init__(self, datapath: Datapath, data: bytes) -> None:
         super().__init__()
@@ -113,6 +116,8 @@ class NatApp(BaseApp):  # type: ignore[misc]
         try:
             self.config = load_config()
             policy = api_policy(self.config, CONF.wsapi_host)
+            if self.config.state_file:
+                check_state_file(self.config.state_file)
         except ConfigError as exc:
             LOG.error("ryu_nat: %s", exc)  # to stderr, or wherever --log-file sends it: one line either way
             raise SystemExit(1) from None
@@ -132,7 +137,14 @@ class NatApp(BaseApp):  # type: ignore[misc]
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
         self.flow_counters = FlowCounters(on_sweep=self.poll_duration.observe)
         self.stats_tap = FlowStatsTap(self._stats_part_arrived)
-        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send)
+        self.reader = SwitchReader(self.gateway, self.config.audit_interval_s)
+        state = StateFile(self.config.state_file) if self.config.state_file else None
+        self.facade = NatFacade(self.gateway, self.flow_counters, lambda: self.datapath, self._send, self.reader,
+                                self._start_audit, state)
+        self.requests = StatsRequests(self.flow_counters, self.reader, self.stats_tap,
+                                      self.facade.next_counted_mapping, self._send, self.limiter)
+        if state is not None:
+            self._restore_redirects(state)
         registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency, self.poll_duration))
         self.rest_app = rest.make_wsgi_app(self.facade, registry, policy)
         self.rest_server: RestServer | None = None
@@ -140,6 +152,16 @@ class NatApp(BaseApp):  # type: ignore[misc]
         LOG.info("ryu_nat: public %s (gateway %s, uplink port %d), private %s, redirects: %s",
                  self.config.public, self.config.public_gateway, self.config.public_port, self.config.private,
                  ", ".join(str(r) for r in self.config.redirects) or "none")
+
+    def _restore_redirects(self, state: StateFile) -> None:
+        """The redirects added through the API before a restart, from ``[nat] state_file``."""
+        loaded = state.load(self.config.private, self.config.redirects)
+        for problem in loaded.problems:
+            LOG.error("ryu_nat: %s", problem)
+        self.facade.restore_redirects(loaded.redirects)
+        if loaded.redirects:
+            LOG.info("ryu_nat: redirects added through the API, restored from %s: %s", state.path,
+                     ", ".join(str(rule) for rule in loaded.redirects))
 
     def start(self) -> Any:
         """After every app is made: the event thread, the ticker, the REST server and the stop signals."""
@@ -177,14 +199,21 @@ class NatApp(BaseApp):  # type: ignore[misc]
             if self.datapath is not None and dp is self.datapath:
                 LOG.info("dpid=%016x: NAT switch disconnected", dp.id)
                 self.datapath = None
+                self.reader.stop()
             return
         if not self._claim(dp):
             return
         self.flow_counters.cancel_poll()  # a poll of an earlier connection: its xid means nothing now
+        self.reader.stop()
         self.stats_tap.forget()
         with self._guard("switch_connected", dp):
             LOG.info("dpid=%016x: NAT switch connected, ports %s", dp.id, sorted(dp.ports))
-            self._send(dp, self.gateway.switch_connected(list(dp.ports), time.monotonic()))
+            now = time.monotonic()
+            self._send(dp, self.gateway.switch_connected(list(dp.ports), now))
+            if self.gateway.review.restoring:
+                LOG.info("dpid=%016x: the table is empty: reading the mappings back from the switch's rules "
+                         "(ICMP query mappings lived only in the controller: they are lost)", dp.id)
+                self.requests.start(dp, Purpose.RESTORE)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: ofp_event.EventOFPPacketIn) -> None:
@@ -230,7 +259,10 @@ class NatApp(BaseApp):  # type: ignore[misc]
         dp = self.datapath
         if dp is not None:
             with self._guard("expire", dp):
-                self._send(dp, self.gateway.expire(time.monotonic()))
+                now = time.monotonic()
+                self._send(dp, self.gateway.expire(now))
+                if not (self.reader.audit_due(now) and self.requests.start(dp, Purpose.AUDIT)):
+                    self.requests.ask_reader(dp)  # a request asked again after a timeout, if one is due
 
     @set_ev_cls(EventStatsDue)
     def _stats_due(self, ev: EventStatsDue) -> None:
@@ -238,26 +270,15 @@ class NatApp(BaseApp):  # type: ignore[misc]
         dp = self.datapath
         if dp is not None:
             with self._guard("flow_stats_request", dp):
-                self._ask_next_slice(dp)
+                self.requests.ask_next_slice(dp)
 
     @set_ev_cls(EventFlowStatsPart)
     def _flow_stats_part(self, ev: EventFlowStatsPart) -> None:
-        """A reply part to our request: its rules' counters, read from the bytes."""
-        if ev.datapath is not self.datapath:
-            return
-        with self._guard("flow_stats_reply", ev.datapath):
-            part = multipart.decode_flow_stats(ev.data)
-            if isinstance(part, multipart.DecodeError):
-                xid = int.from_bytes(ev.data[4:8], "big")
-                self._warn_stats("dpid=%016x: flow-statistics reply xid=%d refused: %s", ev.datapath.id, xid,
-                                 part.value)
-                self.flow_counters.reply_failed(xid)
-                return
-            if not self.flow_counters.reply(part.xid, part.rules, part.more, time.monotonic()):
-                return
-            if self.flow_counters.pending_xid is None:
-                self.stats_tap.forget()  # done, or given up: further parts are not ours to read
-                self._ask_next_slice(ev.datapath)  # or end the sweep, if no block is left
+        """A reply part to our request: its rules' counters, or (a restore's or an audit's) the rules read
+        back, from the bytes."""
+        if ev.datapath is self.datapath:
+            with self._guard("flow_stats_reply", ev.datapath):
+                self.requests.part(ev.datapath, ev.data)
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -281,23 +302,13 @@ class NatApp(BaseApp):  # type: ignore[misc]
             dp.send(data)
             self.sent.record(sent)
 
-    def _ask_next_slice(self, dp: Datapath) -> None:
-        now = time.monotonic()
-        due = self.flow_counters.next_slice(now, self.facade.next_counted_mapping)
-        if due is not None:
-            request = encoder.flow_stats_request(dp, due.cookie, due.cookie_mask)
-            dp.set_xid(request)
-            self.stats_tap.expect(dp, request.xid)
-            dp.send_msg(request)
-            self.flow_counters.slice_sent(request.xid, due, now)
+    def _start_audit(self) -> bool:
+        """An audit asked for through the API: False if no switch, or another read runs."""
+        return self.datapath is not None and self.requests.start(self.datapath, Purpose.AUDIT)
 
     def _stats_part_arrived(self, dp: Datapath, data: bytes) -> None:
         """From the receive loop (stats_tap): the app reads it on its own event thread."""
         self._send_event(EventFlowStatsPart(dp, data), None)
-
-    def _warn_stats(self, message: str, *args: object) -> None:
-        """Through the limiter: a switch sending garbage must not flood the log."""
-        self.limiter.log(LOG, logging.WARNING, "flow_stats_reply", time.monotonic(), message, *args)
 
     def _ticker(self) -> None:
         while self.is_active:

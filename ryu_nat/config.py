@@ -33,7 +33,6 @@ MAX_MTU = 65535 - 14  # the switch's length check counts the Ethernet header in 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
-_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # oslo.config keeps "value  # note" whole; INI users expect the note to be a comment. A '#' or ';'
 # at the start of a (continuation) line or after a blank starts one: no option's value holds either.
@@ -63,6 +62,8 @@ DEFAULTS: dict[str, str] = {
     "api_hosts": "",
     "api_cors_origins": "",
     "api_insecure": "false",
+    "state_file": "",
+    "audit_interval": "600",
 }
 OPTIONS: dict[str, str] = {
     "public_ipv4": "The NAT's public address and prefix, e.g. 192.168.3.1/24.",
@@ -95,6 +96,9 @@ OPTIONS: dict[str, str] = {
     "api_cors_origins": "Origins (http://host:port) of other pages allowed to call the REST API from a browser, "
                         "comma separated; none by default, and no CORS headers are sent.",
     "api_insecure": "true to serve the REST API on a non-loopback address without a token.",
+    "state_file": "File where redirects added through the REST API are kept across restarts (written atomically); "
+                  "empty: they last until the controller stops.",
+    "audit_interval": "Seconds between audits of the switch's rules against the table (0: only on request).",
 }
 
 # Timeouts below these break what hosts behind a NAT rely on; labs shorten them on purpose, so a warning.
@@ -153,6 +157,8 @@ class NatConfig:
     public_mtu: int = 1500
     private_mtu: int = 1500
     api: ApiConfig = ApiConfig()
+    state_file: str = ""
+    audit_interval_s: int = 600
 
     @property
     def public_ip(self) -> IPv4Address:
@@ -190,6 +196,8 @@ class NatConfig:
             "api_hosts": list(self.api.hosts),
             "api_cors_origins": list(self.api.cors_origins),
             "api_insecure": self.api.insecure,
+            "state_file": self.state_file,
+            "audit_interval": self.audit_interval_s,
         }
 
 
@@ -237,25 +245,9 @@ def parse_config(raw: MappingOf[str, object]) -> NatConfig:
         api=ApiConfig(token_file=values["api_token_file"], hosts=_api_hosts(values["api_hosts"]),
                       cors_origins=_origins(values["api_cors_origins"]),
                       insecure=_bool("api_insecure", values["api_insecure"])),
+        state_file=values["state_file"],
+        audit_interval_s=_int("audit_interval", values["audit_interval"], 0, 7 * 86400),
     )
-
-
-def read_token(path: str) -> str:
-    """The REST API's token from ``path`` (surrounding white space dropped); ConfigError if the file
-    cannot be read or does not hold 16 to 4096 printable characters without spaces."""
-    try:
-        with open(path, "rb") as token_file:
-            raw = token_file.read(8193)
-    except OSError as exc:
-        raise ConfigError(f"[nat] api_token_file = {path!r} cannot be read: {exc.strerror or exc}") from None
-    try:
-        token = raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        token = ""
-    if not _TOKEN.match(token):
-        raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
-                          "characters without spaces (e.g. from: openssl rand -hex 32)")
-    return token
 
 
 def check_api_exposure(listen_host: str, api: ApiConfig) -> None:

@@ -1,4 +1,4 @@
-"""The config files as oslo.config reads them, checked for what it lets pass.
+"""The config files as oslo.config reads them, checked for what it lets pass; and the API token's file.
 
 An unknown ``[nat]`` option (a typo would leave its default in force), one set
 twice in a file, an unreadable file, one that is not UTF-8 text, or an INI
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 
 from oslo_config import cfg as oslo_cfg
 
 from ryu_nat.config import SECTION, ConfigError, check_names
+
+_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # printable ASCII, no spaces: fits a header and a password
 
 
 def check_files(files: Sequence[str], dirs: Sequence[str] = ()) -> None:
@@ -73,3 +76,21 @@ class _SectionReader(oslo_cfg.ConfigParser):
         if not self.section:  # oslo.config would say "Section must be started before assignment"
             raise ConfigError(f"{self.filename}: {key} comes before any section header (start the file with [nat])")
         super().assignment(key, value)
+
+
+def read_token(path: str) -> str:
+    """The REST API's token from ``path`` (surrounding white space dropped); ConfigError if the file
+    cannot be read or does not hold 16 to 4096 printable characters without spaces."""
+    try:
+        with open(path, "rb") as token_file:
+            raw = token_file.read(8193)
+    except OSError as exc:
+        raise ConfigError(f"[nat] api_token_file = {path!r} cannot be read: {exc.strerror or exc}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not _TOKEN.match(token):
+        raise ConfigError(f"[nat] api_token_file = {path!r} must hold one token of 16 to 4096 printable ASCII "
+                          "characters without spaces (e.g. from: openssl rand -hex 32)")
+    return token

@@ -137,15 +137,22 @@ def write_config(path: Path, **overrides: object) -> Path:
     return path
 
 
-def attach_controller(bridge: str, port: int) -> None:
+def attach_controller(bridge: str, port: int, keep_flows: bool = False) -> None:
     """Point ``bridge`` at ``tcp:127.0.0.1:port`` now.
 
     A fresh controller record connects at once; the old one may be sitting out
     a reconnect backoff, which this Open vSwitch grows to 8 s whatever
-    ``max_backoff`` says. Secure fail mode keeps the flows meanwhile.
+    ``max_backoff`` says. But a bridge that loses its last controller, or gets
+    its first, flushes its flow table: ``keep_flows`` (a controller restart,
+    which must find the rules of the run before) leaves a bridge that already
+    points there to reconnect by itself, at the cost of that backoff.
     """
-    run("ovs-vsctl", "--timeout=10", "del-controller", bridge)
-    run("ovs-vsctl", "--timeout=10", "set-controller", bridge, f"tcp:127.0.0.1:{port}")
+    target = f"tcp:127.0.0.1:{port}"
+    if keep_flows and run("ovs-vsctl", "--timeout=10", "get-controller", bridge).split() == [target]:
+        return
+    if not keep_flows:
+        run("ovs-vsctl", "--timeout=10", "del-controller", bridge)
+    run("ovs-vsctl", "--timeout=10", "set-controller", bridge, target)
 
 
 class Controller:
@@ -199,11 +206,12 @@ class Controller:
                 self.died = str(exc)
                 raise ControllerDied(f"{exc}; log tail:\n{self.log_tail()}") from None
 
-    def wait_connected(self, bridge: str, timeout_s: float = 20) -> None:
+    def wait_connected(self, bridge: str, timeout_s: float = 20, keep_flows: bool = False) -> None:
         """Connect ``bridge`` to this controller and wait until the app has written a flow.
 
         A flow younger than the connection shows that the app saw the switch
-        (true after a restart too, when older flows are still there). Raises
+        (true after a restart too, when older flows are still there: with
+        ``keep_flows`` the switch keeps them, see :func:`attach_controller`). Raises
         ControllerDied (with the log's tail) if the process exits first,
         TimeoutError if the switch is not set up in time.
         """
@@ -217,7 +225,7 @@ class Controller:
         wait_until(alive_and(lambda: listening(self.of_port)), timeout_s,
                    what=f"ryu-manager to listen on port {self.of_port}")
         attached = time.monotonic()
-        attach_controller(bridge, self.of_port)
+        attach_controller(bridge, self.of_port, keep_flows)
 
         def fresh_flow() -> bool:
             age_s = time.monotonic() - attached
@@ -249,9 +257,17 @@ class Controller:
             process.wait()
 
     def restart(self, bridge: str) -> None:
+        """Stop, start, and let the switch reconnect with its flows (as a restart in the field does)."""
         self.stop()
         self.start()
-        self.wait_connected(bridge)
+        self.wait_connected(bridge, keep_flows=True)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no handler runs, the switch keeps every rule."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def log_text(self) -> str:
         try:
@@ -327,6 +343,39 @@ class Flow:
     def protocol(self) -> str | None:
         head = self.match.split(",", 1)[0]
         return head if head in ("tcp", "udp", "icmp", "arp", "ip") else None
+
+
+_OFCTL_FIELDS = {"eth_type": "dl_type", "ip_proto": "nw_proto", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst",
+                 "eth_src": "dl_src", "eth_dst": "dl_dst"}
+_OFCTL_SET = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst"}
+
+
+def ofctl_flow(rule: Any) -> str:
+    """A plan FlowRule (``ryu_nat.openflow.plan``) in ``ovs-ofctl add-flows`` syntax: what the app would install."""
+    from ryu_nat.openflow.plan import OFPP_IN_PORT, DecTtl, Output, SetField
+
+    head = [f"cookie={rule.cookie:#x}", f"table={rule.table_id}", f"priority={rule.priority}"]
+    if rule.idle_timeout_s:
+        head.append(f"idle_timeout={rule.idle_timeout_s}")
+    if rule.notify_removed:
+        head.append("send_flow_rem")
+    match = [f"{_OFCTL_FIELDS.get(name, name)}={value:#06x}" if name == "eth_type" else
+             f"{_OFCTL_FIELDS.get(name, name)}={value}" for name, value in rule.match.fields]
+    actions = []
+    for action in rule.actions:
+        if isinstance(action, DecTtl):
+            actions.append("dec_ttl")
+        elif isinstance(action, SetField):
+            actions.append(f"set_field:{action.value}->{_OFCTL_SET.get(action.field, action.field)}")
+        elif isinstance(action, Output):
+            actions.append("in_port" if action.port == OFPP_IN_PORT else f"output:{action.port}")
+    return ",".join(head + match) + ",actions=" + (",".join(actions) or "drop")
+
+
+def add_flows(bridge: str, rules: Sequence[Any], path: Path) -> None:
+    """Install plan FlowRules on ``bridge`` from a file, as ``ovs-ofctl add-flows`` does (fast, for many)."""
+    path.write_text("".join(ofctl_flow(rule) + "\n" for rule in rules))
+    run("ovs-ofctl", "-O", "OpenFlow13", "add-flows", bridge, str(path), timeout_s=300)
 
 
 def dump_flows(bridge: str) -> str:

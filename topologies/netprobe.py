@@ -12,6 +12,13 @@ payload bytes: UDP echoes the datagram's payload, TCP sends ``download``
 bytes of :func:`pattern` data. So a check needs no trust in either side's
 report alone: each end hashes what it got.
 
+Sessions (``session-client``, against a ``udp-server`` or a ``tcp-echo-server``)
+keep one socket open across rounds: a round sends a line and reads the
+server's answer (what the server saw: the peer address), and the client waits
+for ``--go FILE`` to exist between rounds, so that something (a controller
+restart) can happen while the connection stays open. At the end a TCP session
+half-closes and waits for the server's close (its FIN crosses the NAT too).
+
 ``raw-send`` puts Ethernet frames (hex, one per line of a file) on an
 interface as they are, through an AF_PACKET socket: what an attacker on that
 LAN could send (forged ARP, odd TCP options, fragment junk, spoofed sources).
@@ -36,6 +43,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 MAX_DATAGRAM = 65535
@@ -131,15 +139,38 @@ def serve_tcp_connection(conn: socket.socket, peer: tuple[str, int], name: str) 
 
 def tcp_server(args: argparse.Namespace) -> int:
     """Per connection: read the request and the upload to EOF, answer, send the download, close."""
+    return serve_tcp(args, "tcp", serve_tcp_connection)
+
+
+def tcp_echo_server(args: argparse.Namespace) -> int:
+    """Per connection, per line received: one line back, what the server saw (peer) and the line; close on EOF."""
+    return serve_tcp(args, "tcp-echo", echo_lines)
+
+
+def serve_tcp(args: argparse.Namespace, kind: str,
+              serve: Callable[[socket.socket, tuple[str, int], str], None]) -> int:
+    """Listen on ``args.port``, say READY, and ``serve`` each connection in its own thread."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.bind, args.port))
     listener.listen(128)
-    print("READY tcp", args.port, flush=True)
+    print("READY", kind, args.port, flush=True)
     while True:
         conn, peer = listener.accept()
-        threading.Thread(target=serve_tcp_connection, args=(conn, peer, args.name),
-                         daemon=True).start()
+        threading.Thread(target=serve, args=(conn, peer, args.name), daemon=True).start()
+
+
+def echo_lines(conn: socket.socket, peer: tuple[str, int], name: str) -> None:
+    with conn:
+        conn.settimeout(300)
+        stream = conn.makefile("rb")
+        try:
+            for line in stream:
+                seen = {"proto": "tcp", "server": name, "peer": list(peer), "echo": line.decode(errors="replace").strip()}
+                emit(seen)
+                conn.sendall(json.dumps(seen).encode() + b"\n")
+        except OSError:
+            return
 
 
 # Clients ---------------------------------------------------------------------------------------
@@ -368,6 +399,57 @@ def tcp_many(args: argparse.Namespace) -> int:
     return 0
 
 
+def session_client(args: argparse.Namespace) -> int:
+    """One socket, ``--rounds`` rounds; before each round but the first, wait for ``--go`` to exist. Prints a
+    JSON line per round as it ends, then the result: each round's answer, and for TCP whether the server's
+    close arrived after ours."""
+    dest = endpoint(args.to)
+    kind = socket.SOCK_STREAM if args.proto == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", args.from_port))
+    sock.settimeout(args.timeout)
+    result: dict[str, Any] = {"to": args.to, "rounds": []}
+    try:
+        sock.connect(dest)
+        result["local"] = list(sock.getsockname())
+        lines = sock.makefile("rb") if kind == socket.SOCK_STREAM else None
+        for index in range(args.rounds):
+            if index:
+                wait_for_file(args.go, args.wait)
+            result["rounds"].append(session_round(sock, lines, index))
+            emit({"round": index + 1, **result["rounds"][-1]})
+        if lines is not None:
+            sock.shutdown(socket.SHUT_WR)
+            result["closed_by_server"] = lines.read() == b""
+    except (OSError, TimeoutError) as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sock.close()
+    emit(result)
+    return 0
+
+
+def session_round(sock: socket.socket, lines: Any, index: int) -> dict[str, Any]:
+    """One line out, the server's answer back; what the server saw."""
+    word = f"round-{index + 1}-{random.randrange(1 << 32):08x}"
+    if lines is None:
+        sock.send(json.dumps({"tag": word}).encode() + b"\n" + word.encode())
+        answer, echoed = split_header(sock.recv(MAX_DATAGRAM))
+        return {"peer": answer["peer"], "ok": echoed == word.encode()}
+    sock.sendall(word.encode() + b"\n")
+    answer = json.loads(lines.readline())
+    return {"peer": answer["peer"], "ok": answer["echo"] == word}
+
+
+def wait_for_file(path: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:g} s")
+        time.sleep(0.05)
+
+
 def raw_send(args: argparse.Namespace) -> int:
     """Send the frames of ``--frames`` (hex, one per line) out of ``--intf``, at most ``--rate`` a second."""
     with open(args.frames) as lines:
@@ -387,7 +469,7 @@ def raw_send(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    for name, handler in (("udp-server", udp_server), ("tcp-server", tcp_server)):
+    for name, handler in (("udp-server", udp_server), ("tcp-server", tcp_server), ("tcp-echo-server", tcp_echo_server)):
         sub = commands.add_parser(name)
         sub.add_argument("--port", type=int, required=True)
         sub.add_argument("--bind", default="0.0.0.0")
@@ -424,6 +506,14 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--max-failures", type=int, default=5)
     many.set_defaults(handler=tcp_many, download=0, hold=0.0, reset=False)
 
+    session = commands.add_parser("session-client")
+    session.add_argument("--proto", choices=("tcp", "udp"), required=True)
+    session.add_argument("--to", required=True, help="IP:PORT (a tcp-echo-server or a udp-server)")
+    session.add_argument("--rounds", type=int, default=2)
+    session.add_argument("--go", required=True, help="a round after the first starts once this file exists")
+    session.add_argument("--wait", type=float, default=120.0, help="seconds to wait for --go")
+    session.set_defaults(handler=session_client)
+
     error = commands.add_parser("icmp-error")
     error.add_argument("--to", required=True, help="IP the error is sent to")
     error.add_argument("--about", required=True, help="the quoted UDP datagram, SRC:PORT>DST:PORT")
@@ -439,7 +529,7 @@ def parser() -> argparse.ArgumentParser:
     raw.add_argument("--rate", type=float, default=0.0, help="frames per second (0: as fast as possible)")
     raw.set_defaults(handler=raw_send)
 
-    for sub in (udp, peer, tcp, many):
+    for sub in (udp, peer, tcp, many, session):
         sub.add_argument("--from-port", type=int, default=0, help="source port (0: any)")
         sub.add_argument("--timeout", type=float, default=3.0, help="seconds per attempt")
         sub.add_argument("--tag", default="")

@@ -100,6 +100,10 @@ class FragmentCache:
         """What the pending datagrams cost, as counted against ``max_bytes``."""
         return self._bytes
 
+    def waiting(self, src: int, dst: int, proto: int) -> int:
+        """How many datagrams from ``src`` to ``dst`` of ``proto`` have pieces here, waiting for the rest."""
+        return sum(1 for key in self._pending if key[:3] == (src, dst, proto))
+
     def add(self, piece: Datagram, now: float, trusted: bool = True) -> Reassembled | FragmentError | None:
         """Keep ``piece``; the whole datagram once every piece is in, else None (or why it was dropped).
 

@@ -178,6 +178,13 @@ class LruNatTable:
             table.recency.touch(mapping.original)  # a hit in either direction makes it recent
         return mapping
 
+    def peek(self, proto: Proto, key: int) -> Mapping | None:
+        return self._tables[proto].channels.get(key)
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
     def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
         table = self._tables[mapping.proto]
         original, reply = mapping.original, mapping.reply

@@ -109,13 +109,14 @@ class Nat:
     # --- add ---------------------------------------------------------------------------
 
     def add(self, packet: Datagram, mode: AddMode, now: float, *, idle_timeout_s: float | None = None,
-            port_generator: PortGenerator | None = None) -> Mapping | AddError:
+            port_generator: PortGenerator | None = None, dry_run: bool = False) -> Mapping | AddError:
         """Add a mapping for the conversation ``packet`` starts; return it.
 
         Adding a conversation that already has a mapping made by the same mode (for
         a redirect or hairpin, to the same target) refreshes and returns it.
         ``idle_timeout_s`` overrides the protocol's timeout (``math.inf``: only an
-        explicit removal ends it). Errors:
+        explicit removal ends it). ``dry_run``: the mapping that would be added (id 0), or the
+        error, and nothing changes (no id, port or channel taken, nothing refreshed). Errors:
         CANNOT_NAT  not TCP, UDP or an ICMP query; a later fragment; port 0; an
                     address that is broadcast, multicast, loopback, unspecified or
                     link-local; a redirect of ICMP.
@@ -125,36 +126,39 @@ class Nat:
         HOST_LIMIT  the client has ``limits.per_host`` mappings and may not evict one.
         TABLE_FULL  the table is full and this mapping may not evict (a redirect's never does).
         """
-        self._now = now
+        self._now = self._now if dry_run else now
         proto = _proto_of(packet)
         if proto is None or not is_nattable(packet.src) or not is_nattable(packet.dst):
             return AddError.CANNOT_NAT
         if proto is not Proto.ICMP and (packet.src_port == 0 or packet.dst_port == 0):
             return AddError.CANNOT_NAT
         key = pack_key(packet.src, packet.dst, packet.src_port, packet.dst_port)
-        existing = self.table.lookup(proto, key)
+        existing = self.table.peek(proto, key) if dry_run else self.table.lookup(proto, key)
         if existing is not None:
             if existing.original != key or not _made_by(existing, mode):
                 return AddError.OVERLAP
-            existing.last_used = now
+            if not dry_run:
+                existing.last_used = now
             return existing
         timeout = self._new_timeouts[proto] if idle_timeout_s is None else idle_timeout_s
         match mode:
             case SourceNat():
-                return self._add_translated(packet, key, proto, None, now, timeout, port_generator)
+                return self._add_translated(packet, key, proto, None, now, timeout, port_generator, dry_run)
             case Redirect(endpoint=target) | Hairpin(endpoint=target):
                 if proto is Proto.ICMP or not is_nattable(int(target.ip)):
                     return AddError.CANNOT_NAT
                 if isinstance(mode, Hairpin):
-                    return self._add_translated(packet, key, proto, mode, now, timeout, port_generator)
+                    return self._add_translated(packet, key, proto, mode, now, timeout, port_generator, dry_run)
                 if self.table.count(proto) >= self.table.capacity(proto):
                     return AddError.TABLE_FULL
                 reply = pack_key(int(target.ip), packet.src, target.port, packet.src_port)
+                if dry_run:
+                    return _would_add(self.table, Mapping(0, proto, key, reply, MappingKind.REDIRECT, now, timeout))
                 mapping = Mapping(next(self._ids), proto, key, reply, MappingKind.REDIRECT, now, timeout)
                 return self._insert(mapping)
 
     def _add_translated(self, packet: Datagram, key: int, proto: Proto, hairpin: Hairpin | None, now: float,
-                        timeout: float, port_generator: PortGenerator | None) -> Mapping | AddError:
+                        timeout: float, port_generator: PortGenerator | None, dry_run: bool) -> Mapping | AddError:
         """A mapping whose private client leaves from the public address on a port of its own."""
         owner = owner_key(packet.src, packet.src_port)
         if hairpin is None:
@@ -169,11 +173,13 @@ class Nat:
                                    port_generator or self.ports.candidate)
             if port is None:
                 return AddError.PORTS_EXHAUSTED
-        full = self._make_room(proto, packet.src)
+        full = self._make_room(proto, packet.src, dry_run)
         if full is not None:
             return full
         reply = pack_key(reply_src, self._public, port if reply_src_port < 0 else reply_src_port, port)
         kind = MappingKind.NAT if hairpin is None else MappingKind.HAIRPIN
+        if dry_run:
+            return _would_add(self.table, Mapping(0, proto, key, reply, kind, now, timeout))
         mapping = Mapping(next(self._ids), proto, key, reply, kind, now, timeout)
         if hairpin is not None and hairpin.to_mapping:
             mapping.flags = HOLDS_TARGET_PORT
@@ -184,15 +190,15 @@ class Nat:
                 self.ports.acquire(proto, owner_key(reply_src, reply_src_port), packet.dst_port)
         return added
 
-    def _make_room(self, proto: Proto, client: int) -> AddError | None:
-        """Before a private client's new mapping: evict its host's oldest mapping if the host is at its limit,
-        and check that the table may evict when full (:class:`Limits`)."""
+    def _make_room(self, proto: Proto, client: int, dry_run: bool) -> AddError | None:
+        """Before a private client's new mapping: evict its host's oldest mapping if the host is at its limit
+        (a dry run only says whether it could), and check that the table may evict when full (:class:`Limits`)."""
         per_host = self.limits.per_host
         if per_host is not None and self.table.clients(proto, client) >= per_host:
             if not self.limits.evict:
                 return AddError.HOST_LIMIT
             oldest = self.table.oldest_of_client(proto, client)
-            if oldest is not None:
+            if oldest is not None and not dry_run:
                 self.table.delete(oldest, RemovalReason.HOST_LIMIT)
         if not self.limits.evict and self.table.count(proto) >= self.table.capacity(proto):
             return AddError.TABLE_FULL
@@ -219,7 +225,7 @@ class Nat:
             if available is False:
                 continue
             slot = pack_key(remote, self._public, port if remote_port < 0 else remote_port, port)
-            if self.table.lookup(proto, slot) is not None:
+            if self.table.peek(proto, slot) is not None:
                 continue
             if available is None:
                 fallback = port if fallback is None else fallback
@@ -227,35 +233,42 @@ class Nat:
             return port
         return fallback
 
+    def ids_above(self, last_id: int) -> None:
+        """New mappings get ids above ``last_id`` (one seen on the switch after a restart: its cookie carries it)."""
+        following = next(self._ids)
+        self._ids = itertools.count(max(following, last_id + 1))
+
     # --- translate ---------------------------------------------------------------------
 
-    def translate(self, packet: Datagram, now: float) -> Translated | TranslateError:
+    def translate(self, packet: Datagram, now: float, dry_run: bool = False) -> Translated | TranslateError:
         """The packet rewritten by its mapping, with TTL decremented.
 
-        ICMP errors are translated by the packet they embed (RFC 5508). Errors:
+        ICMP errors are translated by the packet they embed (RFC 5508).
+        ``dry_run``: the same answer, and the mapping neither counts as used nor changes state. Errors:
         UNTRANSLATED  no mapping for its channel (or, for an ICMP error, for the
                       embedded packet);
         TTL_EXCEEDED  a mapping exists but the packet arrived with TTL <= 1.
         """
-        self._now = now
+        self._now = self._now if dry_run else now
         if packet.embedded is not None:
-            return self._translate_icmp_error(packet)
+            return self._translate_icmp_error(packet, dry_run)
         proto = _proto_of(packet)
         if proto is None:
             return TranslateError.UNTRANSLATED
         key = packet.key
-        mapping = self.table.lookup(proto, key)
+        mapping = self.table.peek(proto, key) if dry_run else self.table.lookup(proto, key)
         if mapping is None:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
             return TranslateError.TTL_EXCEEDED
         direction, out_key = leaving(mapping, key)
-        mapping.last_used = now
         change = None
-        if packet.tcp_flags & tcp.WATCHED_FLAGS and proto is Proto.TCP:
-            change = tcp.track(mapping, direction is Direction.ORIGINAL, packet.tcp_flags)
-            if change is not None and mapping.expires_by_itself:
-                self.table.retime(mapping, self.timeouts.of(mapping))
+        if not dry_run:
+            mapping.last_used = now
+            if packet.tcp_flags & tcp.WATCHED_FLAGS and proto is Proto.TCP:
+                change = tcp.track(mapping, direction is Direction.ORIGINAL, packet.tcp_flags)
+                if change is not None and mapping.expires_by_itself:
+                    self.table.retime(mapping, self.timeouts.of(mapping))
         src, dst, src_port, dst_port = unpack_key(out_key)
         out = pkt_mod.rewrite(packet, src, dst, src_port, dst_port, packet.ttl - 1)
         return Translated(out, mapping, direction, change)
@@ -278,7 +291,7 @@ class Nat:
         """``mapping``'s rules are on the switch again: their idle timeouts decide its life."""
         self.table.retime(mapping, math.inf)
 
-    def _translate_icmp_error(self, packet: Datagram) -> Translated | TranslateError:
+    def _translate_icmp_error(self, packet: Datagram, dry_run: bool) -> Translated | TranslateError:
         """Map an ICMP error back along the conversation its embedded packet belongs to.
 
         The embedded packet is one the NAT sent; its reverse is a channel the
@@ -292,7 +305,7 @@ class Nat:
         except ValueError:
             return TranslateError.UNTRANSLATED
         arriving = reverse_key(embedded.key)
-        mapping = self.table.lookup(proto, arriving)
+        mapping = self.table.peek(proto, arriving) if dry_run else self.table.lookup(proto, arriving)
         if mapping is None:
             return TranslateError.UNTRANSLATED
         if packet.ttl <= 1:
@@ -359,6 +372,14 @@ def leaving(mapping: Mapping, arriving: int) -> tuple[Direction, int]:
     if arriving == mapping.original:
         return Direction.ORIGINAL, reverse_key(mapping.reply)
     return Direction.REPLY, reverse_key(mapping.original)
+
+
+def _would_add(table: NatTable, mapping: Mapping) -> Mapping | AddError:
+    """A dry run's answer: ``mapping``, unless a channel of it is taken (as :meth:`NatTable.insert` checks)."""
+    if mapping.original == mapping.reply or table.peek(mapping.proto, mapping.original) is not None \
+            or table.peek(mapping.proto, mapping.reply) is not None:
+        return AddError.OVERLAP
+    return mapping
 
 
 def _made_by(mapping: Mapping, mode: AddMode) -> bool:

@@ -71,18 +71,20 @@ class PortAllocator:
         self._reserved: dict[Proto, set[int]] = {p: set() for p in Proto}
         self._quarantine: dict[Proto, OrderedDict[int, tuple[float, int]]] = {p: OrderedDict() for p in Proto}
 
-    def candidate(self, proto: Proto, private_port: int) -> int:
+    def candidate(self, proto: Proto, private_port: int, rng: random.Random | None = None) -> int:
         """A random port from the part of the range that suits ``private_port``: its class, and its parity
-        (even or odd, RFC 4787 REQ-4) when ``keep_parity`` and the part holds a port of that parity."""
+        (even or odd, RFC 4787 REQ-4) when ``keep_parity`` and the part holds a port of that parity. Drawn
+        from ``rng`` if given: a dry run must leave the allocator's own random source as it was."""
+        draw = rng or self._rng
         span = self._low if private_port < WELL_KNOWN_LIMIT and self._low else self._high or self._low
         assert span is not None  # a PortRange is never empty
         first, last = span
         if self.keep_parity:
             first += (first ^ private_port) & 1  # the first port of the private port's parity
             if first <= last:
-                return first + 2 * self._rng.randint(0, (last - first) // 2)
+                return first + 2 * draw.randint(0, (last - first) // 2)
             first = span[0]
-        return self._rng.randint(first, last)
+        return draw.randint(first, last)
 
     def port_of(self, proto: Proto, owner: int) -> int | None:
         """The public port ``owner`` already holds, if any (endpoint-independent mapping)."""

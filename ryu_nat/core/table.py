@@ -214,6 +214,13 @@ class NatTable(Protocol):
     def lookup(self, proto: Proto, key: int) -> Mapping | None:
         """The mapping that has ``key`` as its original or reply channel."""
 
+    def peek(self, proto: Proto, key: int) -> Mapping | None:
+        """As :meth:`lookup`, but the mapping does not count as used (a question, not a packet)."""
+
+    @property
+    def last_id(self) -> int:
+        """The highest id ever inserted (-1 before the first): every new mapping's id must be above it."""
+
     def insert(self, mapping: Mapping) -> Literal[AddError.OVERLAP] | None:
         """Add both channels, or neither: OVERLAP if either is taken.
 

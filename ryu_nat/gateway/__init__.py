@@ -9,6 +9,10 @@ offload.py         each mapping's two switch rules, as a state per mapping (:cla
 local.py           the NAT's own addresses: echo replies, time exceeded
 guard.py           the inbound guard: drop rules for unsolicited traffic
 reassembly.py      fragments wait for their datagram; translated datagrams leave cut again
+restore.py         after a restart: mappings rebuilt from the switch's rules; routed packets wait meanwhile
+audit.py           the switch's rules compared with the table, and the repairs
+explain.py         what the NAT would do with a packet, and why (:class:`Explanation`)
+review.py          :class:`Review`: composes the parts for restore, audit and explain (``Gateway.review``)
 drops.py           :class:`DropReason`: every reason a packet is dropped, with its meaning
 stats.py           every counter, declared once
 =================  =============================================================

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_host_mac, is_nattable
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_host_mac
 from ryu_nat.core.filtering import Admitted, admitted_datagram
 from ryu_nat.core.fragments import Reassembled
 from ryu_nat.core.neighbours import Location
@@ -37,6 +37,8 @@ from ryu_nat.gateway.natpath import NatPath, Verdict
 from ryu_nat.gateway.neighbours import Neighbourhood, Waiting
 from ryu_nat.gateway.offload import Offload, RuleState
 from ryu_nat.gateway.reassembly import Reassembly
+from ryu_nat.gateway.restore import Held, Restore
+from ryu_nat.gateway.review import Review
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.gateway.switching import PrivateSwitch
 from ryu_nat.openflow import cookies, rules
@@ -131,20 +133,26 @@ class Gateway(GatewayQueries):
         self._guard = InboundGuard(self._uplink, self._public.address, self.stats, limiter)
         self._fragments = Reassembly(self.stats, config.public_mtu, config.private_mtu, self._public.address,
                                      rng.randrange(0x10000))
+        self._restore = Restore(config, self.stats)
+        self.review = Review(config, self.stats, self._restore, self._nat, self._offload, self._neighbours,
+                             self._fragments, self._guard, self._local, route=self._route)
         for rule in config.redirects:
             self.add_redirect(rule)
 
     # --- switch events ------------------------------------------------------------------
 
     def switch_connected(self, ports: Iterable[int], now: float) -> Plan:
-        """Settings, a clean slate of our rules, the base rules, and the rules of live mappings (those whose
-        two ends are known; the others come back with their next packet)."""
+        """Settings and the base rules; with an empty table (a restart) the switch's mapping rules are kept and
+        read back (:attr:`Review.restoring`), else a clean slate and the rules of live mappings whose ends are known."""
         self._switch.connected(ports)
         self._guard.forget()
         self._filters.forget()
         self._neighbours.connected(now)
-        base = rules.base(self._mac, self._uplink, self.config.public_mtu, self.config.private_mtu)
-        plan: Plan = [SwitchSetup(), rules.delete_ours(), Barrier(), *base]
+        base: Plan = [Barrier(), *rules.base(self._mac, self._uplink, self.config.public_mtu, self.config.private_mtu)]
+        if self._restore.active or self._nat.is_empty():
+            self._restore.begin()
+            return self._finish([SwitchSetup(), *rules.delete_session_rules(), *base])
+        plan: Plan = [SwitchSetup(), rules.delete_ours(), *base]
         return self._finish(plan + self._offload.reinstall(self._neighbours.locate))
 
     def port_changed(self, port: int, present: bool) -> Plan:
@@ -192,7 +200,7 @@ class Gateway(GatewayQueries):
         self._guard.expire(now)
         plan, given_up = self._neighbours.expire(now, self._switch.ports, self._offload.is_behind)
         for mapping in self._offload.expire(now, given_up):
-            self._nat.end(mapping)
+            self._nat.end(mapping, now)
         return self._finish(plan)
 
     # --- operator actions ------------------------------------------------------------------
@@ -249,8 +257,9 @@ class Gateway(GatewayQueries):
         self.stats.packet_ins["private"] += 1
         if d is None:
             return self._dropped(DropReason.NOT_IPV4), released
-        if not self._private.is_other_host(d.src):
-            return self._dropped(DropReason.SPOOFED_SOURCE), released
+        refused = self._nat.refusal(d, from_private=True)
+        if refused is not None:
+            return self._dropped(refused), released
         return self._route(came_from, d, data, now, from_private=True), released
 
     def _from_public(self, in_port: int, frame: Frame, data: bytes, now: float) -> tuple[Plan, list[Waiting]]:
@@ -258,17 +267,19 @@ class Gateway(GatewayQueries):
         d = frame.datagram
         if d is None:
             return self._dropped(DropReason.NOT_IPV4), []
-        if frame.eth_dst != self._mac or d.dst != self._public.address:
-            return self._dropped(DropReason.NOT_FOR_US), []
-        if not _is_public_source(d.src, self._public, self._private):
-            return self._dropped(DropReason.SPOOFED_SOURCE), []
+        refused = DropReason.NOT_FOR_US if frame.eth_dst != self._mac else self._nat.refusal(d, from_private=False)
+        if refused is not None:
+            return self._dropped(refused), []
         came_from = Location(in_port, frame.eth_src)
         self._neighbours.public_sender(d.src, came_from, now)
         return self._route(came_from, d, data, now, from_private=False), []
 
     def _route(self, came_from: Location, d: Datagram, data: bytes, now: float, from_private: bool) -> Plan:
         """A routed datagram (a fragment waits for its datagram) from ``came_from`` (port and sender's MAC):
-        what the NAT path decides, carried out."""
+        what the NAT path decides, carried out; while the table is read back after a restart, it waits."""
+        if self._restore.active:
+            self._restore.hold(Held(came_from, d, data, from_private))
+            return []
         whole = None
         if d.is_fragment:
             whole = self._fragments.add(d, now, trusted=from_private or self._nat.expects(d))
@@ -374,10 +385,3 @@ class Gateway(GatewayQueries):
         deletions = self._offload.take_deletions() + self._filters.take_deletions()
         return [*deletions, *plan] if deletions else plan
 
-
-def _is_public_source(src: int, public: Subnet, private: Subnet) -> bool:
-    """Can ``src`` be one host beyond the uplink? Not a private address, not the NAT's own, nor a network,
-    broadcast, multicast, loopback or unspecified one."""
-    if private.contains(src) or not is_nattable(src):
-        return False
-    return not public.contains(src) or public.is_other_host(src)

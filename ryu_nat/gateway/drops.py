@@ -51,6 +51,7 @@ class DropReason(enum.Enum):
     TTL_EXCEEDED = "ttl_exceeded"
     ARP_TIMEOUT = "arp_timeout"
     ARP_QUEUE_FULL = "arp_queue_full"
+    RESTORE_QUEUE_FULL = "restore_queue_full"
 
     @classmethod
     def of(cls, error: ParseError | FragmentError | AddError) -> DropReason:
@@ -114,4 +115,6 @@ DESCRIPTIONS: dict[DropReason, str] = {
                              "an ICMP error, a later fragment, or to or from an address that is not one host)",
     DropReason.ARP_TIMEOUT: "it waited for a next hop that never answered ARP",
     DropReason.ARP_QUEUE_FULL: "too many packets already wait for that next hop, or for next hops in all",
+    DropReason.RESTORE_QUEUE_FULL: "it arrived while the table was read back from the switch after a restart, "
+                                   "and too many packets already waited for that",
 }

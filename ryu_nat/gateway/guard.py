@@ -70,6 +70,10 @@ class InboundGuard:
         sender = (d.src, d.src_port) if port_has_owner else None
         return [rules.drop_unsolicited(self._uplink, self._public_ip, proto, d.dst_port, DROP_RULE_S, sender)]
 
+    def dropping(self, proto: Proto, port: int) -> bool:
+        """True while the switch drops inbound traffic to ``port`` (a drop rule sent, not yet timed out)."""
+        return (proto, port) in self._drop_rules
+
     def open_port(self, proto: Proto, port: int) -> Plan:
         """``port`` has an owner now (a new mapping, a redirect): its drop rules go, if it has any."""
         keys = self._per_port.pop((proto, port), None)

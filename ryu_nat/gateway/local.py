@@ -66,6 +66,11 @@ class LocalTraffic:
             return []
         return self._send("echo_reply", reply, came_from)
 
+    @staticmethod
+    def answers(d: Datagram) -> bool:
+        """True if :meth:`answer` would answer ``d`` (an echo request), False if it would drop it."""
+        return icmp.echo_reply(d) is not None
+
     def time_exceeded(self, d: Datagram, came_from: Location, from_ip: int) -> Plan:
         """The packet's TTL ran out here: tell its sender, from the NAT's address on that side."""
         return self.send_error(d, came_from, "time_exceeded", lambda: icmp.time_exceeded(d, IPv4Address(from_ip)),

@@ -19,7 +19,12 @@ decisions, in order:
 TCP and UDP mappings are added without a timeout of their own: their switch
 rules' idle timeouts decide their life (:mod:`ryu_nat.gateway.offload`), except
 an established TCP connection whose rules idled out before its timeout: this
-part times the rest.
+part times the rest. The last :data:`ENDED_KEPT` mappings that ended are
+remembered by channel, with why and when, so that explaining a packet can say
+that its mapping expired at T. :meth:`NatPath.decide` has a dry run
+(``dry_run=True``) that goes through the same decisions and changes nothing: no
+mapping added or refreshed, no port or id taken, no filter attempt recorded, no
+counter moved.
 
 What the NAT path would accept from the uplink is asked of it here, not worked
 out elsewhere: :meth:`NatPath.port_has_owner` for the inbound guard's drop
@@ -33,17 +38,19 @@ import enum
 import logging
 import math
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from ryu_nat.config import NatConfig, RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto, Subnet
+from ryu_nat.core.addresses import Endpoint, Proto, Subnet, is_nattable
 from ryu_nat.core.filtering import Admitted, Filtering, public_sides
 from ryu_nat.core.lru_table import LruNatTable
 from ryu_nat.core.nat import AddMode, Hairpin, Nat, Redirect, SourceNat, Translated, TranslateError
 from ryu_nat.core.packet import TCP_FIN, TCP_RST, Datagram
 from ryu_nat.core.ports import PortAllocator, owner_key
+from ryu_nat.core.putback import RestoreError, restore
 from ryu_nat.core.table import AddError, FreedPorts, Mapping, MappingKind, Page, RemovalReason
 from ryu_nat.gateway.drops import DropReason
 from ryu_nat.gateway.stats import Stats
@@ -52,6 +59,8 @@ from ryu_nat.openflow.rules import OFFLOADED
 from ryu_nat.ratelimit import LogLimiter
 
 LOG = logging.getLogger(__name__)
+
+ENDED_KEPT = 4096  # ended mappings remembered for explaining packets (two channels each)
 
 
 class Verdict(enum.Enum):
@@ -67,6 +76,15 @@ Unfiltered = Callable[[Proto, int, "int | None"], None]
 """Told (protocol, public port, remote address or None) when what an :class:`Admitted` of that scope
 rests on is gone: the public port has no owner any more (None), or no live mapping on it talks to that
 address any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A mapping that left the table, why, and when (the time the NAT last saw when it went)."""
+
+    mapping: Mapping
+    reason: RemovalReason
+    at: float
 
 
 class NatPath:
@@ -86,16 +104,24 @@ class NatPath:
                         listener=self._removed, filtering=config.filtering, limits=config.limits)
         self._redirects: dict[tuple[Proto, int], RedirectRule] = {}
         self._remotes: Counter[int] = Counter()  # remote address << 8 | protocol -> its live mappings
+        self._ended: OrderedDict[tuple[Proto, int], Ended] = OrderedDict()
+        self._now = 0.0
+        self._dry_ports = random.Random(0)  # dry runs draw ports from here, never from the NAT's own source
 
     # --- packets ---------------------------------------------------------------------------
 
-    def decide(self, d: Datagram, from_private: bool, now: float) -> Decision:
-        """What becomes of ``d``, a whole datagram routed through the NAT (see the module's docstring)."""
-        if d.tcp_flags & (TCP_FIN | TCP_RST):
-            self._stats.packet_ins["tcp_closing"] += 1
-        result = self._nat.translate(d, now)
+    def decide(self, d: Datagram, from_private: bool, now: float, dry_run: bool = False) -> Decision:
+        """What becomes of ``d``, a whole datagram routed through the NAT (see the module's docstring);
+        with ``dry_run``, what would, and nothing changes (a new mapping comes back with id 0)."""
+        if dry_run:
+            result = self._nat.translate(d, now, dry_run=True)
+        else:
+            self._now = now
+            if d.tcp_flags & (TCP_FIN | TCP_RST):
+                self._stats.packet_ins["tcp_closing"] += 1
+            result = self._nat.translate(d, now)
         if isinstance(result, Translated):
-            if result.mapping.expires_by_itself and d.proto in OFFLOADED and d.embedded is None:
+            if not dry_run and result.mapping.expires_by_itself and d.proto in OFFLOADED and d.embedded is None:
                 self._nat.switch_times(result.mapping)  # this packet puts its rules back on the switch
             return result
         if result is TranslateError.TTL_EXCEEDED:
@@ -106,7 +132,7 @@ class NatPath:
         redirect = self._redirects.get((Proto(d.proto), d.dst_port)) if to_public else None
         mode: AddMode | Admitted | Verdict | DropReason
         if from_private:
-            mode = self._private_mode(d, to_public, redirect, now)
+            mode = self._private_mode(d, to_public, redirect, now, dry_run)
         elif redirect is not None:
             mode = Redirect(redirect.private)
         else:
@@ -115,11 +141,20 @@ class NatPath:
             return mode
         if d.ttl <= 1:
             return Verdict.TIME_EXCEEDED
-        return mode if isinstance(mode, Admitted) else self._add(d, mode, now)
+        return mode if isinstance(mode, Admitted) else self._add(d, mode, now, dry_run)
+
+    def refusal(self, d: Datagram, from_private: bool) -> DropReason | None:
+        """Why an IPv4 datagram sent to the NAT's MAC from that side is not one to route, if it is not."""
+        if from_private:
+            return None if self._private.is_other_host(d.src) else DropReason.SPOOFED_SOURCE
+        if d.dst != self._public.address:
+            return DropReason.NOT_FOR_US
+        return None if _is_public_source(d.src, self._public, self._private) else DropReason.SPOOFED_SOURCE
 
     def rules_idled(self, mapping: Mapping, idle_s: float, now: float) -> None:
         """The switch removed the last of ``mapping``'s rules after ``idle_s`` idle seconds: it ends,
         or, an established TCP connection, lives on in the table for the rest of its timeout."""
+        self._now = now
         self._nat.rules_idled(mapping, idle_s, now)
 
     def translate(self, d: Datagram, now: float) -> Translated:
@@ -128,8 +163,9 @@ class NatPath:
         assert isinstance(translated, Translated), translated
         return translated
 
-    def end(self, mapping: Mapping) -> None:
+    def end(self, mapping: Mapping, now: float) -> None:
         """``mapping`` is over: its rules never reached the switch in time."""
+        self._now = now
         self._nat.remove(mapping, RemovalReason.EXPIRED)
 
     # --- what it would accept from the uplink -------------------------------------------------------
@@ -159,7 +195,34 @@ class NatPath:
 
     def expire(self, now: float) -> None:
         """Remove mappings idle past their timeout (those the controller times: ICMP)."""
+        self._now = now
         self._nat.expire(now)
+
+    def ended(self, proto: Proto, key: int) -> Ended | None:
+        """The last mapping that had the channel ``key`` and ended, if it is still remembered."""
+        return self._ended.get((proto, key))
+
+    # --- after a restart ----------------------------------------------------------------------------
+
+    def restore(self, mapping: Mapping) -> RestoreError | None:
+        """Put back a mapping read back from the switch (see :func:`ryu_nat.core.putback.restore`)."""
+        refused = restore(self._nat, mapping)
+        if refused is None:
+            self._remotes[_remote_key(mapping)] += 1
+        return refused
+
+    def ids_above(self, last_id: int) -> None:
+        self._nat.ids_above(last_id)
+
+    def is_empty(self) -> bool:
+        return not any(self._nat.table.count(proto) for proto in Proto)
+
+    def offloaded_between(self, first: int, last: int, limit: int) -> list[Mapping]:
+        """Up to ``limit`` TCP and UDP mappings with ids from ``first`` to ``last``, lowest first."""
+        found = [mapping for proto in OFFLOADED for mapping in self._nat.table.page(first - 1, limit, proto).mappings
+                 if mapping.id <= last]
+        found.sort(key=lambda mapping: mapping.id)
+        return found[:limit]
 
     # --- redirects ------------------------------------------------------------------------------
 
@@ -205,6 +268,10 @@ class NatPath:
         owner = self._nat.ports.owner_of(proto, public_port)
         return None if owner is None else Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF)
 
+    def port_owner(self, proto: Proto, public_port: int) -> int | None:
+        """:meth:`port_holder`, packed (address << 16 | port)."""
+        return self._nat.ports.owner_of(proto, public_port)
+
     def ports_in_use(self, proto: Proto) -> int:
         return self._nat.ports.in_use(proto)
 
@@ -223,7 +290,7 @@ class NatPath:
     # --- internals --------------------------------------------------------------------------------
 
     def _private_mode(self, d: Datagram, to_public: bool, redirect: RedirectRule | None,
-                      now: float) -> AddMode | Verdict | DropReason:
+                      now: float, dry_run: bool) -> AddMode | Verdict | DropReason:
         """A private host's packet that no mapping translates: how to add its mapping, or why not."""
         if d.dst == self._public.address:
             if redirect is not None:
@@ -235,7 +302,8 @@ class NatPath:
             # It arrives from its sender's public endpoint; a sender with no public port yet has port 0.
             sender_port = self._nat.ports.port_of(proto, owner_key(d.src, d.src_port)) or 0
             if self._nat.filter.admits(proto, d.dst_port, self._public.address, sender_port, now) is None:
-                self._nat.filter.hairpin_refused(proto, owner_key(d.src, d.src_port), d.dst_port, now)
+                if not dry_run:
+                    self._nat.filter.hairpin_refused(proto, owner_key(d.src, d.src_port), d.dst_port, now)
                 return DropReason.HAIRPIN_FILTERED
             return Hairpin(Endpoint(IPv4Address(owner >> 16), owner & 0xFFFF), to_mapping=True)
         if d.dst == self._private.address:
@@ -255,8 +323,14 @@ class NatPath:
         remote = None if self._filtering is Filtering.ENDPOINT_INDEPENDENT else d.src
         return Admitted(proto, d.dst_port, owner >> 16, owner & 0xFFFF, remote)
 
-    def _add(self, d: Datagram, mode: AddMode, now: float) -> Mapping | DropReason:
-        added = self._nat.add(d, mode, now, idle_timeout_s=math.inf if d.proto in OFFLOADED else None)
+    def _add(self, d: Datagram, mode: AddMode, now: float, dry_run: bool) -> Mapping | DropReason:
+        timeout = math.inf if d.proto in OFFLOADED else None
+        if dry_run:
+            ports = self._nat.ports
+            would = self._nat.add(d, mode, now, idle_timeout_s=timeout, dry_run=True,
+                                  port_generator=lambda proto, port: ports.candidate(proto, port, self._dry_ports))
+            return DropReason.of(would) if isinstance(would, AddError) else would
+        added = self._nat.add(d, mode, now, idle_timeout_s=timeout)
         if isinstance(added, AddError):
             self._limiter.log(LOG, logging.WARNING, added.value, now, "refused %s: %s", _describe(d), added.value)
             return DropReason.of(added)
@@ -268,6 +342,11 @@ class NatPath:
     def _removed(self, mapping: Mapping, reason: RemovalReason) -> None:
         self._stats.mappings_removed[reason.value] += 1
         LOG.debug("mapping %d removed (%s)", mapping.id, reason.value)
+        ended, proto = Ended(mapping, reason, self._now), mapping.proto
+        remembered = self._ended
+        remembered[(proto, mapping.original)] = remembered[(proto, mapping.reply)] = ended
+        while len(remembered) > 2 * ENDED_KEPT:
+            remembered.popitem(last=False)
         remote = _remote_key(mapping)
         left = self._remotes[remote] - 1
         if left:
@@ -283,6 +362,14 @@ class NatPath:
                 if self._filtering is Filtering.ADDRESS_DEPENDENT and not self._nat.filter.talks_to(
                         proto, public_port, remote_ip):
                     self._on_unfiltered(proto, public_port, remote_ip)
+
+
+def _is_public_source(src: int, public: Subnet, private: Subnet) -> bool:
+    """Can ``src`` be one host beyond the uplink? Not a private address, not the NAT's own, nor a network,
+    broadcast, multicast, loopback or unspecified one."""
+    if private.contains(src) or not is_nattable(src):
+        return False
+    return not public.contains(src) or public.is_other_host(src)
 
 
 def _remote_key(mapping: Mapping) -> int:

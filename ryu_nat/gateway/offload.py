@@ -76,6 +76,18 @@ class RuleState(enum.Enum):
     def has_rules(self) -> bool:
         return self in (RuleState.INSTALLED, RuleState.ORIGINAL_ONLY, RuleState.REPLY_ONLY)
 
+    def holds(self, kind: RuleKind) -> bool:
+        """True if the rule of ``kind`` (ORIGINAL or REPLY) is on the switch in this state."""
+        return self is RuleState.INSTALLED or self is (RuleState.ORIGINAL_ONLY if kind is RuleKind.ORIGINAL
+                                                       else RuleState.REPLY_ONLY)
+
+    @classmethod
+    def holding(cls, original: bool, reply: bool) -> RuleState:
+        """The state in which the switch holds the rules said (at least one)."""
+        if original:
+            return cls.INSTALLED if reply else cls.ORIGINAL_ONLY
+        return cls.REPLY_ONLY
+
 
 class Offload:
     """The rule state of every offloaded mapping, and the rules and packet-outs that change it."""
@@ -95,6 +107,7 @@ class Offload:
         self._moved: dict[int, None] = {}  # ids whose rules wait to be sent again, in order
         self._move_credit = MOVES_PER_TICK
         self._deletions: Plan = []
+        self._changed: set[int] | None = None  # while an audit's request is out: mappings whose rules changed
 
     def track(self, mapping: Mapping, now: float) -> None:
         """A new mapping whose packets the switch will carry."""
@@ -102,12 +115,7 @@ class Offload:
         self._mappings[mapping_id] = mapping
         self._states[mapping_id] = RuleState.PENDING
         self._pending[mapping_id] = now
-        for hop in self._hops(mapping):
-            behind = self._behind.get(hop)
-            if behind is None:
-                self._behind[hop] = {mapping_id}
-            else:
-                behind.add(mapping_id)
+        self._note_behind(mapping)
 
     def tracks(self, mapping: Mapping) -> bool:
         return mapping.id in self._mappings
@@ -115,6 +123,31 @@ class Offload:
     def state(self, mapping_id: int) -> RuleState | None:
         """The rule state of a mapping; None if it is not (or no longer) offloaded."""
         return self._states.get(mapping_id)
+
+    def adopt(self, mapping: Mapping, original: bool, reply: bool, established: bool) -> None:
+        """A mapping put back after a restart, whose rules the switch holds as said (at least one), with the
+        established TCP timeout if ``established``."""
+        self._mappings[mapping.id] = mapping
+        self._states[mapping.id] = RuleState.holding(original, reply)
+        if established:
+            self._established.add(mapping.id)
+        self._note_behind(mapping)
+
+    def rule_gone(self, mapping: Mapping, kind: RuleKind) -> None:
+        """A rule of a live mapping is not on the switch (an audit found it missing, or deleted it): the
+        next packet that misses it installs both again."""
+        state = self._states.get(mapping.id)
+        if state is not None:
+            self._states[mapping.id] = state.without(kind)
+
+    def watch(self) -> None:
+        """Note from now on which mappings' rules change (an audit's request for a slice is out)."""
+        self._changed = set()
+
+    def changed(self) -> set[int]:
+        """The mappings whose rules were installed or deleted since :meth:`watch`; noting stops."""
+        changed, self._changed = self._changed, None
+        return changed or set()
 
     def carry(self, t: Translated, came_from: Location, goes_to: Location, data: bytes) -> Plan:
         """A translated packet of an offloaded mapping that reached the controller: send it on, and
@@ -143,6 +176,8 @@ class Offload:
         if self._pending:
             self._pending.pop(mapping.id, None)
         self._stats.flow_setups += 1
+        if self._changed is not None:
+            self._changed.add(mapping.id)
         return [original, reply]
 
     def reinstall(self, locate: Callable[[int], Location | None]) -> Plan:
@@ -195,6 +230,8 @@ class Offload:
                 if not behind:
                     del self._behind[hop]
         self._deletions.append(rules.delete_mapping(mapping_id))
+        if self._changed is not None:
+            self._changed.add(mapping_id)
 
     # --- mappings that never reached the switch ----------------------------------------------------
 
@@ -253,6 +290,15 @@ class Offload:
             self._stats.arp["mappings_moved"] += 1
         return plan
 
+    def _note_behind(self, mapping: Mapping) -> None:
+        """Index ``mapping`` by the neighbours its rules send to (their moves send its rules again)."""
+        for hop in self._hops(mapping):
+            behind = self._behind.get(hop)
+            if behind is None:
+                self._behind[hop] = {mapping.id}
+            else:
+                behind.add(mapping.id)
+
     def _hops(self, mapping: Mapping) -> tuple[int, int]:
         """The neighbours the two rules of ``mapping`` send to."""
         return self._hop_of(mapping.initiator), self._hop_of(mapping.replier)
@@ -273,24 +319,32 @@ class Offload:
         assert isinstance(this_direction, FlowRule)
         return [*plan, PacketOut(data, this_direction.actions, came_from.port)]
 
-    def _timeout(self, mapping: Mapping) -> int:
-        """The idle timeout for ``mapping``'s rules now; TCP mappings with the established one are noted."""
+    def rules_of(self, mapping: Mapping, initiator: Location, replier: Location) -> tuple[FlowRule, FlowRule]:
+        """A mapping's (original, reply) rules as they would be installed now with its ends where said
+        (a question: nothing is noted)."""
+        return self._rewrite_rules(mapping, Direction.ORIGINAL, initiator, replier, note=False)
+
+    def _timeout(self, mapping: Mapping, note: bool = True) -> int:
+        """The idle timeout for ``mapping``'s rules now; with ``note``, TCP mappings given the established
+        one are noted (their rules are being sent)."""
         if mapping.proto is not Proto.TCP:
             return self._udp_s
-        if tcp.is_established(mapping):
-            self._established.add(mapping.id)
-            return int(self._timeouts.tcp_established_s)
-        self._established.discard(mapping.id)
-        return self._transitory_s
+        established = tcp.is_established(mapping)
+        if note:
+            if established:
+                self._established.add(mapping.id)
+            else:
+                self._established.discard(mapping.id)
+        return int(self._timeouts.tcp_established_s) if established else self._transitory_s
 
     def _rewrite_rules(self, mapping: Mapping, direction: Direction, came_from: Location,
-                       goes_to: Location) -> tuple[FlowRule, FlowRule]:
+                       goes_to: Location, note: bool = True) -> tuple[FlowRule, FlowRule]:
         """A mapping's (original, reply) rules, given where the packet at hand came from and goes to."""
         if direction is Direction.ORIGINAL:
             initiator, replier = came_from, goes_to
         else:
             initiator, replier = goes_to, came_from
-        timeout = self._timeout(mapping)
+        timeout = self._timeout(mapping, note)
         original = rules.mapping_rewrite(RuleKind.ORIGINAL, mapping.id, mapping.proto, mapping.original,
                                          reverse_key(mapping.reply), initiator.port, self._mac, replier.mac,
                                          replier.port, timeout)

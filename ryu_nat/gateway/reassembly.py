@@ -57,6 +57,10 @@ class Reassembly:
         """Drop datagrams whose pieces did not all come in time."""
         self._stats.drop(DropReason.FRAGMENT_TIMEOUT, self._cache.expire(now))
 
+    def waiting(self, src: int, dst: int, proto: int) -> int:
+        """Datagrams of that source, destination and protocol whose pieces wait for the rest."""
+        return self._cache.waiting(src, dst, proto)
+
     @staticmethod
     def as_arrived(whole: Reassembled) -> list[bytes]:
         """``whole`` (untranslated) cut again as its sender cut it, to wait for a next hop in that form."""

@@ -32,6 +32,13 @@ DESCRIPTIONS: dict[str, str] = {
                  "(destination unreachable, administratively prohibited: a private host's new flow got no "
                  "mapping).",
     "icmp_suppressed": "ICMP errors the NAT did not send because their rate was spent: prohibited.",
+    "restore": "Reading the table back from the switch's rules after a restart: runs (completed), restored "
+               "(mappings put back from both rules), restored_one_rule (UDP mappings put back from the one rule "
+               "left), held (routed packets that waited for it); and rules deleted because they rebuild nothing: "
+               "one_rule_missing (TCP), port_owned_twice, overlap, id_reused, outside_layout; unreadable (slices "
+               "the switch did not answer readably: their rules deleted).",
+    "audit": "Consistency audits of the switch's rules against the table: runs (completed), and findings, each "
+             "repaired: orphan_rule, missing_rule, mismatch, port_owned_twice, outside_layout.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
     "openflow_errors": "OpenFlow error messages from the switch.",
 }
@@ -48,6 +55,8 @@ class Stats:
     drops: Counter[str] = field(default_factory=Counter)
     arp: Counter[str] = field(default_factory=Counter)
     icmp_sent: Counter[str] = field(default_factory=Counter)
+    restore: Counter[str] = field(default_factory=Counter)
+    audit: Counter[str] = field(default_factory=Counter)
     icmp_suppressed: Counter[str] = field(default_factory=Counter)
     handler_errors: int = 0
     openflow_errors: int = 0

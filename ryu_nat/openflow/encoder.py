@@ -101,6 +101,12 @@ def flow_stats_request(datapath: Datapath, cookie: int, cookie_mask: int) -> Msg
                                       cookie_mask, parser.OFPMatch())
 
 
+def aggregate_stats_request(datapath: Datapath, cookie: int, cookie_mask: int) -> MsgBase:
+    """A request for how many rules, in every table, have a cookie that matches under the mask."""
+    return parser.OFPAggregateStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie,
+                                           cookie_mask, parser.OFPMatch())
+
+
 def _flow_add(datapath: Datapath, rule: FlowRule) -> MsgBase:
     # No instructions at all means drop; an empty apply-actions would mean the same, in more bytes.
     instructions = ([parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(rule.actions))]

@@ -29,6 +29,9 @@ still sends two flow-mods. No Ryu imports.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
 from ryu_nat.core.addresses import Proto, pack_key, unpack_key
 from ryu_nat.core.packet import ETH_HEADER_LEN, ETH_TYPE_ARP, ETH_TYPE_IPV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from ryu_nat.openflow import cookies
@@ -42,6 +45,8 @@ PRIORITY_TCP_SYN = 299
 PRIORITY_TCP_FIN = 300
 PRIORITY_TCP_RST = 301  # above FIN: a segment with both flags must match one rule only
 PRIORITY_MAPPING = 200
+# Kinds of rule a connection installs afresh (none is rebuilt from the switch after a restart, or audited).
+SESSION_KINDS = (RuleKind.BASE, RuleKind.L2, RuleKind.DROP, RuleKind.FILTER)
 PRIORITY_FILTER = 190
 PRIORITY_DROP = 150
 PRIORITY_ARP = 100
@@ -210,9 +215,81 @@ def delete_ours() -> FlowDelete:
     return FlowDelete(cookies.OURS, cookies.OURS_MASK)
 
 
+def delete_session_rules() -> list[FlowDelete]:
+    """Every rule of ours but the mappings' (:data:`SESSION_KINDS`): what a connection sets up afresh,
+    while the mapping rules of an earlier run stay to be read back."""
+    return [FlowDelete(cookies.make(kind), cookies.KIND_MASK) for kind in SESSION_KINDS]
+
+
 def send_frame(frame: bytes, out_ports: list[int] | tuple[int, ...], in_port: int | None = None) -> PacketOut:
     """A frame the controller built or forwards as is, out of ``out_ports`` (at least one)."""
     if not out_ports:
         raise ValueError("a packet-out needs at least one output")
     actions = tuple(_output(port, in_port) for port in out_ports)
     return PacketOut(frame, actions, OFPP_CONTROLLER if in_port is None else in_port)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What a mapping rule of ours says, read back: the inverse of :func:`mapping_rewrite`.
+
+    Packets of channel ``arriving`` (a packed key) on ``in_port`` leave as ``leaving``
+    out of ``out_port``, to ``eth_dst``.
+    """
+
+    kind: RuleKind
+    mapping_id: int
+    proto: Proto
+    arriving: int
+    leaving: int
+    in_port: int
+    out_port: int
+    eth_dst: str
+    idle_timeout_s: int
+
+
+def read_rewrite(rule: FlowRule, router_mac: str) -> Rewrite | None:
+    """The rewrite a rule read back from the switch carries, if it has exactly the shape
+    :func:`mapping_rewrite` gives (cookie, priority, flags, the NAT's table, match fields, actions in that
+    order, the NAT's MAC as source); None for any other rule."""
+    kind, mapping_id = cookies.kind_of(rule.cookie), cookies.mapping_id_of(rule.cookie)
+    if kind not in (RuleKind.ORIGINAL, RuleKind.REPLY) or not mapping_id or rule.priority != PRIORITY_MAPPING:
+        return None
+    if not rule.notify_removed or rule.hard_timeout_s or not rule.idle_timeout_s or rule.table_id != TABLE_NAT \
+            or rule.goto_table is not None:
+        return None
+    fields = rule.match.as_dict()
+    ip_proto, in_port = fields.get("ip_proto"), fields.get("in_port")
+    proto = Proto.TCP if ip_proto == Proto.TCP else Proto.UDP if ip_proto == Proto.UDP else None
+    if proto is None or fields.get("eth_type") != ETH_TYPE_IPV4 or not isinstance(in_port, int):
+        return None
+    names = ("ipv4_src", "ipv4_dst", *_PORT_FIELDS[proto])
+    if set(fields) != {"eth_type", "in_port", "ip_proto", *names} or len(fields) != len(rule.match.fields):
+        return None
+    match rule.actions:
+        case (DecTtl(), *sets, SetField("eth_src", src_mac), SetField("eth_dst", str(eth_dst)), Output(out_port)):
+            pass
+        case _:
+            return None
+    channel: list[MatchValue] = [fields[name] for name in names]
+    leaving = list(channel)
+    for item in sets:
+        if not isinstance(item, SetField) or item.field not in names:
+            return None
+        leaving[names.index(item.field)] = item.value
+    arriving_key, leaving_key = _key(channel), _key(leaving)
+    if src_mac != router_mac or arriving_key is None or leaving_key is None:
+        return None
+    return Rewrite(kind, mapping_id, proto, arriving_key, leaving_key, in_port,
+                   in_port if out_port == OFPP_IN_PORT else out_port, eth_dst, rule.idle_timeout_s)
+
+
+def _key(channel: list[MatchValue]) -> int | None:
+    """A channel's packed key from (ipv4_src, ipv4_dst, src port, dst port) as a rule writes them."""
+    src, dst, src_port, dst_port = channel
+    if not (isinstance(src, str) and isinstance(dst, str) and isinstance(src_port, int) and isinstance(dst_port, int)):
+        return None
+    try:
+        return pack_key(int(IPv4Address(src)), int(IPv4Address(dst)), src_port, dst_port)
+    except ValueError:
+        return None

@@ -4,8 +4,11 @@ Tables for people by default, the API's JSON with ``--json``. With
 ``--token-file`` (or ``RYU_NAT_TOKEN_FILE``) every request carries the API's
 token, read from the same file as the controller's ``[nat] api_token_file``.
 ``mappings`` shows one page (``--limit``, ``--after``) or, with ``--all``, every
-page. Exit status: 0 done, 1 the controller answered an error, 2 bad usage, 3
-controller not reachable. Errors are one line on stderr.
+page. ``check`` starts an audit of the switch's rules and waits for it
+(``--wait``); ``explain`` asks what the NAT would do with a packet. Exit status:
+0 done, 1 the controller answered an error (or ``check`` found disagreements,
+which it repaired), 2 bad usage, 3 controller not reachable. Errors are one line
+on stderr.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -198,6 +202,79 @@ def format_port(answer: Json) -> str:
     return f"{answer['protocol']} port {answer['port']}{remote}: {verdict}{details}"
 
 
+def format_consistency(report: Json) -> str:
+    """The last restore and audit (or the read running), and what each found."""
+    lines = []
+    for title, key in (("running", "running"), ("last restore", "last_restore"), ("last audit", "last_audit")):
+        read = report[key]
+        if read is None:
+            continue
+        counts = _pairs({name: value for name, value in read["counts"].items() if value})
+        when = "running" if read["running"] else f"{read['ago_s']:.1f} s ago"
+        lines.append(f"{title}: {when}, {read['seconds']:.3f} s, {read['slices']} slice(s), {read['rules_read']} "
+                     f"rule(s) read, {read['unreadable']} unreadable; {counts}")
+    if not lines:
+        lines.append("no read of the switch's rules yet")
+    findings = {name: value for name, value in report["audit"].items() if name != "runs" and value}
+    lines.append(f"audits: {report['audit'].get('runs', 0)}, repairs since start: {_pairs(findings)}")
+    return "\n".join(lines)
+
+
+def format_explanation(answer: Json) -> str:
+    """The outcome in a sentence, then what went into it."""
+    packet = answer["packet"]
+    head = f"{packet['protocol']} {_endpoint(packet['src'])} -> {_endpoint(packet['dst'])} (from the {packet['from']} " \
+           f"side): {answer['outcome'].replace('_', ' ')}"
+    if answer["reason"]:
+        head += f": {answer['reason']['code']} ({answer['reason']['description']})"
+    lines = [head]
+    mapping = answer["mapping"]
+    if mapping:
+        which = "a new mapping" if mapping["id"] == 0 else f"mapping {mapping['id']}"
+        lines.append(f"  {which}: {mapping['kind']} {mapping['protocol']} private {_endpoint(mapping['private'])}, "
+                     f"public {_endpoint(mapping['public'])}, remote {_endpoint(mapping['remote'])}"
+                     + (", closing" if mapping["closing"] else ""))
+    if answer["leaves_as"]:
+        lines.append(f"  leaves as {_endpoint(answer['leaves_as']['src'])} -> {_endpoint(answer['leaves_as']['dst'])}")
+    if answer["rule_state"]:
+        lines.append(f"  rules on the switch: {answer['rule_state']}")
+    lines += [f"    cookie={rule['cookie']} priority={rule['priority']} idle_timeout={rule['idle_timeout']} "
+              f"{','.join(f'{k}={v}' for k, v in rule['match'].items())} actions={','.join(rule['actions'])}"
+              for rule in answer["rules"]]
+    if answer["redirect"]:
+        lines.append(f"  redirect: {answer['redirect']['rule']}")
+    if answer["drop_rule"]:
+        lines.append("  the switch drops this port for a few seconds (unsolicited traffic came to it)")
+    if answer["ended"]:
+        ended = answer["ended"]
+        lines.append(f"  mapping {ended['mapping']['id']} of this channel ended {ended['ago_s']:.1f} s ago "
+                     f"({ended['reason']})")
+    if answer["fragments_waiting"]:
+        lines.append(f"  {answer['fragments_waiting']} datagram(s) of this source and destination wait for pieces")
+    return "\n".join(lines)
+
+
+def check(client: Client, wait_s: float, poll_s: float = 0.2) -> Json:
+    """Start an audit and wait (up to ``wait_s``) for it to end; the report (CtlError if it does not end)."""
+    client.call("POST", "/nat/consistency")
+    deadline = time.monotonic() + wait_s
+    while True:
+        report = client.call("GET", "/nat/consistency")
+        if report["running"] is None:
+            return report
+        if time.monotonic() >= deadline:
+            raise CtlError(f"the audit did not end within {wait_s:g} s (GET /nat/consistency follows it)",
+                           EXIT_API_ERROR)
+        time.sleep(poll_s)
+
+
+def _explain_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {"proto": args.proto, "src": args.src, "dst": args.dst}
+    if args.id is not None:
+        query["id"] = str(args.id)
+    return query
+
+
 def format_config(config: Json) -> str:
     return table(("OPTION", "VALUE"), [(name, ", ".join(value) if isinstance(value, list) else value)
                                        for name, value in config.items()])
@@ -244,6 +321,10 @@ def run(args: argparse.Namespace, client: Client) -> tuple[Json, Callable[[Json]
             return client.call("DELETE", f"/nat/connections/{_quote(args.ip)}"), format_flushed
         case "reset":
             return client.call("DELETE", "/nat/mappings"), lambda answer: f"removed {answer['removed']} mapping(s)"
+        case "check":
+            return check(client, args.wait), format_consistency
+        case "explain":
+            return client.call("GET", "/nat/explain", query=_explain_query(args)), format_explanation
         case "redirect":
             if args.action == "list":
                 return client.call("GET", "/nat/redirects"), format_redirects
@@ -290,6 +371,14 @@ def parser() -> argparse.ArgumentParser:
     flush = commands.add_parser("flush", help="remove every mapping of a private host")
     flush.add_argument("ip")
     commands.add_parser("reset", help="remove every mapping")
+    check_command = commands.add_parser("check", help="audit the switch's rules against the table now (repairs "
+                                                      "what disagrees), and show what it found")
+    check_command.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the audit (default 60)")
+    explain = commands.add_parser("explain", help="what the NAT would do with a packet, and why (changes nothing)")
+    explain.add_argument("proto", help="tcp, udp or icmp")
+    explain.add_argument("src", help="ip:port (ICMP: ip)")
+    explain.add_argument("dst", help="ip:port (ICMP: ip)")
+    explain.add_argument("--id", type=int, help="ICMP only: the echo request's id (default 1)")
     return top
 
 
@@ -306,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ryu-nat-ctl: {exc}", file=sys.stderr)
         return exc.exit_code
     print(json.dumps(answer, indent=2) if args.json else show(answer))
+    if args.command == "check" and answer["last_audit"] and any(answer["last_audit"]["counts"].values()):
+        return EXIT_API_ERROR  # disagreements found (and repaired): worth a script's attention
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The one object the REST layer talks to: the gateway, the switch connection, the flow counters.
+"""The one object the REST layer talks to: the gateway, the switch connection, the flow counters, the reads
+of the switch's rules (restore and audits), the redirects file.
 
 Each method that changes something calls one gateway method and sends the plan
 it returns with the app's own send; none validates its arguments
@@ -17,12 +18,15 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ryu_nat.config import NatConfig, RedirectRule
-from ryu_nat.core.addresses import Endpoint, Proto
-from ryu_nat.core.table import MappingKind, RemovalReason
-from ryu_nat.operator.flowstats import FlowCounters
-from ryu_nat.operator.views import MappingPage
+from ryu_nat.core.addresses import Channel, Endpoint, Proto
+from ryu_nat.core.table import Mapping, MappingKind, RemovalReason
 from ryu_nat.gateway import Gateway
-from ryu_nat.openflow.plan import Plan
+from ryu_nat.gateway.explain import Explanation, question
+from ryu_nat.openflow.plan import Action, DecTtl, FlowRule, Output, Plan, SetField
+from ryu_nat.operator.flowstats import FlowCounters
+from ryu_nat.operator.statefile import StateFile
+from ryu_nat.operator.switchread import SwitchReader
+from ryu_nat.operator.views import MappingPage
 
 Datapath = Any  # ryu.controller.controller.Datapath, or a test fake
 Json = dict[str, Any]
@@ -32,11 +36,17 @@ class NatFacade:
     """What the operator may see and do, over one gateway and the switch it drives."""
 
     def __init__(self, gateway: Gateway, counters: FlowCounters, datapath: Callable[[], Datapath | None],
-                 send: Callable[[Datapath, Plan], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 send: Callable[[Datapath, Plan], None], reader: SwitchReader, start_audit: Callable[[], bool],
+                 state: StateFile | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``start_audit`` starts one (False: no switch, or a read runs); ``state`` keeps API-added redirects."""
         self._gateway = gateway
         self._counters = counters
         self._datapath = datapath
         self._send = send
+        self._reader = reader
+        self._start_audit = start_audit
+        self._state = state
+        self._saved: dict[tuple[Proto, int], RedirectRule] = {}  # redirects added through the API, kept in state
         self._clock = clock
 
     # --- what rest.py checks requests against ---------------------------------------------------
@@ -117,17 +127,51 @@ class NatFacade:
     def effective_config(self) -> Json:
         return self.config.as_dict()
 
+    def consistency(self) -> Json:
+        """The read of the switch's rules that runs, the last restore and the last audit, and the counters."""
+        stats = self._gateway.stats
+        return {**self._reader.report(self._clock()), "restoring": self._gateway.review.restoring,
+                "restore": dict(sorted(stats.restore.items())), "audit": dict(sorted(stats.audit.items()))}
+
+    def start_audit(self) -> Json | None:
+        """Start an audit now; the report, or None if no switch is connected. A read already running is the
+        one reported (a restore goes first)."""
+        if not self.switch_connected:
+            return None
+        self._start_audit()
+        return self.consistency()
+
+    def explain(self, proto: Proto, src: Endpoint, dst: Endpoint) -> Json:
+        """What the NAT would do with that packet, and why (ICMP: an echo request, ``src.port`` its id);
+        nothing changes."""
+        now = self._clock()
+        d = question(proto, int(src.ip), int(dst.ip), src.port, dst.port)
+        answer = self._gateway.review.explain(d, now)
+        return _explanation(answer, proto, src, dst, now)
+
     def note_handler_error(self) -> None:
         """A REST handler failed (a bug): counted with the event handlers' failures."""
         self._gateway.stats.handler_errors += 1
 
     # --- changing ------------------------------------------------------------------------------
 
+    def restore_redirects(self, rules: list[RedirectRule]) -> None:
+        """At start: the redirects the state file kept (added through the API before a restart)."""
+        for rule in rules:
+            self._gateway.add_redirect(rule)
+            self._saved[(rule.proto, rule.public_port)] = rule
+
     def add_redirect(self, rule: RedirectRule) -> Json:
+        """Forward a port; with a state file, only once the file says so (OSError if it cannot be written:
+        nothing changed)."""
+        self._save({**self._saved, (rule.proto, rule.public_port): rule})
         self._send_plan(self._gateway.add_redirect(rule))
         return _redirect(rule)
 
     def remove_redirect(self, proto: Proto, public_port: int) -> Json | None:
+        """Stop forwarding a port (one of [nat] redirects until the next start); OSError as for adding."""
+        if (proto, public_port) in self._saved:
+            self._save({key: rule for key, rule in self._saved.items() if key != (proto, public_port)})
         rule = self._gateway.remove_redirect(proto, public_port)
         return None if rule is None else _redirect(rule)
 
@@ -145,6 +189,11 @@ class NatFacade:
         return {"removed": removed}
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _save(self, saved: dict[tuple[Proto, int], RedirectRule]) -> None:
+        if self._state is not None:
+            self._state.save(rule for _, rule in sorted(saved.items()))
+        self._saved = saved
 
     def _send_plan(self, plan: Plan) -> None:
         datapath = self._datapath()
@@ -168,3 +217,54 @@ def _redirect(rule: RedirectRule) -> Json:
 
 def _seconds(value: float) -> float:
     return round(max(value, 0.0), 1)
+
+
+def _explanation(answer: Explanation, proto: Proto, src: Endpoint, dst: Endpoint, now: float) -> Json:
+    """The answer of ``GET /nat/explain``."""
+    reason = answer.reason
+    ended = None
+    if answer.ended is not None:
+        mapping, why, at = answer.ended
+        ended = {"mapping": _mapping(mapping), "reason": why.value, "ago_s": _seconds(now - at)}
+    return {
+        "packet": {"protocol": proto.label, "src": _endpoint(src), "dst": _endpoint(dst),
+                   "from": "private" if answer.from_private else "public"},
+        "outcome": answer.outcome.value,
+        "reason": None if reason is None else {"code": reason.value, "description": reason.description},
+        "mapping": None if answer.mapping is None else _mapping(answer.mapping),
+        "leaves_as": None if answer.leaves_as is None else _channel(answer.leaves_as),
+        "rule_state": answer.rule_state,
+        "rules": [_rule(rule) for rule in answer.rules],
+        "redirect": None if answer.redirect is None else _redirect(answer.redirect),
+        "drop_rule": answer.drop_rule,
+        "ended": ended,
+        "fragments_waiting": answer.fragments_waiting,
+    }
+
+
+def _mapping(mapping: Mapping) -> Json:
+    """A mapping as explain shows it (id 0: one that would be made)."""
+    return {"id": mapping.id, "protocol": mapping.proto.label, "kind": mapping.kind.value,
+            "private": _endpoint(mapping.private_endpoint), "public": _endpoint(mapping.public_endpoint),
+            "remote": _endpoint(mapping.remote_endpoint), "closing": mapping.closing}
+
+
+def _channel(channel: Channel) -> Json:
+    return {"src": _endpoint(Endpoint(channel.src, channel.src_port)),
+            "dst": _endpoint(Endpoint(channel.dst, channel.dst_port))}
+
+
+def _rule(rule: FlowRule) -> Json:
+    """A rule in the words of ``ovs-ofctl dump-flows``, as far as they go."""
+    return {"cookie": f"{rule.cookie:#x}", "priority": rule.priority, "idle_timeout": rule.idle_timeout_s,
+            "match": {name: value if isinstance(value, (int, str)) else list(value) for name, value in rule.match.fields},
+            "actions": [_action(action) for action in rule.actions]}
+
+
+def _action(action: Action) -> str:
+    if isinstance(action, SetField):
+        return f"set_field:{action.value}->{action.field}"
+    if isinstance(action, DecTtl):
+        return "dec_ttl"
+    assert isinstance(action, Output)
+    return f"output:{action.port}"

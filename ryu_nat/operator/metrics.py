@@ -25,6 +25,10 @@ SETUP_LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 # A whole flow-statistics sweep: every slice of the table, from its first request to its last reply.
 POLL_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+# Labels that always appear (at 0 until counted): gateway/restore.py's and gateway/audit.py's enums, by value.
+RESTORE_DELETED = ("one_rule_missing", "port_owned_twice", "overlap", "id_reused", "outside_layout", "unreadable")
+AUDIT_FINDINGS = ("orphan_rule", "missing_rule", "mismatch", "port_owned_twice", "outside_layout")
+
 Stats = MappingOf[str, Any]
 Samples = int | tuple[str, MappingOf[str, int]]  # one value, or (label name, value per label value)
 
@@ -88,6 +92,20 @@ class NatCollector:
         yield _counter("ryu_nat_flow_stats_sweeps", "Complete flow-statistics sweeps of the table.",
                        flow_stats["polls"])
         yield _counter("ryu_nat_flow_stats_slices", "Flow-statistics slice replies taken in.", flow_stats["slices"])
+        restore, audit = stats["restore"], stats["audit"]
+        yield _counter("ryu_nat_restore_mappings", "Mappings put back from the switch's rules after a restart, by how "
+                                                   "(restored: both rules; restored_one_rule: UDP with one).",
+                       ("how", {how: restore.get(how, 0) for how in ("restored", "restored_one_rule")}))
+        yield _counter("ryu_nat_restore_deleted", "Rules an earlier run left that rebuild nothing, deleted after a "
+                                                  "restart, by reason (unreadable counts slices).",
+                       ("reason", {reason: restore.get(reason, 0) for reason in RESTORE_DELETED}))
+        yield _counter("ryu_nat_restore_held", "Routed packets that waited while the table was read back.",
+                       restore.get("held", 0))
+        yield _counter("ryu_nat_consistency_audits", "Audits of the switch's rules against the table, completed.",
+                       audit.get("runs", 0))
+        yield _counter("ryu_nat_consistency_repairs", "Disagreements between the switch's rules and the table "
+                                                      "that audits found and repaired, by finding.",
+                       ("finding", {finding: audit.get(finding, 0) for finding in AUDIT_FINDINGS}))
         yield _counter("ryu_nat_flow_stats_abandoned", "Flow-statistics slices given up: unanswered, too big "
                                                        "or undecodable.", flow_stats["abandoned"])
         yield self._setup_latency.family("ryu_nat_setup_latency_seconds",

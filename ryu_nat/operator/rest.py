@@ -168,6 +168,42 @@ class NatController:
         _no_parameters(req)
         return json_response(self.nat.effective_config())
 
+    @route("nat_consistency", "/nat/consistency", methods=["GET"])
+    @_api
+    def consistency(self, req: Request, **_: str) -> Response:
+        """The switch's rules against the table: the read running, the last restore and audit, the counters."""
+        _no_parameters(req)
+        return json_response(self.nat.consistency())
+
+    @route("nat_consistency_check", "/nat/consistency", methods=["POST"])
+    @_api
+    def check(self, req: Request, **_: str) -> Response:
+        """Start an audit now (it runs a slice at a time; GET /nat/consistency follows it)."""
+        _no_parameters(req)
+        report = self.nat.start_audit()
+        if report is None:
+            raise ApiError(503, "no_switch", "no NAT switch is connected: there are no rules to audit")
+        return json_response(report, 202)
+
+    @route("nat_explain", "/nat/explain", methods=["GET"])
+    @_api
+    def explain(self, req: Request, **_: str) -> Response:
+        """What the NAT would do with a packet, and why; nothing changes."""
+        params = _parameters(req, "proto", "src", "dst", "id")
+        for name in ("proto", "src", "dst"):
+            if name not in params:
+                raise ApiError(400, "bad_parameter", f"query parameter {name!r} is required (e.g. "
+                               "?proto=udp&src=10.0.0.2:5000&dst=192.168.3.10:53)")
+        proto = _proto(params["proto"])
+        if proto is Proto.ICMP:
+            ident = _count_text(params["id"], "id", 0, 65535) if "id" in params else 1
+            src, dst = Endpoint(_address(params["src"]), ident), Endpoint(_address(params["dst"]), ident)
+        else:
+            if "id" in params:
+                raise ApiError(400, "bad_parameter", "id is the ICMP query id: give ports in src and dst instead")
+            src, dst = _endpoint_text(params["src"], "src"), _endpoint_text(params["dst"], "dst")
+        return json_response(self.nat.explain(proto, src, dst))
+
     @route("nat_port", "/nat/ports/{proto}/{port}", methods=["GET"])
     @_api
     def port(self, req: Request, proto: str, port: str, **_: str) -> Response:
@@ -196,7 +232,10 @@ class NatController:
         if holder is not None:
             raise ApiError(409, "port_in_use", f"{rule.proto.label} port {rule.public_port} is the public port of "
                                                f"{holder}'s mappings (flush {holder.ip} first)")
-        added = self.nat.add_redirect(rule)
+        try:
+            added = self.nat.add_redirect(rule)
+        except OSError as exc:
+            raise _not_saved(exc) from None
         LOG.info("REST: redirect %s added", rule)
         return json_response(added, 201)
 
@@ -205,7 +244,10 @@ class NatController:
     def remove_redirect(self, req: Request, proto: str, port: str, **_: str) -> Response:
         _no_parameters(req)
         protocol, public_port = _proto(proto), _port_text(port, "public port")
-        removed = self.nat.remove_redirect(protocol, public_port)
+        try:
+            removed = self.nat.remove_redirect(protocol, public_port)
+        except OSError as exc:
+            raise _not_saved(exc) from None
         if removed is None:
             raise ApiError(404, "unknown_redirect", f"{protocol.label} port {public_port} is not redirected")
         LOG.info("REST: redirect %s removed", removed["rule"])
@@ -254,6 +296,11 @@ class NatController:
     def _need_switch(self) -> None:
         if not self.nat.switch_connected:
             raise ApiError(503, "no_switch", "no NAT switch is connected: its rules cannot be deleted now")
+
+
+def _not_saved(exc: OSError) -> ApiError:
+    return ApiError(503, "state_not_saved", f"the state file ([nat] state_file) cannot be written: "
+                                            f"{exc.strerror or exc}; nothing changed")
 
 
 def not_routed(req: Request, allowed: list[str]) -> Response:

@@ -1,13 +1,13 @@
-"""Replies to the app's own flow-statistics requests, taken off Ryu's receive path as bytes.
+"""Replies to the app's own flow- and aggregate-statistics requests, taken off Ryu's receive path as bytes.
 
 Ryu (and os-ken) parses every message from the switch before any app sees it; for a
 flow-statistics reply that means an ``OFPFlowStats`` object, with its match and
-instructions, per rule, when the NAT wants only cookies and counters
-(:mod:`ryu_nat.openflow.multipart` reads those from the bytes). A
-:class:`FlowStatsTap` expects one reply (datapath and xid); its part(s) are
-handed over as bytes and never reach Ryu's parser, nor other apps. Every other
-message, flow-statistics replies to other requests included, is parsed by
-Ryu as before.
+instructions, per rule, when the NAT wants cookies and counters, or its rules
+in its own terms (:mod:`ryu_nat.openflow.multipart` reads them from the bytes).
+A :class:`FlowStatsTap` expects a few replies (datapath and xid each: the
+counter poll's, and a restore's or an audit's); their parts are handed over as
+bytes and never reach Ryu's parser, nor other apps. Every other message,
+statistics replies to other requests included, is parsed by Ryu as before.
 
 :func:`install` wraps Ryu's OpenFlow 1.3 parser for multipart replies, once per
 process. It runs in the datapath's receive loop: it only hands bytes over, and
@@ -27,37 +27,46 @@ from ryu_nat.openflow import multipart
 Datapath = Any  # ryu.controller.controller.Datapath, or a test fake
 Deliver = Callable[[Datapath, bytes], None]
 _MP_TYPE = slice(8, 10)
-_FLOW = multipart.OFPMP_FLOW.to_bytes(2, "big")
+_TAKEN = frozenset(kind.to_bytes(2, "big") for kind in (multipart.OFPMP_FLOW, multipart.OFPMP_AGGREGATE))
+MAX_EXPECTED = 8  # replies expected at once; the oldest is forgotten beyond that
 
 _taps: weakref.WeakSet[FlowStatsTap] = weakref.WeakSet()
 
 
 class FlowStatsTap:
-    """Expects the reply to one flow-statistics request at a time, and hands its parts to ``deliver``."""
+    """Expects the replies to a few statistics requests, and hands their parts to ``deliver``."""
 
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        self._expected: tuple[Datapath, int] | None = None
+        self._expected: dict[int, Datapath] = {}  # xid -> the datapath it was sent to, oldest first
         install()
         _taps.add(self)
 
     def expect(self, datapath: Datapath, xid: int) -> None:
-        """The reply to ``xid`` from ``datapath`` is ours (it replaces any reply expected before)."""
-        self._expected = (datapath, xid)
+        """The reply to ``xid`` from ``datapath`` is ours."""
+        self._expected[xid] = datapath
+        if len(self._expected) > MAX_EXPECTED:
+            del self._expected[next(iter(self._expected))]
+
+    def expecting(self, xid: int) -> bool:
+        return xid in self._expected
+
+    def done(self, xid: int) -> None:
+        """The reply to ``xid`` is no longer wanted (given up): its later parts go to Ryu's parser."""
+        self._expected.pop(xid, None)
 
     def forget(self) -> None:
         """Expect nothing (the switch went away)."""
-        self._expected = None
+        self._expected.clear()
 
     def take(self, datapath: Datapath, xid: int, buf: bytes | bytearray, msg_len: int) -> bool:
-        """If the message in ``buf`` is a part of the expected reply, hand it over and say so; after its
-        last part (or one too short to say), expect nothing more."""
-        expected = self._expected
-        if expected is None or expected[1] != xid or expected[0] is not datapath or buf[_MP_TYPE] != _FLOW:
+        """If the message in ``buf`` is a part of an expected reply, hand it over and say so; after its
+        last part (or one too short to say), that reply is expected no more."""
+        if self._expected.get(xid) is not datapath or bytes(buf[_MP_TYPE]) not in _TAKEN:
             return False
         data = bytes(buf[:msg_len])
         if len(data) < multipart.HEAD_LEN or not data[11] & multipart.OFPMPF_REPLY_MORE:
-            self._expected = None
+            del self._expected[xid]
         self._deliver(datapath, data)
         return True
 

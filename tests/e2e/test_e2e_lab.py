@@ -680,6 +680,33 @@ def _redirects_listed(run: LabRun) -> None:
     assert rows == [["tcp", "8080", "10.0.0.2:80"], ["udp", "5353", "10.0.0.3:53"]], rows
 
 
+def _session_port(listing: str) -> str:
+    """The public ip:port of h1's TCP session to srv:8001 in a ``ryu-nat-ctl mappings`` table."""
+    rows = [line.split() for line in listing.splitlines()[1:]]
+    [public] = [row[3] for row in rows if len(row) > 4 and row[2].startswith("10.0.0.2:")
+                and row[4] == "192.168.3.10:8001"]
+    return public
+
+
+@check("restart-reads-back")
+def _restart_reads_back(run: LabRun) -> None:
+    assert "reading the mappings back from the switch's rules" in run.screen()
+    before = _session_port(run.output("sh ryu-nat-ctl mappings --proto tcp"))
+    after = _session_port(run.output("sh sleep 10; ryu-nat-ctl mappings --proto tcp"))
+    assert before == after, (before, after)
+
+
+@check("restart-keeps-connection")
+def _restart_keeps_connection(run: LabRun) -> None:
+    lines = [json.loads(line) for line in run.output("cat /tmp/nat-lab/session.log").splitlines()
+             if line.startswith("{")]
+    [result] = [line for line in lines if "rounds" in line]
+    ip, port = _session_port(run.output("sh ryu-nat-ctl mappings --proto tcp")).split(":")
+    assert "error" not in result, result
+    assert [r["peer"] for r in result["rounds"]] == [[ip, int(port)]] * 2, result
+    assert all(r["ok"] for r in result["rounds"]) and result["closed_by_server"], result
+
+
 @check("nothing-left")
 def _nothing_left(run: LabRun) -> None:
     assert run.mininet is not None and run.mininet.process.poll() == 0
@@ -692,5 +719,5 @@ def _log_kept(run: LabRun) -> None:
     with CONTROLLER_LOG.open("rb") as log_file:
         log_file.seek(run.log_start)  # an earlier lab's runs come before
         log = log_file.read().decode(errors="replace")
-    assert log.count("ryu_nat: public 192.168.3.1/24") == run.controller_runs == 6
+    assert log.count("ryu_nat: public 192.168.3.1/24") == run.controller_runs == 7
     assert "ports_exhausted" in log

@@ -111,13 +111,14 @@ def _barrier_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
 
 
 def _multipart_request(datapath: FakeDatapath, body: bytes) -> MsgBase:
-    """Flow-statistics requests only: the one multipart request the app sends."""
+    """Flow- and aggregate-statistics requests only: the multipart requests the app sends."""
     stats_type, flags = struct.unpack_from(ofp.OFP_MULTIPART_REQUEST_PACK_STR, body, ofp.OFP_HEADER_SIZE)
-    assert stats_type == ofp.OFPMP_FLOW, f"multipart request type {stats_type}"
+    assert stats_type in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE), f"multipart request type {stats_type}"
     fields = struct.unpack_from(ofp.OFP_FLOW_STATS_REQUEST_0_PACK_STR, body, ofp.OFP_MULTIPART_REQUEST_SIZE)
     table_id, out_port, out_group, cookie, cookie_mask = fields
     match = parser.OFPMatch.parser(body, ofp.OFP_MULTIPART_REQUEST_SIZE + ofp.OFP_FLOW_STATS_REQUEST_0_SIZE)
-    return parser.OFPFlowStatsRequest(datapath, flags, table_id, out_port, out_group, cookie, cookie_mask, match)
+    request = parser.OFPFlowStatsRequest if stats_type == ofp.OFPMP_FLOW else parser.OFPAggregateStatsRequest
+    return request(datapath, flags, table_id, out_port, out_group, cookie, cookie_mask, match)
 
 
 _DECODERS: dict[int, Callable[[FakeDatapath, bytes], MsgBase]] = {
@@ -166,3 +167,33 @@ def state_change_event(datapath: FakeDatapath, state: str) -> ofp_event.EventOFP
     ev = ofp_event.EventOFPStateChange(datapath)
     ev.state = state
     return ev
+
+
+# --- flow and aggregate statistics, as the switch answers them --------------------------------------
+
+
+def flow_stats_entry(rule: Any, duration_s: float = 0.0, packets: int = 0, byte_count: int = 0) -> bytes:
+    """One ofp_flow_stats for a plan FlowRule, its match and instructions serialized by Ryu from the
+    flow-mod the app would send for it."""
+    from ryu_nat.openflow import encoder
+
+    [flow_mod] = encoder.to_messages(FakeDatapath(), [rule])
+    match = bytearray()
+    flow_mod.match.serialize(match, 0)
+    instructions = bytearray()
+    for instruction in flow_mod.instructions:
+        instruction.serialize(instructions, len(instructions))
+    length = ofp.OFP_FLOW_STATS_0_SIZE + len(match) + len(instructions)
+    return struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, length, flow_mod.table_id, int(duration_s), int(duration_s % 1 * 1e9),
+                       flow_mod.priority, flow_mod.idle_timeout, flow_mod.hard_timeout, flow_mod.flags,
+                       flow_mod.cookie, packets, byte_count) + bytes(match) + bytes(instructions)
+
+
+def multipart_reply(xid: int, mp_type: int, body: bytes, more: bool = False) -> bytes:
+    head = struct.pack(ofp.OFP_HEADER_PACK_STR, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY,
+                       ofp.OFP_MULTIPART_REPLY_SIZE + len(body), xid)
+    return head + struct.pack(ofp.OFP_MULTIPART_REPLY_PACK_STR, mp_type, ofp.OFPMPF_REPLY_MORE if more else 0) + body
+
+
+def aggregate_reply(xid: int, flow_count: int) -> bytes:
+    return multipart_reply(xid, ofp.OFPMP_AGGREGATE, struct.pack("!QQI4x", 0, 0, flow_count))

@@ -312,6 +312,31 @@ class FakeSwitch:
     def rules(self) -> list[FlowRule]:
         return [entry.rule for entry in self.entries()]
 
+    def stats_reply(self, request: MsgBase) -> list[bytes]:
+        """The reply to a flow- or aggregate-statistics request, as bytes: rules selected by cookie and mask,
+        a flow-statistics reply cut in parts of at most 64 KiB as Open vSwitch cuts them."""
+        from .fakedp import aggregate_reply, flow_stats_entry, multipart_reply
+
+        chosen = [entry for entry in self.entries()
+                  if entry.rule.cookie & request.cookie_mask == request.cookie & request.cookie_mask]
+        if isinstance(request, parser.OFPAggregateStatsRequest):
+            return [aggregate_reply(request.xid, len(chosen))]
+        entries = [flow_stats_entry(entry.rule, self.now - entry.installed_at, entry.packets, entry.packets * 100)
+                   for entry in chosen]
+        parts: list[list[bytes]] = [[]]
+        for entry in entries:
+            if sum(map(len, parts[-1])) + len(entry) > 65535 - 16:
+                parts.append([])
+            parts[-1].append(entry)
+        return [multipart_reply(request.xid, ofp.OFPMP_FLOW, b"".join(part), more=index < len(parts) - 1)
+                for index, part in enumerate(parts)]
+
+    def remove_silently(self, cookie: int) -> list[FlowRule]:
+        """Remove the rules with ``cookie`` and tell nobody (as ``ovs-ofctl`` can: replace a rule with one
+        without the flow-removed flag, then delete it); the rules removed."""
+        gone = [key for key, entry in self._table.items() if entry.rule.cookie == cookie]
+        return [self._table.pop(key).rule for key in gone]
+
     def rules_with_cookie(self, cookie: int, mask: int = (1 << 64) - 1) -> list[FlowRule]:
         """Rules a FlowDelete(cookie, mask) would remove."""
         return [rule for rule in self.rules() if rule.cookie & mask == cookie & mask]
@@ -512,10 +537,27 @@ def _action(action: MsgBase) -> Action:
     raise AssertionError(f"no plan action sends {action}")
 
 
-def connect(app: Any, datapath: Any) -> FakeSwitch:
-    """Connect ``datapath`` to the Ryu ``app``; a simulated switch holding what the app sent on connect."""
+def connect(app: Any, datapath: Any, switch: FakeSwitch | None = None) -> FakeSwitch:
+    """Connect ``datapath`` to the Ryu ``app``; a simulated switch (``switch``, or a new empty one) holding
+    what the app sent on connect, its statistics requests (reading the rules back) answered."""
     app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
-    switch = FakeSwitch(ports=tuple(datapath.ports))
-    switch.apply_ryu(datapath.sent)
-    datapath.sent.clear()
+    switch = switch or FakeSwitch(ports=tuple(datapath.ports))
+    answer_reads(app, datapath, switch)
     return switch
+
+
+def answer_reads(app: Any, datapath: Any, switch: FakeSwitch) -> None:
+    """Apply what the app sent to ``switch``, answering its statistics requests from the switch's table as the
+    switch would (as bytes, onto the app's event thread), until it asks no more."""
+    from ryu_nat.app import EventFlowStatsPart
+
+    while True:
+        sent = list(datapath.sent)
+        datapath.sent.clear()
+        asked = [m for m in sent if isinstance(m, (parser.OFPFlowStatsRequest, parser.OFPAggregateStatsRequest))]
+        switch.apply_ryu([m for m in sent if m not in asked])
+        if not asked:
+            return
+        for request in asked:
+            for part in switch.stats_reply(request):
+                app._flow_stats_part(EventFlowStatsPart(datapath, part))

@@ -14,7 +14,10 @@ from ryu_nat.backend import arp
 from ryu_nat.config import parse_config
 from ryu_nat.core.packet import ETH_TYPE_ARP, ethernet_frame
 from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
+from ryu_nat.openflow.flowentries import OFPFF_SEND_FLOW_REM, SwitchRule
 from ryu_nat.openflow.plan import Plan
+from ryu_nat.openflow.scan import Ask
+from ryu_nat.operator.switchread import Purpose, SwitchReader
 
 from .builders import frame
 from .fakeswitch import FakeSwitch
@@ -29,6 +32,7 @@ SERVER = "192.168.3.10"
 INTERNET = "198.51.100.10"
 H1, H2 = "10.0.0.2", "10.0.0.3"
 MACS = {H1: "00:00:00:00:00:02", H2: "00:00:00:00:00:03", SERVER: "00:00:00:00:03:0a", GATEWAY: "00:00:00:00:03:fe"}
+HOME = {H1: H1_PORT, H2: H2_PORT, SERVER: UPLINK, GATEWAY: UPLINK}  # where each host is
 BASE_CONFIG = {"public_ipv4": f"{PUBLIC}/24", "public_ipv4_gateway": GATEWAY, "private_ipv4": f"{PRIVATE}/24",
                "public_port": str(UPLINK), "redirects": f"tcp:8080={H1}:80, udp:5353={H2}:53"}
 
@@ -55,7 +59,56 @@ class Lab:
         self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(3))
         self.switch = FakeSwitch(ports=(UPLINK, H1_PORT, H2_PORT))
         self.plans: list[Plan] = []
-        self.apply(self.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE], self.now))
+        self._xid = 0
+        self.connect()
+
+    def connect(self, read_back: bool = True, ports: tuple[int, ...] = (UPLINK, H1_PORT, H2_PORT, 0xFFFFFFFE)) -> None:
+        """The switch connects; with an empty table the gateway reads its rules back (unless told not to)."""
+        self.apply(self.gateway.switch_connected(list(ports), self.now))
+        if read_back and self.gateway.review.restoring:
+            self.read_back()
+
+    def restart(self, read_back: bool = True) -> None:
+        """The controller restarts: a new gateway, with the same configuration, meets the switch as it is."""
+        self.gateway = Gateway(parse_config({**BASE_CONFIG, **self.overrides}), random.Random(4))
+        self.connect(read_back)
+
+    def switch_rules(self, cookie: int, mask: int) -> list[SwitchRule]:
+        """The rules a flow-statistics request for (cookie, mask) gets, as the switch reports them."""
+        return [SwitchRule(entry.rule.cookie, entry.rule.priority, entry.rule.idle_timeout_s, entry.rule.hard_timeout_s,
+                           OFPFF_SEND_FLOW_REM if entry.rule.notify_removed else 0, self.now - entry.installed_at,
+                           entry.packets, entry.packets * 100, entry.rule.match, entry.rule.actions, entry.rule.table_id)
+                for entry in self.switch.entries() if entry.rule.cookie & mask == cookie & mask]
+
+    def read_back(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every slice of our rules, as the app asks for them after a restart, fed to the gateway; then done:
+        where the packets that waited went (ARP answered, as in :meth:`send`)."""
+        assert self.drive(SwitchReader(self.gateway), Purpose.RESTORE)
+        return self._answer_arp(self.switch.emitted())
+
+    def audit(self) -> None:
+        """One audit, slice after slice, as the app runs it."""
+        assert self.drive(SwitchReader(self.gateway), Purpose.AUDIT)
+
+    def drive(self, reader: SwitchReader, purpose: Purpose) -> bool:
+        """One read by ``reader``: its requests to the switch and the answers back, as the app sends them;
+        False if the reader would not start it."""
+        if not reader.start(purpose, self.now):
+            return False
+        while True:
+            request, plan = reader.next_request(self.now)
+            self.apply(plan)
+            if request is None:
+                return True
+            self._xid += 1
+            reader.sent(request, self._xid, self.now)
+            found = self.switch_rules(request.node.cookie, request.node.mask)
+            if request.ask is Ask.COUNT:
+                answered = reader.counted(self._xid, len(found), self.now)
+            else:
+                answered = reader.part(self._xid, found, False, self.now)
+            assert answered is not None
+            self.apply(answered)
 
     def apply(self, plan: Plan) -> None:
         self.plans.append(plan)
@@ -80,10 +133,13 @@ class Lab:
         rest = []
         for port, fields in delivered:
             target = fields.get("arp_tpa")
+            asked_here = HOME.get(target) == port  # a request flooded to every private port: the host's answers
             asked = (self.answer_arp and fields.get("arp_op") == 1 and fields.get("arp_sha") == ROUTER_MAC
                      and target in self.macs and fields.get("eth_dst") in (BROADCAST_MAC, self.macs[target]))
-            if asked:
+            if asked and asked_here:
                 rest += self.send(port, arp_reply(target, fields["arp_spa"], self.macs[target]))
+            elif fields.get("arp_op") == 1 and target in self.macs and not asked_here:
+                continue
             else:
                 rest.append((port, fields))
         return rest

@@ -11,6 +11,8 @@ from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.core.addresses import Proto
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters, RuleCounts
+from ryu_nat.operator.statefile import StateFile
+from ryu_nat.operator.switchread import Purpose, SwitchReader
 from ryu_nat.openflow.plan import Plan
 
 from . import openapi_check
@@ -30,15 +32,17 @@ class Api:
     (404 or 405). ``seen`` collects (method, path template, status).
     """
 
-    def __init__(self, lab: Lab | None = None, connected: bool = True, policy: guard.Policy | None = None) -> None:
+    def __init__(self, lab: Lab | None = None, connected: bool = True, policy: guard.Policy | None = None,
+                 state: StateFile | None = None) -> None:
         self.lab = lab or Lab()
         self.datapath: FakeDatapath | None = FakeDatapath() if connected else None
         self.setup_latency = metrics.Histogram(metrics.SETUP_LATENCY_BUCKETS_S)
         self.poll_duration = metrics.Histogram(metrics.POLL_DURATION_BUCKETS_S)
         self.counters = FlowCounters(interval_s=0.0, slice_gap_s=0.0, on_sweep=self.poll_duration.observe)
         self.plans: list[Plan] = []
-        self.facade = NatFacade(self.lab.gateway, self.counters, lambda: self.datapath, self._send,
-                                clock=lambda: self.lab.now)
+        self.reader = SwitchReader(self.lab.gateway)
+        self.facade = NatFacade(self.lab.gateway, self.counters, lambda: self.datapath, self._send, self.reader,
+                                lambda: self.lab.drive(self.reader, Purpose.AUDIT), state, clock=lambda: self.lab.now)
         self.registry = metrics.registry(metrics.NatCollector(self.facade.stats, self.setup_latency,
                                                               self.poll_duration))
         self.wsgi = rest.make_wsgi_app(self.facade, self.registry, policy or guard.Policy())

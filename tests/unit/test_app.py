@@ -15,7 +15,7 @@ from ryu_nat.backend import ofp_event
 from ryu_nat.backend import DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu_nat.backend import ofproto_v1_3 as ofp
 
-from ryu_nat.openflow import cookies
+from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 
 from . import launch
@@ -33,15 +33,18 @@ def app(make_app):
     return make_app(NAT_OPTIONS)
 
 
-def test_connect_sends_setup_delete_and_base_rules(app):
+def test_connect_sends_setup_deletes_and_base_rules_then_reads_the_rules_back(app):
     dp = FakeDatapath(ports=(UPLINK, H1_PORT))
     app._state_change(state_change_event(dp, MAIN_DISPATCHER))
     kinds = [type(msg).__name__ for msg in dp.sent]
-    assert kinds[:4] == ["OFPSetConfig", "OFPSetAsync", "OFPFlowMod", "OFPBarrierRequest"]
-    assert dp.sent[2].command == ofp.OFPFC_DELETE and dp.sent[2].cookie_mask == cookies.OURS_MASK
+    deletes = len(rules.SESSION_KINDS)  # each kind of rule the connection installs afresh
+    assert kinds[:3 + deletes] == ["OFPSetConfig", "OFPSetAsync", *["OFPFlowMod"] * deletes, "OFPBarrierRequest"]
+    assert [(m.command, m.cookie_mask) for m in dp.sent[2:2 + deletes]] == [(ofp.OFPFC_DELETE,
+                                                                            cookies.KIND_MASK)] * deletes
     assert dp.sent[1].packet_in_mask[0] & (1 << ofp.OFPR_INVALID_TTL)
-    assert len(dp.writes) == 1  # one write for the whole plan
-    assert app.datapath is dp
+    assert kinds[-1] == "OFPAggregateStatsRequest" and dp.sent[-1].cookie_mask == cookies.OURS_MASK
+    assert len(dp.writes) == 2  # one write for the whole plan, then the first count asked for
+    assert app.datapath is dp and app.gateway.review.restoring
 
 
 def test_packet_in_to_flow_rules_and_flow_removed_to_deletion(app, monkeypatch):

@@ -20,6 +20,7 @@ from ryu_nat.openflow.cookies import RuleKind
 
 from .builders import echo_bytes, icmp_error_bytes, tcp_bytes, udp_bytes
 from .fakedp import FakeDatapath, flow_removed_event, packet_in_event, state_change_event
+from .fakeswitch import connect
 from .lab import BASE_CONFIG, H1, H1_PORT, MACS, PRIVATE, PUBLIC, ROUTER_MAC, SERVER, UPLINK, arp_reply, \
     arp_request, from_host
 
@@ -42,7 +43,7 @@ def clock(monkeypatch) -> list[float]:
 @pytest.fixture
 def dp(app) -> FakeDatapath:
     datapath = FakeDatapath(ports=(UPLINK, H1_PORT))
-    app._state_change(state_change_event(datapath, MAIN_DISPATCHER))
+    connect(app, datapath)
     app._packet_in(packet_in_event(datapath, UPLINK, arp_request(SERVER, PUBLIC)))  # SERVER asks for us: its MAC is known
     datapath.sent.clear()
     return datapath

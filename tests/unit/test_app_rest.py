@@ -142,7 +142,7 @@ def test_a_reply_in_two_parts_gives_the_mapping_its_packets(app, wsgi):
     receive(app, dp, flow_stats_reply(request.xid, [(reply.cookie, 4, 480, 3)], more=False))
     [mapping] = get(wsgi, "/nat/mappings")[1]["mappings"]
     assert (mapping["packets"], mapping["bytes"]) == (11, 1180)
-    assert app.flow_counters.slices == 1 and app.stats_tap._expected is None
+    assert app.flow_counters.slices == 1 and not app.stats_tap.expecting(request.xid)
     assert app.flow_counters.polls == 1  # no block left: the sweep ended with its last reply
 
 

@@ -15,7 +15,7 @@ def test_bench_smoke_runs_every_section(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     sections = json.loads((tmp_path / "results.json").read_text())["sections"]
-    assert {"table", "memory", "parsing", "ofload", "hostile", "fulltable"} <= set(sections)
+    assert {"table", "memory", "parsing", "ofload", "hostile", "fulltable", "restore"} <= set(sections)
     for name, section in sections.items():
         assert not section["error"], f"{name}: {section['error']}"
         assert section["rows"], f"{name}: no rows"

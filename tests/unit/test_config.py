@@ -9,8 +9,8 @@ import pytest
 from oslo_config import cfg as oslo_cfg
 
 from ryu_nat.config import (DEFAULTS, OPTIONS, RFC_MINIMUM_S, ApiConfig, ConfigError, NatConfig,
-                            check_api_exposure, parse_config, read_token, rfc_warnings)
-from ryu_nat.configfiles import check_files
+                            check_api_exposure, parse_config, rfc_warnings)
+from ryu_nat.configfiles import check_files, read_token
 from ryu_nat.core.addresses import Endpoint, Proto
 from ryu_nat.core.filtering import Filtering
 from ryu_nat.core.limits import Limits, Timeouts

@@ -227,3 +227,31 @@ def test_the_console_script_against_a_real_controller(tmp_path):
     assert flushed.returncode == 1 and flushed.stderr == (
         "ryu-nat-ctl: no NAT switch is connected: its rules cannot be deleted now (HTTP 503, no_switch)\n")
     assert "Traceback" not in output
+
+
+def test_check_audits_and_says_what_it_repaired(served, capsys):
+    from .test_restore import udp_rules
+
+    api, url = served
+    code, text, err = run_ctl(capsys, "--url", url, "check")
+    assert (code, err) == (0, "") and "last audit:" in text and "repairs since start: none" in text
+    api.lab.apply(udp_rules(700, H2, 7000, SERVER, 53, 30000))
+    code, text, err = run_ctl(capsys, "--url", url, "check")
+    assert (code, err) == (1, "") and "orphan_rule 2" in text  # found and repaired: worth a script's attention
+    code, text, _ = run_ctl(capsys, "--url", url, "--json", "check")
+    assert code == 0 and json.loads(text)["audit"]["runs"] == 3
+
+
+def test_explain_says_what_would_happen(served, capsys):
+    api, url = served
+    [(_, out)] = api.lab.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
+    code, text, err = run_ctl(capsys, "--url", url, "explain", "udp", f"{SERVER}:53", f"{PUBLIC}:{out['udp_src']}")
+    assert (code, err) == (0, "")
+    assert text.splitlines()[0] == f"udp {SERVER}:53 -> {PUBLIC}:{out['udp_src']} (from the public side): translated"
+    assert f"leaves as {SERVER}:53 -> {H1}:5000" in text and "rules on the switch: installed" in text
+    code, text, _ = run_ctl(capsys, "--url", url, "explain", "tcp", f"{SERVER}:80", f"{PUBLIC}:7777")
+    assert code == 0 and "dropped: unsolicited" in text
+    code, text, _ = run_ctl(capsys, "--url", url, "explain", "icmp", H1, PUBLIC, "--id", "7")
+    assert code == 0 and text.startswith(f"icmp {H1}:7 -> {PUBLIC}:7 (from the private side): answered")
+    code, _, err = run_ctl(capsys, "--url", url, "explain", "udp", H1, SERVER)
+    assert code == 1 and "bad_address" in err

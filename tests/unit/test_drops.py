@@ -14,6 +14,7 @@ from ryu_nat.gateway.drops import DESCRIPTIONS, DropReason
 from ryu_nat.gateway.stats import DESCRIPTIONS as COUNTERS
 
 from ryu_nat.gateway.reassembly import Reassembly
+from ryu_nat.gateway.restore import MAX_HELD
 from ryu_nat.openflow.plan import OFPP_CONTROLLER
 
 from .builders import frame, icmp_error_bytes, parsed, tcp_bytes, udp_bytes, with_ip_checksum
@@ -214,6 +215,12 @@ def _arp_queue_full(lab: Lab) -> None:
         lab.send(H1_PORT, from_host(H1, udp_bytes(H1, sport, INTERNET, 53)))
 
 
+def _restore_queue_full(lab: Lab) -> None:
+    lab.restart(read_back=False)  # the table is being read back: routed packets wait, up to a bound
+    for sport in range(5000, 5000 + MAX_HELD + 1):
+        lab.send(H1_PORT, from_host(H1, udp_bytes(H1, sport, SERVER, 53)))
+
+
 TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.BAD_IN_PORT: (_bad_in_port, {}),
     DropReason.BAD_SOURCE_MAC: (_bad_source_mac, {}),
@@ -248,6 +255,7 @@ TRIGGERS: dict[DropReason, tuple[Callable[[Lab], None], dict[str, str]]] = {
     DropReason.TTL_EXCEEDED: (_ttl_exceeded, {}),
     DropReason.ARP_TIMEOUT: (_arp_timeout, {}),
     DropReason.ARP_QUEUE_FULL: (_arp_queue_full, {}),
+    DropReason.RESTORE_QUEUE_FULL: (_restore_queue_full, {}),
 }
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ryu_nat.core.addresses import Proto
 from ryu_nat.core.fragments import fragment
 from ryu_nat.core.packet import parse_frame
-from ryu_nat.openflow import cookies
+from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
 from ryu_nat.openflow.plan import Barrier, FlowDelete, FlowRule, SwitchSetup
 from ryu_nat.openflow.reasons import FlowRemovedReason
@@ -24,11 +24,14 @@ def mapping_rules(lab: Lab) -> list[FlowRule]:
     return [r for r in lab.switch.rules() if cookies.kind_of(r.cookie) in (RuleKind.ORIGINAL, RuleKind.REPLY)]
 
 
-def test_connect_clears_our_old_rules_then_installs_the_base_rules():
+def test_connect_clears_our_session_rules_then_installs_the_base_rules():
     lab = Lab()
     first_plan = lab.plans[0]
     assert isinstance(first_plan[0], SwitchSetup)
-    assert first_plan[1] == FlowDelete(cookies.OURS, cookies.OURS_MASK) and isinstance(first_plan[2], Barrier)
+    deletes = len(rules.SESSION_KINDS)
+    assert first_plan[1:1 + deletes] == [FlowDelete(cookies.make(kind), cookies.KIND_MASK)
+                                         for kind in rules.SESSION_KINDS]
+    assert isinstance(first_plan[1 + deletes], Barrier)
     assert sorted((r.table_id, r.priority) for r in lab.switch.rules()) == [
         (0, 0), (0, 1), (0, 2), (1, 0), (1, 51), (1, 100), (1, 299), (1, 300), (1, 301), (1, 400)]
     assert lab.gateway.private_ports == {H1_PORT, H2_PORT}

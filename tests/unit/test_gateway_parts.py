@@ -91,7 +91,7 @@ def test_a_private_host_is_asked_for_on_every_private_port_and_a_packet_waits_fo
 
 def test_with_no_private_port_known_nobody_is_asked():
     lab = Lab(answer_arp=False)
-    lab.apply(lab.gateway.switch_connected([UPLINK], lab.now))
+    lab.connect(ports=(UPLINK,))
     plan = lab.gateway.packet_in(UPLINK, from_host(SERVER, tcp_bytes(SERVER, 40000, PUBLIC, 8080)), lab.now)
     assert arp_requests(plan) == [] and lab.gateway.stats.arp["queued"] == 1
 
@@ -146,7 +146,7 @@ def test_a_reconnect_forgets_the_drop_rules_the_switch_lost():
     lab = Lab()
     lab.send(UPLINK, from_host(SERVER, udp_bytes(SERVER, 53, PUBLIC, 40000)))
     lab.switch = type(lab.switch)(ports=(UPLINK, H1_PORT, H2_PORT))
-    lab.apply(lab.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT], lab.now))
+    lab.connect(ports=(UPLINK, H1_PORT, H2_PORT))
     lab.send(UPLINK, from_host(SERVER, udp_bytes(SERVER, 53, PUBLIC, 40000)))
     assert drop_rules(lab) == [40000] and lab.gateway.stats.drops["unsolicited"] == 2
 
@@ -192,10 +192,10 @@ def test_a_reconnect_keeps_a_pending_mapping_pending_and_marks_unreachable_ones_
     fresh = Lab()
     fresh.gateway = type(lab.gateway)(lab.gateway.config)
     fresh.answer_arp = False
-    fresh.apply(fresh.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT], fresh.now))
+    fresh.connect(ports=(UPLINK, H1_PORT, H2_PORT))
     fresh.send(H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53)))
     pending = only_mapping(fresh)
-    fresh.apply(fresh.gateway.switch_connected([UPLINK, H1_PORT, H2_PORT], fresh.now))
+    fresh.connect(ports=(UPLINK, H1_PORT, H2_PORT))
     assert fresh.gateway.rule_state(pending) is RuleState.PENDING
     assert lab.gateway.rule_state(installed) is RuleState.INSTALLED
 

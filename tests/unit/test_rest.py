@@ -13,6 +13,7 @@ import re
 import pytest
 
 from ryu_nat.operator import guard, rest, wsgi
+from ryu_nat.operator.statefile import StateFile
 from ryu_nat.core.addresses import Proto
 from ryu_nat.openflow import cookies
 from ryu_nat.openflow.cookies import RuleKind
@@ -540,7 +541,7 @@ def test_refused_requests_log_one_line_without_traceback(api, caplog):
 # --- the description, answer by answer ---------------------------------------------------------------------------
 
 
-def test_every_documented_answer_is_produced_and_fits_the_description():
+def test_every_documented_answer_is_produced_and_fits_the_description(tmp_path):
     """Each status openapi.json documents for each operation, produced once (Api checks each body)."""
     api = Api()
     udp_from_h1(api)
@@ -558,6 +559,9 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
         ("GET", "/nat/ports/udp/1024", None), ("GET", "/nat/ports/udp/0", None),
         ("DELETE", f"/nat/connections/{H1}", None), ("DELETE", "/nat/connections/1.2.3.4", None),
         ("DELETE", "/nat/mappings", None), ("DELETE", "/nat/mappings?x", None),
+        ("GET", "/nat/consistency", None), ("GET", "/nat/consistency?x", None),
+        ("POST", "/nat/consistency", None), ("POST", "/nat/consistency?x", None),
+        ("GET", f"/nat/explain?proto=udp&src={H1}:5000&dst={SERVER}:53", None), ("GET", "/nat/explain", None),
     ]
     for method, path, body in requests:
         api.request(method, path, body)
@@ -566,6 +570,15 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
     offline = Api(connected=False)
     offline.request("DELETE", f"/nat/connections/{H1}")
     offline.request("DELETE", "/nat/mappings")
+    offline.request("POST", "/nat/consistency")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    saving = Api(state=StateFile(str(kept / "state.json")))
+    saving.request("POST", "/nat/redirects", NEW_REDIRECT)
+    kept.joinpath("state.json").unlink()
+    kept.rmdir()  # the file cannot be written any more: a change is refused
+    saving.request("POST", "/nat/redirects", {**NEW_REDIRECT, "public_port": 9091})
+    saving.request("DELETE", "/nat/redirects/tcp/9090")
     # The request guard's answers, for every operation.
     guarded = Api(policy=guard.Policy(token="0123456789abcdef"))
     for template, item in openapi_check.SPEC["paths"].items():
@@ -577,7 +590,7 @@ def test_every_documented_answer_is_produced_and_fits_the_description():
                 api.request(method, path, content_type="text/plain")
     documented = {(method.upper(), path, int(status)) for path, item in openapi_check.SPEC["paths"].items()
                   for method, op in item.items() for status in op["responses"] if status != "default"}
-    assert api.seen | offline.seen | guarded.seen == documented
+    assert api.seen | offline.seen | guarded.seen | saving.seen == documented
 
 
 def test_the_description_is_a_valid_openapi_3_1_document():
