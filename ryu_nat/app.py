@@ -250,13 +250,14 @@ class NatApp(BaseApp):  # type: ignore[misc]
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev: ofp_event.EventOFPErrorMsg) -> None:
-        """Logged (through the limiter: a switch may send many); a refused rule of a live mapping ends it."""
+        """Logged (through the limiter: a switch may send many); a refused rule of a live mapping ends it.
+        An experimenter error has no code (None)."""
         msg = ev.msg
         dp = msg.datapath
         self.stats.openflow_errors += 1
         now = time.monotonic()
         self.limiter.log(LOG, logging.ERROR, ("openflow_error", msg.type), now,
-                         "dpid=%016x: OpenFlow error type=%d code=%d for xid=%d: %s", dp.id, msg.type, msg.code,
+                         "dpid=%016x: OpenFlow error type=%d code=%s for xid=%d: %s", dp.id, msg.type, msg.code,
                          msg.xid, self.sent.describe(msg.xid))
         cookie = refused_cookie(bytes(msg.data or b""))
         if cookie is not None and dp is self.datapath:

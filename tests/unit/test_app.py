@@ -322,3 +322,14 @@ def test_a_short_or_garbage_quote_in_an_error_is_harmless(app, data, caplog):
     assert (app.stats.rules_rejected, app.stats.openflow_errors, app.stats.handler_errors) == (0, 4, 0)
     # One line per error type within the log limiter's interval.
     assert caplog.text.count("OpenFlow error type=5") == 1 and caplog.text.count("OpenFlow error type=1 ") == 1
+
+
+def test_an_experimenter_error_quoting_a_mapping_rule_ends_the_mapping_too(app, caplog):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    original = _mapping_made(app, dp)
+    error = parser.OFPErrorExperimenterMsg(dp, exp_type=1, experimenter=0x2320, data=bytes(original.buf))
+    error.xid = 0
+    with caplog.at_level(logging.ERROR):
+        app._error(ofp_event.EventOFPErrorMsg(error))
+    assert list(app.gateway.mappings()) == [] and app.stats.rules_rejected == 1
+    assert f"type={ofp.OFPET_EXPERIMENTER} code=None" in caplog.text
