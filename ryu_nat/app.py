@@ -34,6 +34,7 @@ from ryu_nat.gateway import FlowRemovedReason, Gateway, PacketInReason
 from ryu_nat.gateway.stats import Stats
 from ryu_nat.openflow import encoder, sentlog
 from ryu_nat.openflow.plan import Plan
+from ryu_nat.openflow.reasons import refused_cookie
 from ryu_nat.operator import guard, metrics, rest
 from ryu_nat.operator.facade import NatFacade
 from ryu_nat.operator.flowstats import FlowCounters
@@ -249,10 +250,19 @@ class NatApp(BaseApp):  # type: ignore[misc]
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev: ofp_event.EventOFPErrorMsg) -> None:
+        """Logged (through the limiter: a switch may send many); a refused rule of a live mapping ends it.
+        An experimenter error has no code (None)."""
         msg = ev.msg
+        dp = msg.datapath
         self.stats.openflow_errors += 1
-        LOG.error("dpid=%016x: OpenFlow error type=%d code=%d for xid=%d: %s", msg.datapath.id, msg.type,
-                  msg.code, msg.xid, self.sent.describe(msg.xid))
+        now = time.monotonic()
+        self.limiter.log(LOG, logging.ERROR, ("openflow_error", msg.type), now,
+                         "dpid=%016x: OpenFlow error type=%d code=%s for xid=%d: %s", dp.id, msg.type, msg.code,
+                         msg.xid, self.sent.describe(msg.xid))
+        cookie = refused_cookie(bytes(msg.data or b""))
+        if cookie is not None and dp is self.datapath:
+            with self._guard("error", dp):
+                self._send(dp, self.gateway.review.rule_refused(cookie, now))
 
     @set_ev_cls(EventTick)
     def _tick(self, ev: EventTick) -> None:

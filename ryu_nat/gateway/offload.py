@@ -16,7 +16,8 @@ reuse its port.
 
 A mapping whose rules never reach the switch does not live on: it is given up
 when ARP gives up on its next hop, and in any case ``PENDING_S`` after it was
-made (both found by :meth:`Offload.expire`), so its port is freed.
+made (both found by :meth:`Offload.expire`), or when the switch refuses one of
+its rules (:meth:`Offload.refused`), so its port is freed.
 Each mapping is indexed by the two neighbours its rules send to (the next hop
 of each end): when one of them moves (a new MAC or port), the rules of the
 mappings behind it are sent again (:meth:`Offload.moved`), at most
@@ -211,6 +212,11 @@ class Offload:
         state = self._states[mapping.id].without(kind)
         self._states[mapping.id] = state
         return mapping if reason.timed_out and not state.has_rules else None
+
+    def refused(self, cookie: int) -> Mapping | None:
+        """The live mapping whose rule has ``cookie`` (the switch refused that rule); None for any other cookie."""
+        mapping_id = cookies.mapping_id_of(cookie)
+        return None if mapping_id is None else self._mappings.get(mapping_id)
 
     def forget(self, mapping: Mapping) -> None:
         """The core removed ``mapping``: its rules leave the switch with the next plan."""

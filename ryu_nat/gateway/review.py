@@ -1,4 +1,4 @@
-"""Review: the switch's rules read back (after a restart, and in audits), and packets explained.
+"""Review: the switch's rules read back (after a restart, and in audits) or refused, and packets explained.
 
 The dispatcher composes the parts for the packet path; this composes the same
 parts for what looks at the gateway from outside it: the rules an earlier run
@@ -133,6 +133,18 @@ class Review:
         for finding, count in verdict.findings.items():
             self._stats.audit[finding.value] += count
         return self._finish(plan)
+
+    def rule_refused(self, cookie: int, now: float) -> Plan:
+        """The switch refused our rule with ``cookie`` (an OpenFlow error quoted its flow-mod, e.g. a full
+        table): a live mapping whose rule it was would wait for a flow-removed that never comes, so it ends as
+        one whose rules never reached the switch (its other rule deleted, its port quarantined as usual).
+        Any other cookie changes nothing."""
+        mapping = self._offload.refused(cookie)
+        if mapping is None:
+            return []
+        self._stats.rules_rejected += 1
+        self._nat.end(mapping, now)
+        return self._finish([])
 
     # --- explaining a packet -------------------------------------------------------------------
 

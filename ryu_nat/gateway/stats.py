@@ -41,6 +41,8 @@ DESCRIPTIONS: dict[str, str] = {
              "repaired: orphan_rule, missing_rule, mismatch, port_owned_twice, outside_layout.",
     "handler_errors": "Event handlers that raised (a bug; the controller keeps running).",
     "openflow_errors": "OpenFlow error messages from the switch.",
+    "rules_rejected": "Mappings ended because the switch refused one of their rules (an OpenFlow error quoting "
+                      "its flow-mod, such as a full table).",
 }
 
 
@@ -60,6 +62,7 @@ class Stats:
     icmp_suppressed: Counter[str] = field(default_factory=Counter)
     handler_errors: int = 0
     openflow_errors: int = 0
+    rules_rejected: int = 0
 
     def drop(self, reason: DropReason, count: int = 1) -> None:
         """Count ``count`` packets dropped for ``reason``."""

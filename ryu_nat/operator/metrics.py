@@ -89,6 +89,8 @@ class NatCollector:
         yield _counter("ryu_nat_handler_errors", "Event or REST handlers that raised (a bug; the controller "
                                                  "keeps running).", stats["handler_errors"])
         yield _counter("ryu_nat_openflow_errors", "OpenFlow error messages from the switch.", stats["openflow_errors"])
+        yield _counter("ryu_nat_rules_rejected", "Mappings ended because the switch refused one of their rules.",
+                       stats["rules_rejected"])
         yield _counter("ryu_nat_flow_stats_sweeps", "Complete flow-statistics sweeps of the table.",
                        flow_stats["polls"])
         yield _counter("ryu_nat_flow_stats_slices", "Flow-statistics slice replies taken in.", flow_stats["slices"])

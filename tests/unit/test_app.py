@@ -14,6 +14,7 @@ import pytest
 from ryu_nat.backend import ofp_event
 from ryu_nat.backend import DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu_nat.backend import ofproto_v1_3 as ofp
+from ryu_nat.backend import ofproto_v1_3_parser as parser
 
 from ryu_nat.openflow import cookies, rules
 from ryu_nat.openflow.cookies import RuleKind
@@ -275,3 +276,60 @@ def test_ticks_reach_the_app_without_a_log_line_each(make_app, monkeypatch, capl
         ticks += isinstance(event, app_module.EventTick)
     assert ticks >= 3
     assert "EventTick" not in caplog.text
+
+
+def _mapping_made(app, dp):
+    """One UDP mapping from H1, its rules sent; the flow-mod of its original rule as the app sent it."""
+    connect(app, dp)
+    app._packet_in(packet_in_event(dp, H1_PORT, from_host(H1, udp_bytes(H1, 5000, SERVER, 53))))
+    app._packet_in(packet_in_event(dp, UPLINK, arp_reply(SERVER, BASE_CONFIG["public_ipv4"].split("/")[0])))
+    [original] = [m for m in dp.sent if isinstance(m, parser.OFPFlowMod)
+                  and cookies.kind_of(m.cookie) is RuleKind.ORIGINAL]
+    dp.sent.clear()
+    return original
+
+
+def _error_event(dp, data, type_=ofp.OFPET_FLOW_MOD_FAILED, code=ofp.OFPFMFC_TABLE_FULL):
+    error = parser.OFPErrorMsg(dp, type_=type_, code=code, data=data)
+    error.xid = 0
+    return ofp_event.EventOFPErrorMsg(error)
+
+
+def test_a_mapping_whose_rule_the_switch_refuses_ends_and_its_other_rule_is_deleted(app):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    original = _mapping_made(app, dp)
+    [mapping] = app.gateway.mappings()
+    # The switch quotes the first 64 bytes of the refused flow-mod (OFPT_ERROR's data, OpenFlow 1.3 section 7.4.4).
+    app._error(_error_event(dp, bytes(original.buf)[:64]))
+    assert list(app.gateway.mappings()) == [] and app.gateway.rule_state(mapping) is None
+    [delete] = dp.sent
+    assert delete.command == ofp.OFPFC_DELETE and delete.cookie == cookies.for_mapping(mapping.id)
+    assert (app.stats.rules_rejected, app.stats.openflow_errors, app.stats.handler_errors) == (1, 1, 0)
+    assert app.gateway.port_holder(mapping.proto, mapping.allocated_port) is None
+
+
+@pytest.mark.parametrize("data", [b"", b"\x04\x0e\x00\x40", b"\xff" * 64, b"\x04\x0d" + b"\x00" * 62,
+                                  b"\x04\x0e\x00\x40\x00\x00\x00\x00" + b"\x4e\x41\x02\xff\xff\xff\xff\xff"],
+                         ids=["empty", "header_only", "garbage", "not_a_flow_mod", "no_live_mapping"])
+def test_a_short_or_garbage_quote_in_an_error_is_harmless(app, data, caplog):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    _mapping_made(app, dp)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            app._error(_error_event(dp, data))
+        app._error(_error_event(dp, data, type_=ofp.OFPET_BAD_REQUEST, code=ofp.OFPBRC_BAD_TYPE))
+    assert len(list(app.gateway.mappings())) == 1 and dp.sent == []
+    assert (app.stats.rules_rejected, app.stats.openflow_errors, app.stats.handler_errors) == (0, 4, 0)
+    # One line per error type within the log limiter's interval.
+    assert caplog.text.count("OpenFlow error type=5") == 1 and caplog.text.count("OpenFlow error type=1 ") == 1
+
+
+def test_an_experimenter_error_quoting_a_mapping_rule_ends_the_mapping_too(app, caplog):
+    dp = FakeDatapath(ports=(UPLINK, H1_PORT))
+    original = _mapping_made(app, dp)
+    error = parser.OFPErrorExperimenterMsg(dp, exp_type=1, experimenter=0x2320, data=bytes(original.buf))
+    error.xid = 0
+    with caplog.at_level(logging.ERROR):
+        app._error(ofp_event.EventOFPErrorMsg(error))
+    assert list(app.gateway.mappings()) == [] and app.stats.rules_rejected == 1
+    assert f"type={ofp.OFPET_EXPERIMENTER} code=None" in caplog.text

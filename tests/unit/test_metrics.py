@@ -37,7 +37,7 @@ def test_an_idle_nat_exports_every_metric(api):
     names = {name for name, _ in samples}
     assert {"ryu_nat_switch_connected", "ryu_nat_mappings", "ryu_nat_ports_in_use", "ryu_nat_setups_total",
             "ryu_nat_mappings_created_total", "ryu_nat_mappings_removed_total", "ryu_nat_handler_errors_total",
-            "ryu_nat_openflow_errors_total", "ryu_nat_setup_latency_seconds_bucket",
+            "ryu_nat_openflow_errors_total", "ryu_nat_rules_rejected_total", "ryu_nat_setup_latency_seconds_bucket",
             "ryu_nat_setup_latency_seconds_count", "ryu_nat_flow_stats_poll_seconds_bucket"} <= names
     assert value(samples, "ryu_nat_switch_connected") == 1
     assert value(samples, "ryu_nat_mappings", protocol="tcp") == 0
@@ -70,12 +70,14 @@ def test_errors_and_histograms_follow_what_was_recorded():
     api = Api(Lab(), connected=False)
     api.lab.gateway.stats.handler_errors = 2
     api.lab.gateway.stats.openflow_errors = 5
+    api.lab.gateway.stats.rules_rejected = 3
     for seconds in (0.0002, 0.0002, 0.003, 7.0):
         api.setup_latency.observe(seconds)
     api.poll_duration.observe(1.5)
     samples = scrape(api)
     assert value(samples, "ryu_nat_switch_connected") == 0
     assert (value(samples, "ryu_nat_handler_errors_total"), value(samples, "ryu_nat_openflow_errors_total")) == (2, 5)
+    assert value(samples, "ryu_nat_rules_rejected_total") == 3
     buckets = {le: value(samples, "ryu_nat_setup_latency_seconds_bucket", le=le)
                for le in ("0.0001", "0.00025", "0.0025", "0.005", "1.0", "+Inf")}
     assert buckets == {"0.0001": 0, "0.00025": 2, "0.0025": 2, "0.005": 3, "1.0": 3, "+Inf": 4}
