@@ -154,7 +154,7 @@ def test_a_strangers_packet_does_not_blind_a_one_way_udp_flow(lab_net: NatNet, s
         [drop] = lab.wait_until(lambda: [f for f in lab.flows(lab_net.nat.name)
                                           if cookies.kind_of(f.cookie) is RuleKind.DROP], 5, what="the drop rule")
         waiting = lab.start_probe(h1, "udp-client", "--to", f"{SERVER_IP}:{UDP_PORT}", "--from-port", 40123,
-                                  "--timeout", 5)
+                                  "--timeout", 15)
         header = b'{"tag": "the real reply", "sha256": ""}\n'
         reply = hostile.udp(SERVER_IP, UDP_PORT, PUBLIC_IP, public_port, payload=header + b"hello")
         lab.wait_until(lambda: len(sink.json_lines()) >= len(seen) + 1, 5, what="h1's datagram at srv")
